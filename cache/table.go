@@ -1,0 +1,513 @@
+package cache
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"math"
+	"math/bits"
+	"sync"
+	"sync/atomic"
+	"time"
+	"unsafe"
+
+	"github.com/cespare/xxhash/v2"
+)
+
+// entry is one slot of a shard's open-addressing table. It holds no
+// pointers, so an arena of entries is invisible to the garbage collector.
+type entry struct {
+	user     int64
+	channel  int64
+	lastMsg  int64
+	mentions int32
+	meta     uint32 // flags
+}
+
+// The size is part of the memory budget: 32 bytes per slot, two slots per
+// cache line.
+var _ [32]struct{} = [unsafe.Sizeof(entry{})]struct{}{}
+
+const (
+	metaUsed    = 1 << 0 // the slot holds a read state (or a loading placeholder)
+	metaDirty   = 1 << 1 // changed since it was last known to be written
+	metaRef     = 1 << 2 // touched since the CLOCK hand last passed
+	metaLoading = 1 << 3 // placeholder reserved by Reserve, not yet filled
+)
+
+// maxLoad is the highest fraction of a shard's slots that may be in use.
+// Linear probing stays short below it (a hit reads 1-2 adjacent cache
+// lines), and it sets the memory cost: 32 / 0.85 ≈ 37.6 bytes per read state.
+const maxLoad = 0.85
+
+// Config configures a Table.
+type Config struct {
+	// Entries is the capacity: the table never holds more read states.
+	Entries int
+	// Shards is the number of independently locked shards, a power of
+	// two no larger than Entries. Zero picks up to 64 shards of at least
+	// 256 entries, and more for large tables so that a shard holds at most
+	// ~16K entries, which keeps a walk of one shard under its lock in the
+	// tens of microseconds.
+	Shards int
+	// WriteBack takes over unwritten changes. It is called, with the
+	// shard's lock held, with the snapshot of a dirty entry that is being
+	// evicted or flushed. If it returns true, the callee owns writing s
+	// and must serve s to read-through until it is written; the entry is
+	// then removed (eviction) or marked clean (Flush). If it returns false
+	// the entry stays dirty: it is pinned until a later call accepts it.
+	// It must not call the Table. Nil drops evicted changes (tests only).
+	WriteBack func(s Snapshot) bool
+	// Now is the clock for snapshot stamps (default time.Now).
+	Now func() time.Time
+}
+
+// Snapshot is a copy of one read state, taken under its shard's lock.
+type Snapshot struct {
+	Key   Key
+	State State
+	// Stamp is the write timestamp, in microseconds since the Unix epoch.
+	// Stamps of one key strictly increase in the order its states were
+	// snapshotted, so a store that keeps the highest stamp keeps the
+	// newest state.
+	Stamp int64
+}
+
+// Stats are counters summed over all shards.
+type Stats struct {
+	Entries   int64 // read states held, including loading placeholders
+	Capacity  int64
+	Dirty     int64
+	Hits      uint64
+	Misses    uint64
+	Evictions uint64 // entries removed to make room, clean or dirty
+	Pinned    uint64 // dirty entries WriteBack refused
+}
+
+// Table is a fixed-capacity map from Key to State with CLOCK eviction,
+// built for write-behind. All methods are safe for concurrent use.
+type Table struct {
+	shards    []shard
+	shardBits uint
+	writeBack func(Snapshot) bool
+	now       func() time.Time
+	lastStamp atomic.Int64
+	release   func() error
+}
+
+// shard is one lock's worth of the table: an open-addressing (linear
+// probing) array of slots over a slice of the arena.
+//
+// Invariants, with mu held:
+//   - every used slot is reachable from its home slot by probing forward
+//     through used slots only (deletion shifts entries back to keep this);
+//   - count <= limit < len(slots), so a probe always meets an empty slot;
+//   - dirty counts used slots with metaDirty; loading those with metaLoading;
+//     a slot is never both.
+type shard struct {
+	mu      sync.Mutex
+	slots   []entry
+	n       uint64 // len(slots)
+	count   int
+	limit   int
+	dirty   int
+	loading int
+	hand    uint64
+
+	hits, misses, evictions, pinned uint64
+
+	_ [64]byte // keeps neighbouring shards' locks off one cache line
+}
+
+// New returns a table with room for cfg.Entries read states. Its arena is
+// allocated at once (mapped outside the Go heap where the OS allows) and
+// never grows; Close releases it.
+func New(cfg Config) (*Table, error) {
+	if cfg.Entries <= 0 {
+		return nil, fmt.Errorf("cache: capacity must be positive, got %d", cfg.Entries)
+	}
+	shards := cfg.Shards
+	if shards == 0 {
+		shards = 1
+		for shards < 64 && cfg.Entries/(2*shards) >= 256 {
+			shards *= 2
+		}
+		for shards < 1<<16 && cfg.Entries/shards > 16<<10 {
+			shards *= 2
+		}
+	}
+	if shards < 1 || shards&(shards-1) != 0 || shards > 1<<16 {
+		return nil, fmt.Errorf("cache: shards must be a power of two up to 65536, got %d", shards)
+	}
+	if shards > cfg.Entries {
+		return nil, fmt.Errorf("cache: %d shards for %d entries: a shard needs room for one", shards, cfg.Entries)
+	}
+	limit := (cfg.Entries + shards - 1) / shards
+	perShard := int(math.Ceil(float64(limit)/maxLoad)) + 1
+	if perShard >= math.MaxUint32 {
+		return nil, fmt.Errorf("cache: %d entries need more shards than %d", cfg.Entries, shards)
+	}
+	arena, release, err := allocEntries(perShard * shards)
+	if err != nil {
+		return nil, fmt.Errorf("cache: %w", err)
+	}
+	t := &Table{
+		shards:    make([]shard, shards),
+		shardBits: uint(bits.TrailingZeros(uint(shards))),
+		writeBack: cfg.WriteBack,
+		now:       cfg.Now,
+		release:   release,
+	}
+	if t.now == nil {
+		t.now = time.Now
+	}
+	for i := range t.shards {
+		s := &t.shards[i]
+		s.slots = arena[i*perShard : (i+1)*perShard : (i+1)*perShard]
+		s.n = uint64(perShard)
+		// The limits add up to Entries exactly; none is zero.
+		s.limit = cfg.Entries / shards
+		if i < cfg.Entries%shards {
+			s.limit++
+		}
+	}
+	return t, nil
+}
+
+// Close releases the arena. No method may be called during or after Close.
+func (t *Table) Close() error {
+	for i := range t.shards {
+		t.shards[i].slots = nil
+	}
+	return t.release()
+}
+
+func hashKey(k Key) uint64 {
+	var b [16]byte
+	binary.LittleEndian.PutUint64(b[:8], uint64(k.User))
+	binary.LittleEndian.PutUint64(b[8:], uint64(k.Channel))
+	return xxhash.Sum64(b[:])
+}
+
+// locate returns the key's shard and home slot. The shard comes from the
+// hash's high bits and the slot from its low 32, so the two are independent.
+func (t *Table) locate(k Key) (*shard, uint64) {
+	h := hashKey(k)
+	s := &t.shards[h>>(64-t.shardBits)&(1<<t.shardBits-1)]
+	return s, s.home(h)
+}
+
+func (s *shard) home(h uint64) uint64 { return (h & math.MaxUint32) * s.n >> 32 }
+
+// findLocked returns the slot of k, or the empty slot where the probe
+// ended and false.
+func (s *shard) findLocked(k Key, i uint64) (uint64, bool) {
+	for {
+		e := &s.slots[i]
+		if e.meta&metaUsed == 0 {
+			return i, false
+		}
+		if e.user == k.User && e.channel == k.Channel {
+			return i, true
+		}
+		if i++; i == s.n {
+			i = 0
+		}
+	}
+}
+
+// lookupLocked returns the ready entry of k, counting the hit or miss.
+func (s *shard) lookupLocked(k Key, home uint64) *entry {
+	i, ok := s.findLocked(k, home)
+	if !ok || s.slots[i].meta&metaLoading != 0 {
+		s.misses++
+		return nil
+	}
+	s.hits++
+	e := &s.slots[i]
+	e.meta |= metaRef
+	return e
+}
+
+func (s *shard) changedLocked(e *entry) {
+	if e.meta&metaDirty == 0 {
+		s.dirty++
+		e.meta |= metaDirty
+	}
+}
+
+// Get returns the state of k, or ErrMiss.
+func (t *Table) Get(k Key) (State, error) {
+	s, home := t.locate(k)
+	s.mu.Lock()
+	e := s.lookupLocked(k, home)
+	if e == nil {
+		s.mu.Unlock()
+		return State{}, ErrMiss
+	}
+	st := State{MentionCount: e.mentions, LastMessageID: e.lastMsg}
+	s.mu.Unlock()
+	return st, nil
+}
+
+// Incr adds delta to the mention count of k and returns the new count. A
+// result below zero is stored as zero; a result above math.MaxInt32 is
+// refused with ErrOverflow. It returns ErrMiss if k is not cached.
+func (t *Table) Incr(k Key, delta int64) (int32, error) {
+	s, home := t.locate(k)
+	s.mu.Lock()
+	e := s.lookupLocked(k, home)
+	if e == nil {
+		s.mu.Unlock()
+		return 0, ErrMiss
+	}
+	cur := int64(e.mentions)
+	var next int64
+	switch {
+	case delta > math.MaxInt32-cur:
+		s.mu.Unlock()
+		return e.mentions, ErrOverflow
+	case delta <= -cur:
+		next = 0
+	default:
+		next = cur + delta
+	}
+	if next != cur {
+		e.mentions = int32(next)
+		s.changedLocked(e)
+	}
+	s.mu.Unlock()
+	return int32(next), nil
+}
+
+// Reset sets the mention count of k to zero and, if setMsg, its last
+// message id to msgID. It returns the count before the reset, or ErrMiss
+// if k is not cached.
+func (t *Table) Reset(k Key, msgID int64, setMsg bool) (int32, error) {
+	s, home := t.locate(k)
+	s.mu.Lock()
+	e := s.lookupLocked(k, home)
+	if e == nil {
+		s.mu.Unlock()
+		return 0, ErrMiss
+	}
+	prev := e.mentions
+	if prev != 0 || (setMsg && e.lastMsg != msgID) {
+		e.mentions = 0
+		if setMsg {
+			e.lastMsg = msgID
+		}
+		s.changedLocked(e)
+	}
+	s.mu.Unlock()
+	return prev, nil
+}
+
+// GetMany looks up the read states of one user in several channels. It
+// sets out[i] and found[i] for each channels[i] (out and found must be at
+// least as long as channels) and returns how many were not cached.
+func (t *Table) GetMany(user int64, channels []int64, out []State, found []bool) int {
+	missing := 0
+	for i, c := range channels {
+		st, err := t.Get(Key{User: user, Channel: c})
+		out[i], found[i] = st, err == nil
+		if err != nil {
+			missing++
+		}
+	}
+	return missing
+}
+
+// ErrReserved is returned by Reserve when k already has a loading
+// placeholder: the caller must serialize loads of one key.
+var ErrReserved = errors.New("cache: read state is already being loaded")
+
+// Reserve prepares the read-through of k. If k is cached it returns false
+// (retry the operation). Otherwise it inserts a loading placeholder and
+// returns true: the caller now loads k and must call Fill or Abort.
+//
+// While the placeholder exists, k's operations return ErrMiss, it is never
+// evicted, and nothing else can insert k. Since k was absent, its newest
+// state is wherever WriteBack sent it, so the caller reads that (its
+// unwritten snapshots, then the database) and Fills it; no newer state can
+// appear in between.
+//
+// Making room may evict other entries; if none can be evicted Reserve
+// returns ErrFull.
+func (t *Table) Reserve(k Key) (bool, error) {
+	s, home := t.locate(k)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	i, ok := s.findLocked(k, home)
+	if ok {
+		if s.slots[i].meta&metaLoading != 0 {
+			return false, ErrReserved
+		}
+		return false, nil
+	}
+	if s.count >= s.limit {
+		if !t.evictLocked(s) {
+			return false, ErrFull
+		}
+		// Eviction shifts entries: the probe must be redone.
+		i, _ = s.findLocked(k, home)
+	}
+	s.slots[i] = entry{user: k.User, channel: k.Channel, meta: metaUsed | metaLoading}
+	s.count++
+	s.loading++
+	return true, nil
+}
+
+// Fill turns k's loading placeholder into a clean entry holding st.
+// It does nothing if k has no placeholder.
+func (t *Table) Fill(k Key, st State) {
+	s, home := t.locate(k)
+	s.mu.Lock()
+	if i, ok := s.findLocked(k, home); ok && s.slots[i].meta&metaLoading != 0 {
+		e := &s.slots[i]
+		e.mentions, e.lastMsg = st.MentionCount, st.LastMessageID
+		e.meta = e.meta&^metaLoading | metaRef
+		s.loading--
+	}
+	s.mu.Unlock()
+}
+
+// Abort removes k's loading placeholder, after a failed load.
+func (t *Table) Abort(k Key) {
+	s, home := t.locate(k)
+	s.mu.Lock()
+	if i, ok := s.findLocked(k, home); ok && s.slots[i].meta&metaLoading != 0 {
+		s.loading--
+		s.deleteLocked(i)
+	}
+	s.mu.Unlock()
+}
+
+// evictLocked removes one entry by CLOCK: the hand sweeps the slots,
+// clearing reference bits, and takes the first unreferenced entry that is
+// not loading and, if dirty, is accepted by WriteBack. It reports false if
+// no entry could be evicted.
+func (t *Table) evictLocked(s *shard) bool {
+	hookRefused := false
+	// Two sweeps: the first may only clear reference bits.
+	for steps := 2 * s.n; steps > 0; steps-- {
+		if hookRefused && s.count-s.dirty-s.loading == 0 {
+			return false // only dirty entries are left, and WriteBack is full
+		}
+		e := &s.slots[s.hand]
+		switch {
+		case e.meta&metaUsed == 0, e.meta&metaLoading != 0:
+		case e.meta&metaRef != 0:
+			e.meta &^= metaRef
+		case e.meta&metaDirty == 0:
+			s.evictions++
+			s.deleteLocked(s.hand)
+			return true
+		case hookRefused:
+		case t.writeBack == nil || t.writeBack(t.snapshotLocked(e)):
+			s.dirty--
+			s.evictions++
+			s.deleteLocked(s.hand)
+			return true
+		default:
+			hookRefused = true
+			s.pinned++
+		}
+		if s.hand++; s.hand == s.n {
+			s.hand = 0
+		}
+	}
+	return false
+}
+
+// deleteLocked empties slot i and shifts later entries of its probe run
+// back, so no tombstones are needed (Knuth's algorithm R).
+func (s *shard) deleteLocked(i uint64) {
+	s.count--
+	j := i
+	for {
+		if j++; j == s.n {
+			j = 0
+		}
+		e := &s.slots[j]
+		if e.meta&metaUsed == 0 {
+			break
+		}
+		h := s.home(hashKey(Key{User: e.user, Channel: e.channel}))
+		// e may move to i only if its home is not cyclically in (i, j].
+		if (i <= j && (h <= i || h > j)) || (i > j && h <= i && h > j) {
+			s.slots[i] = *e
+			i = j
+		}
+	}
+	s.slots[i] = entry{}
+}
+
+// stamp returns a timestamp in microseconds, greater than any it returned
+// before, so two snapshots are ordered even within one microsecond.
+func (t *Table) stamp() int64 {
+	now := t.now().UnixMicro()
+	for {
+		last := t.lastStamp.Load()
+		next := max(now, last+1)
+		if t.lastStamp.CompareAndSwap(last, next) {
+			return next
+		}
+	}
+}
+
+func (t *Table) snapshotLocked(e *entry) Snapshot {
+	return Snapshot{
+		Key:   Key{User: e.user, Channel: e.channel},
+		State: State{MentionCount: e.mentions, LastMessageID: e.lastMsg},
+		Stamp: t.stamp(),
+	}
+}
+
+// Shards returns the number of shards, the unit of Flush.
+func (t *Table) Shards() int { return len(t.shards) }
+
+// Flush offers the snapshot of every dirty entry of shard i to WriteBack
+// and marks clean those it accepts. It stops at the first refusal and
+// reports whether the shard was done. Without WriteBack it does nothing.
+func (t *Table) Flush(i int) (handed int, done bool) {
+	if t.writeBack == nil {
+		return 0, true
+	}
+	s := &t.shards[i]
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for j := 0; j < len(s.slots) && s.dirty > 0; j++ {
+		e := &s.slots[j]
+		if e.meta&metaDirty == 0 {
+			continue
+		}
+		if !t.writeBack(t.snapshotLocked(e)) {
+			s.pinned++
+			return handed, false
+		}
+		e.meta &^= metaDirty
+		s.dirty--
+		handed++
+	}
+	return handed, true
+}
+
+// Stats returns counters summed over the shards; each shard is read under
+// its lock, so the sum is not one instant's.
+func (t *Table) Stats() Stats {
+	var st Stats
+	for i := range t.shards {
+		s := &t.shards[i]
+		s.mu.Lock()
+		st.Entries += int64(s.count)
+		st.Capacity += int64(s.limit)
+		st.Dirty += int64(s.dirty)
+		st.Hits += s.hits
+		st.Misses += s.misses
+		st.Evictions += s.evictions
+		st.Pinned += s.pinned
+		s.mu.Unlock()
+	}
+	return st
+}

@@ -1,0 +1,600 @@
+package persist
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/readstates/readstates/cache"
+)
+
+// EngineConfig configures an Engine. Zero values take the documented
+// defaults.
+type EngineConfig struct {
+	Store Store
+	// CacheEntries is the capacity of the cache in read states.
+	CacheEntries int
+	// FlushInterval bounds how long a change stays unwritten: a flush
+	// starts every FlushInterval/2, so a change is handed to the writer
+	// within FlushInterval while a flush takes less than half of it
+	// (default 30s).
+	FlushInterval time.Duration
+	// MaxPending is how many handed-over, unwritten states the writer may
+	// hold (default CacheEntries/4, at least 1024). Beyond it dirty
+	// entries stay pinned in the cache, and when nothing can be evicted
+	// new read states are refused with cache.ErrFull.
+	MaxPending int
+	// WriteBatch is the most records given to one Store.Write (default 1024).
+	WriteBatch int
+	// FullWait is how long an operation that needs room in a full cache
+	// waits for the writer to make some before it fails with
+	// cache.ErrFull (default 500ms). It absorbs bursts; in an outage it is
+	// the delay before the refusal.
+	FullWait time.Duration
+	// ObserveLoad, if set, is called with the duration of every database
+	// read made by read-through.
+	ObserveLoad func(time.Duration)
+	Logger      *slog.Logger
+	// Now is the clock of write stamps (default time.Now).
+	Now func() time.Time
+}
+
+// Engine is the read-state service: the cache in front, the Store behind,
+// and the write-behind between them.
+//
+// Invariants:
+//   - An acknowledged change lives in exactly one of: a dirty cache entry,
+//     the pending queue (handed over by eviction or flush, not yet
+//     written), or the Store. Read-through looks in the same order (the
+//     cache's loading placeholder makes the look atomic with respect to
+//     eviction), so it never returns an older state than the newest.
+//   - A pending record leaves the queue only after a Write that contained
+//     it, or a newer record of its key, succeeded.
+//   - Writes of a key carry strictly increasing stamps; the Store keeps the
+//     highest, so retries and reordering cannot roll a state back.
+//
+// Lock order: a cache shard lock, then mu. flightMu is never held with
+// another lock.
+type Engine struct {
+	store         Store
+	table         *cache.Table
+	log           *slog.Logger
+	flushInterval time.Duration
+	maxPending    int
+	writeBatch    int
+	fullWait      time.Duration
+	observeLoad   func(time.Duration)
+	closed        atomic.Bool
+
+	mu struct {
+		sync.Mutex
+		pending map[cache.Key]pendingRecord
+		queue   keyQueue // keys of pending records not in a write
+		// written is closed and replaced whenever records leave pending.
+		written chan struct{}
+		// inflightSince is the oldest enqueue time in the write under way.
+		inflightSince int64
+	}
+	wake chan struct{} // cap 1: the queue has work
+
+	flightMu sync.Mutex
+	flights  map[cache.Key]*flight
+
+	stats struct {
+		loads, loadErrors, writes, writeErrors, retries, flushCycles atomic.Uint64
+		lastFlush                                                    atomic.Int64
+	}
+}
+
+type pendingRecord struct {
+	state cache.State
+	stamp int64
+	since int64 // when the key entered the queue, for the age figure
+}
+
+type flight struct {
+	done chan struct{}
+	err  error
+}
+
+// maxLoadAttempts bounds how often one operation reloads its read state
+// when the cache evicts it again before the operation gets to it.
+const maxLoadAttempts = 8
+
+// ErrClosed is returned by operations on a closed Engine.
+var ErrClosed = errors.New("read state engine closed")
+
+// NewEngine returns an engine with an empty cache. Run starts its
+// write-behind; Close writes what is left.
+func NewEngine(cfg EngineConfig) (*Engine, error) {
+	if cfg.Store == nil {
+		return nil, errors.New("persist: engine needs a store")
+	}
+	if cfg.FlushInterval <= 0 {
+		cfg.FlushInterval = 30 * time.Second
+	}
+	if cfg.MaxPending <= 0 {
+		cfg.MaxPending = max(cfg.CacheEntries/4, 1024)
+	}
+	if cfg.WriteBatch <= 0 {
+		cfg.WriteBatch = 1024
+	}
+	if cfg.FullWait <= 0 {
+		cfg.FullWait = 500 * time.Millisecond
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	e := &Engine{
+		store:         cfg.Store,
+		log:           cfg.Logger,
+		flushInterval: cfg.FlushInterval,
+		maxPending:    cfg.MaxPending,
+		writeBatch:    cfg.WriteBatch,
+		fullWait:      cfg.FullWait,
+		observeLoad:   cfg.ObserveLoad,
+		wake:          make(chan struct{}, 1),
+		flights:       make(map[cache.Key]*flight),
+	}
+	e.mu.pending = make(map[cache.Key]pendingRecord)
+	e.mu.queue = newKeyQueue(cfg.MaxPending)
+	e.mu.written = make(chan struct{})
+	t, err := cache.New(cache.Config{Entries: cfg.CacheEntries, WriteBack: e.writeBack, Now: cfg.Now})
+	if err != nil {
+		return nil, fmt.Errorf("persist: %w", err)
+	}
+	e.table = t
+	return e, nil
+}
+
+// writeBack is the cache's WriteBack hook: it queues s unless the queue is
+// full. It runs under a shard lock, so it must not block.
+func (e *Engine) writeBack(s cache.Snapshot) bool {
+	e.mu.Lock()
+	old, queued := e.mu.pending[s.Key]
+	if !queued && len(e.mu.pending) >= e.maxPending {
+		e.mu.Unlock()
+		return false
+	}
+	rec := pendingRecord{state: s.State, stamp: s.Stamp, since: old.since}
+	if !queued {
+		rec.since = time.Now().UnixNano()
+		e.mu.queue.pushBack(s.Key)
+	}
+	e.mu.pending[s.Key] = rec
+	e.mu.Unlock()
+	select {
+	case e.wake <- struct{}{}:
+	default:
+	}
+	return true
+}
+
+// Incr adds delta to the mention count of k; see cache.Table.Incr.
+func (e *Engine) Incr(ctx context.Context, k cache.Key, delta int64) (int32, error) {
+	if e.closed.Load() {
+		return 0, ErrClosed
+	}
+	for attempt := 0; ; attempt++ {
+		n, err := e.table.Incr(k, delta)
+		if err != cache.ErrMiss {
+			return n, err
+		}
+		if err := e.readThrough(ctx, k, attempt); err != nil {
+			return 0, err
+		}
+	}
+}
+
+// Reset zeroes the mention count of k and, if setMsg, sets its last
+// message id; it returns the count before.
+func (e *Engine) Reset(ctx context.Context, k cache.Key, msgID int64, setMsg bool) (int32, error) {
+	if e.closed.Load() {
+		return 0, ErrClosed
+	}
+	for attempt := 0; ; attempt++ {
+		n, err := e.table.Reset(k, msgID, setMsg)
+		if err != cache.ErrMiss {
+			return n, err
+		}
+		if err := e.readThrough(ctx, k, attempt); err != nil {
+			return 0, err
+		}
+	}
+}
+
+// Get returns the state of k.
+func (e *Engine) Get(ctx context.Context, k cache.Key) (cache.State, error) {
+	if e.closed.Load() {
+		return cache.State{}, ErrClosed
+	}
+	for attempt := 0; ; attempt++ {
+		st, err := e.table.Get(k)
+		if err != cache.ErrMiss {
+			return st, err
+		}
+		if err := e.readThrough(ctx, k, attempt); err != nil {
+			return cache.State{}, err
+		}
+	}
+}
+
+func (e *Engine) readThrough(ctx context.Context, k cache.Key, attempt int) error {
+	if attempt >= maxLoadAttempts {
+		return fmt.Errorf("read state %d/%d evicted %d times while being loaded: the cache is too small for the load", k.User, k.Channel, attempt)
+	}
+	return e.load(ctx, k)
+}
+
+// load brings k into the cache. Concurrent loads of one key share one
+// flight, so they make one database read.
+func (e *Engine) load(ctx context.Context, k cache.Key) error {
+	e.flightMu.Lock()
+	if f, ok := e.flights[k]; ok {
+		e.flightMu.Unlock()
+		select {
+		case <-f.done:
+			return f.err
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	f := &flight{done: make(chan struct{})}
+	e.flights[k] = f
+	e.flightMu.Unlock()
+
+	f.err = e.fetch(ctx, k)
+
+	e.flightMu.Lock()
+	delete(e.flights, k)
+	e.flightMu.Unlock()
+	close(f.done)
+	return f.err
+}
+
+func (e *Engine) fetch(ctx context.Context, k cache.Key) error {
+	reserved, err := e.reserve(ctx, k)
+	if err != nil {
+		return fmt.Errorf("cache read state %d/%d: %w", k.User, k.Channel, err)
+	}
+	if !reserved {
+		return nil // cached meanwhile
+	}
+	e.mu.Lock()
+	rec, ok := e.mu.pending[k]
+	e.mu.Unlock()
+	if ok {
+		e.table.Fill(k, rec.state)
+		return nil
+	}
+	start := time.Now()
+	st, err := e.store.Load(ctx, k)
+	if e.observeLoad != nil {
+		e.observeLoad(time.Since(start))
+	}
+	e.stats.loads.Add(1)
+	if err != nil {
+		e.stats.loadErrors.Add(1)
+		e.table.Abort(k)
+		return fmt.Errorf("load read state %d/%d: %w", k.User, k.Channel, err)
+	}
+	e.table.Fill(k, st)
+	return nil
+}
+
+// reserve is cache.Table.Reserve that, while the cache is full of pinned
+// entries, waits up to fullWait for writes to unpin some.
+func (e *Engine) reserve(ctx context.Context, k cache.Key) (bool, error) {
+	var timeout <-chan time.Time
+	for {
+		written := e.writtenSignal()
+		reserved, err := e.table.Reserve(k)
+		if err != cache.ErrFull {
+			return reserved, err
+		}
+		if timeout == nil {
+			t := time.NewTimer(e.fullWait)
+			defer t.Stop()
+			timeout = t.C
+		}
+		select {
+		case <-written:
+		case <-timeout:
+			return false, err
+		case <-ctx.Done():
+			return false, ctx.Err()
+		}
+	}
+}
+
+// Run runs the write-behind until ctx is done: a flush every
+// FlushInterval/2 and a writer that drains the pending queue. Call Close
+// after Run has returned.
+func (e *Engine) Run(ctx context.Context) error {
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		e.runWriter(ctx)
+	}()
+	ticker := time.NewTicker(max(e.flushInterval/2, time.Millisecond))
+	defer ticker.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			wg.Wait()
+			return nil
+		case <-ticker.C:
+			if err := e.flushAll(ctx); err != nil && ctx.Err() == nil {
+				e.log.Error("flush", "err", err)
+			}
+		}
+	}
+}
+
+// Sync hands every dirty read state to the writer and waits until all
+// that was pending is written. It needs Run (or Close) to be running the
+// writer.
+func (e *Engine) Sync(ctx context.Context) error {
+	if err := e.flushAll(ctx); err != nil {
+		return err
+	}
+	return e.waitWritten(ctx)
+}
+
+// Close stops read-through, writes every dirty and pending read state, and
+// releases the cache. It does not close the Store. If ctx ends first it
+// returns an error counting the states not written.
+//
+// REQUIRES: Run has returned and no other method is running or will be
+// called (the server stops serving first).
+func (e *Engine) Close(ctx context.Context) error {
+	e.closed.Store(true)
+	wctx, stop := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		e.runWriter(wctx)
+	}()
+	err := e.Sync(ctx)
+	stop()
+	<-done
+	if err != nil {
+		st := e.Stats()
+		e.log.Error("unwritten read states at close", "dirty", st.Dirty, "pending", st.Pending, "err", err)
+		return fmt.Errorf("close: %d dirty and %d pending read states not written: %w", st.Dirty, st.Pending, err)
+	}
+	return e.table.Close()
+}
+
+// flushAll hands the dirty entries of every shard to the writer, waiting
+// for room in the queue when it is full.
+func (e *Engine) flushAll(ctx context.Context) error {
+	start := time.Now()
+	for i := range e.table.Shards() {
+		for {
+			written := e.writtenSignal()
+			if _, done := e.table.Flush(i); done {
+				break
+			}
+			select {
+			case <-written:
+			case <-ctx.Done():
+				return fmt.Errorf("flush: %w", ctx.Err())
+			}
+		}
+	}
+	e.stats.flushCycles.Add(1)
+	e.stats.lastFlush.Store(start.UnixNano())
+	return nil
+}
+
+func (e *Engine) writtenSignal() chan struct{} {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.mu.written
+}
+
+func (e *Engine) waitWritten(ctx context.Context) error {
+	for {
+		e.mu.Lock()
+		n, written := len(e.mu.pending), e.mu.written
+		e.mu.Unlock()
+		if n == 0 {
+			return nil
+		}
+		select {
+		case <-written:
+		case <-ctx.Done():
+			return fmt.Errorf("wait for %d pending writes: %w", n, ctx.Err())
+		}
+	}
+}
+
+// runWriter writes the pending queue, oldest first, one batch at a time,
+// retrying failures with backoff until ctx is done.
+func (e *Engine) runWriter(ctx context.Context) {
+	batch := make([]Record, 0, e.writeBatch)
+	backoff := time.Duration(0)
+	for {
+		batch = e.takeBatch(batch[:0])
+		if len(batch) == 0 {
+			select {
+			case <-e.wake:
+				continue
+			case <-ctx.Done():
+				return
+			}
+		}
+		err := e.store.Write(ctx, batch)
+		if err == nil {
+			if backoff > 0 {
+				e.log.Info("store writes recovered", "records", len(batch))
+			}
+			backoff = 0
+			e.stats.writes.Add(uint64(len(batch)))
+			e.ack(batch)
+			continue
+		}
+		e.stats.writeErrors.Add(1)
+		e.requeue(batch)
+		if backoff == 0 {
+			e.log.Warn("store write failed; retrying", "records", len(batch), "err", err)
+			backoff = 50 * time.Millisecond
+		} else {
+			backoff = min(2*backoff, 5*time.Second)
+		}
+		e.stats.retries.Add(1)
+		// Full jitter keeps many servers from retrying in step.
+		select {
+		case <-time.After(backoff/2 + rand.N(backoff/2+1)):
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
+// takeBatch moves up to writeBatch keys off the queue into a write.
+func (e *Engine) takeBatch(batch []Record) []Record {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.mu.inflightSince = 0
+	for len(batch) < cap(batch) {
+		k, ok := e.mu.queue.popFront()
+		if !ok {
+			break
+		}
+		rec := e.mu.pending[k]
+		if e.mu.inflightSince == 0 {
+			e.mu.inflightSince = rec.since
+		}
+		batch = append(batch, Record{Key: k, State: rec.state, Stamp: rec.stamp})
+	}
+	return batch
+}
+
+// ack removes written records from pending, unless a newer state of the
+// key arrived during the write: that one is queued again.
+func (e *Engine) ack(batch []Record) {
+	e.mu.Lock()
+	for _, r := range batch {
+		if cur := e.mu.pending[r.Key]; cur.stamp == r.Stamp {
+			delete(e.mu.pending, r.Key)
+		} else {
+			e.mu.queue.pushBack(r.Key)
+		}
+	}
+	e.mu.inflightSince = 0
+	close(e.mu.written)
+	e.mu.written = make(chan struct{})
+	e.mu.Unlock()
+}
+
+// requeue puts a failed batch back at the front of the queue, in order.
+func (e *Engine) requeue(batch []Record) {
+	e.mu.Lock()
+	for i := len(batch) - 1; i >= 0; i-- {
+		e.mu.queue.pushFront(batch[i].Key)
+	}
+	e.mu.inflightSince = 0
+	e.mu.Unlock()
+}
+
+// Stats are the engine's figures.
+type Stats struct {
+	Entries, Capacity       int64
+	Hits, Misses, Evictions uint64
+	Dirty, Pending          int64
+	// Pinned counts dirty entries kept in the cache because the queue was full.
+	Pinned                       uint64
+	Loads, LoadErrors            uint64
+	Writes, WriteErrors, Retries uint64 // records written, failed writes, retries
+	FlushCycles                  uint64
+	// LastFlush is the start of the last completed flush; every change
+	// older than it has left the cache for the queue.
+	LastFlush time.Time
+	// OldestPending is the age of the oldest unwritten record in the queue.
+	OldestPending time.Duration
+}
+
+// Stats returns the current figures. It is cheap enough for every scrape.
+func (e *Engine) Stats() Stats {
+	ts := e.table.Stats()
+	st := Stats{
+		Entries: ts.Entries, Capacity: ts.Capacity,
+		Hits: ts.Hits, Misses: ts.Misses, Evictions: ts.Evictions,
+		Dirty: ts.Dirty, Pinned: ts.Pinned,
+		Loads: e.stats.loads.Load(), LoadErrors: e.stats.loadErrors.Load(),
+		Writes: e.stats.writes.Load(), WriteErrors: e.stats.writeErrors.Load(),
+		Retries: e.stats.retries.Load(), FlushCycles: e.stats.flushCycles.Load(),
+	}
+	if ns := e.stats.lastFlush.Load(); ns != 0 {
+		st.LastFlush = time.Unix(0, ns)
+	}
+	e.mu.Lock()
+	st.Pending = int64(len(e.mu.pending))
+	oldest := e.mu.inflightSince
+	if k, ok := e.mu.queue.front(); ok && (oldest == 0 || e.mu.pending[k].since < oldest) {
+		oldest = e.mu.pending[k].since
+	}
+	e.mu.Unlock()
+	if oldest != 0 {
+		st.OldestPending = time.Since(time.Unix(0, oldest))
+	}
+	return st
+}
+
+// keyQueue is a growable ring of keys.
+type keyQueue struct {
+	buf        []cache.Key
+	head, size int
+}
+
+func newKeyQueue(hint int) keyQueue {
+	return keyQueue{buf: make([]cache.Key, max(min(hint, 1<<16), 16))}
+}
+
+func (q *keyQueue) grow() {
+	if q.size < len(q.buf) {
+		return
+	}
+	buf := make([]cache.Key, 2*len(q.buf))
+	for i := range q.size {
+		buf[i] = q.buf[(q.head+i)%len(q.buf)]
+	}
+	q.buf, q.head = buf, 0
+}
+
+func (q *keyQueue) pushBack(k cache.Key) {
+	q.grow()
+	q.buf[(q.head+q.size)%len(q.buf)] = k
+	q.size++
+}
+
+func (q *keyQueue) pushFront(k cache.Key) {
+	q.grow()
+	q.head = (q.head - 1 + len(q.buf)) % len(q.buf)
+	q.buf[q.head] = k
+	q.size++
+}
+
+func (q *keyQueue) front() (cache.Key, bool) {
+	if q.size == 0 {
+		return cache.Key{}, false
+	}
+	return q.buf[q.head], true
+}
+
+func (q *keyQueue) popFront() (cache.Key, bool) {
+	k, ok := q.front()
+	if ok {
+		q.head = (q.head + 1) % len(q.buf)
+		q.size--
+	}
+	return k, ok
+}

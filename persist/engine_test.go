@@ -1,0 +1,327 @@
+package persist
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/readstates/readstates/cache"
+)
+
+// fakeStore is an in-memory Store with fault injection, for the engine's
+// logic tests. It keeps the record with the highest stamp, as a real store.
+type fakeStore struct {
+	mu        sync.Mutex
+	rows      map[cache.Key]Record
+	failWrite atomic.Bool
+	failLoad  atomic.Bool
+	loads     atomic.Int64
+	loadGate  chan struct{} // if set, Load waits for it
+}
+
+func newFakeStore() *fakeStore { return &fakeStore{rows: map[cache.Key]Record{}} }
+
+func (s *fakeStore) Load(ctx context.Context, k cache.Key) (cache.State, error) {
+	s.loads.Add(1)
+	if s.loadGate != nil {
+		<-s.loadGate
+	}
+	if s.failLoad.Load() {
+		return cache.State{}, fmt.Errorf("fake: %w", ErrUnavailable)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.rows[k].State, nil
+}
+
+func (s *fakeStore) Write(ctx context.Context, recs []Record) error {
+	if s.failWrite.Load() {
+		return fmt.Errorf("fake: %w", ErrUnavailable)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, r := range recs {
+		if old, ok := s.rows[r.Key]; !ok || r.Stamp > old.Stamp {
+			s.rows[r.Key] = r
+		}
+	}
+	return nil
+}
+
+func (s *fakeStore) Close() error { return nil }
+
+func (s *fakeStore) state(k cache.Key) cache.State {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.rows[k].State
+}
+
+func quietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+
+// startEngine runs an engine until the test ends, then closes it.
+func startEngine(t *testing.T, cfg EngineConfig) *Engine {
+	t.Helper()
+	cfg.Logger = quietLogger()
+	e, err := NewEngine(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		e.Run(ctx)
+	}()
+	t.Cleanup(func() {
+		cancel()
+		<-done
+		closeCtx, c := context.WithTimeout(context.Background(), 5*time.Second)
+		defer c()
+		if err := e.Close(closeCtx); err != nil {
+			t.Errorf("Close: %v", err)
+		}
+	})
+	return e
+}
+
+func TestEngineReadsThroughAndWritesBehind(t *testing.T) {
+	st := newFakeStore()
+	st.Write(context.Background(), []Record{{Key: cache.Key{1, 2}, State: cache.State{MentionCount: 7, LastMessageID: 70}, Stamp: 1}})
+	e := startEngine(t, EngineConfig{Store: st, CacheEntries: 100, FlushInterval: time.Hour})
+	ctx := context.Background()
+	if got, err := e.Get(ctx, cache.Key{1, 2}); err != nil || got != (cache.State{7, 70}) {
+		t.Fatalf("read-through: got %+v %v", got, err)
+	}
+	if n, err := e.Incr(ctx, cache.Key{1, 2}, 3); err != nil || n != 10 {
+		t.Fatalf("Incr: got %d %v", n, err)
+	}
+	if n, err := e.Incr(ctx, cache.Key{5, 5}, 1); err != nil || n != 1 {
+		t.Fatalf("Incr of a new state: got %d %v", n, err)
+	}
+	if got := st.state(cache.Key{1, 2}); got.MentionCount != 7 {
+		t.Fatalf("written before a flush: %+v", got)
+	}
+	if err := e.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := st.state(cache.Key{1, 2}); got != (cache.State{10, 70}) {
+		t.Fatalf("after Sync: %+v", got)
+	}
+	if got := st.state(cache.Key{5, 5}); got != (cache.State{1, 0}) {
+		t.Fatalf("after Sync: %+v", got)
+	}
+	if s := e.Stats(); s.Dirty != 0 || s.Pending != 0 || s.Writes != 2 || s.FlushCycles == 0 {
+		t.Fatalf("stats: %+v", s)
+	}
+}
+
+func TestEnginePeriodicFlush(t *testing.T) {
+	st := newFakeStore()
+	e := startEngine(t, EngineConfig{Store: st, CacheEntries: 100, FlushInterval: 20 * time.Millisecond})
+	e.Reset(context.Background(), cache.Key{3, 4}, 99, true)
+	deadline := time.Now().Add(5 * time.Second)
+	for st.state(cache.Key{3, 4}).LastMessageID != 99 {
+		if time.Now().After(deadline) {
+			t.Fatal("the periodic flush did not write the change")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func TestEngineCloseWritesEverything(t *testing.T) {
+	st := newFakeStore()
+	e, err := NewEngine(EngineConfig{Store: st, CacheEntries: 1000, FlushInterval: time.Hour, Logger: quietLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 500 {
+		e.Incr(context.Background(), cache.Key{int64(i), 1}, int64(i))
+	}
+	if err := e.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 500 {
+		if got := st.state(cache.Key{int64(i), 1}).MentionCount; got != int32(i) {
+			t.Fatalf("state %d: got %d", i, got)
+		}
+	}
+	if _, err := e.Get(context.Background(), cache.Key{9999, 1}); !errors.Is(err, ErrClosed) {
+		t.Fatalf("Get after Close: got %v, want ErrClosed", err)
+	}
+}
+
+func TestEngineLoadFailureIsAnErrorNotAZeroState(t *testing.T) {
+	st := newFakeStore()
+	k := cache.Key{1, 1}
+	st.Write(context.Background(), []Record{{Key: k, State: cache.State{MentionCount: 5}, Stamp: 1}})
+	e := startEngine(t, EngineConfig{Store: st, CacheEntries: 100, FlushInterval: time.Hour})
+	st.failLoad.Store(true)
+	if _, err := e.Incr(context.Background(), k, 1); !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("Incr with the store down: got %v, want ErrUnavailable", err)
+	}
+	st.failLoad.Store(false)
+	if n, err := e.Incr(context.Background(), k, 1); err != nil || n != 6 {
+		t.Fatalf("Incr after recovery: got %d %v, want 6", n, err)
+	}
+}
+
+func TestEngineConcurrentMissesShareOneLoad(t *testing.T) {
+	st := newFakeStore()
+	st.loadGate = make(chan struct{})
+	e := startEngine(t, EngineConfig{Store: st, CacheEntries: 100, FlushInterval: time.Hour})
+	k := cache.Key{8, 8}
+	var wg sync.WaitGroup
+	for range 20 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if _, err := e.Incr(context.Background(), k, 1); err != nil {
+				t.Error(err)
+			}
+		}()
+	}
+	// Let every goroutine reach the flight before the load returns.
+	for e.flightCount() == 0 {
+		time.Sleep(time.Millisecond)
+	}
+	time.Sleep(20 * time.Millisecond)
+	close(st.loadGate)
+	wg.Wait()
+	if n := st.loads.Load(); n != 1 {
+		t.Fatalf("loads: got %d, want 1", n)
+	}
+	if got, _ := e.Get(context.Background(), k); got.MentionCount != 20 {
+		t.Fatalf("count: got %d, want 20", got.MentionCount)
+	}
+}
+
+func (e *Engine) flightCount() int {
+	e.flightMu.Lock()
+	defer e.flightMu.Unlock()
+	return len(e.flights)
+}
+
+// TestEngineChurnIsExact: many goroutines on a key space far larger than
+// the cache, with flushes; every final value equals the model's.
+func TestEngineChurnIsExact(t *testing.T) {
+	st := newFakeStore()
+	e := startEngine(t, EngineConfig{Store: st, CacheEntries: 200, FlushInterval: 10 * time.Millisecond, MaxPending: 64, WriteBatch: 16})
+	const workers, ops, users = 8, 3000, 500
+	want := make([][]int64, workers) // per worker: its own channel, so counts are exact
+	var wg sync.WaitGroup
+	for w := range workers {
+		want[w] = make([]int64, users)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r := rand.New(rand.NewPCG(uint64(w), 1))
+			for range ops {
+				u := r.IntN(users)
+				k := cache.Key{User: int64(u), Channel: int64(w)}
+				if r.IntN(5) == 0 {
+					if _, err := e.Reset(context.Background(), k, 0, false); err != nil {
+						t.Error(err)
+						return
+					}
+					want[w][u] = 0
+					continue
+				}
+				if _, err := e.Incr(context.Background(), k, 1); err != nil {
+					t.Error(err)
+					return
+				}
+				want[w][u]++
+			}
+		}()
+	}
+	wg.Wait()
+	if err := e.Sync(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	for w := range workers {
+		for u := range users {
+			k := cache.Key{User: int64(u), Channel: int64(w)}
+			if got := st.state(k).MentionCount; int64(got) != want[w][u] {
+				t.Fatalf("store %v: got %d, want %d", k, got, want[w][u])
+			}
+			if got, err := e.Get(context.Background(), k); err != nil || int64(got.MentionCount) != want[w][u] {
+				t.Fatalf("engine %v: got %d %v, want %d", k, got.MentionCount, err, want[w][u])
+			}
+		}
+	}
+	if s := e.Stats(); s.Evictions == 0 {
+		t.Fatalf("no evictions: %+v", s)
+	}
+}
+
+// TestEngineOutage: with the store refusing writes, the engine keeps
+// serving cached states, queues, then refuses new states with
+// cache.ErrFull; after recovery everything is written exactly.
+func TestEngineOutage(t *testing.T) {
+	st := newFakeStore()
+	e := startEngine(t, EngineConfig{Store: st, CacheEntries: 64, FlushInterval: 10 * time.Millisecond, MaxPending: 32, FullWait: time.Millisecond})
+	ctx := context.Background()
+	st.failWrite.Store(true)
+	want := map[cache.Key]int32{}
+	refused := 0
+	for i := range 200 {
+		k := cache.Key{User: int64(i), Channel: 1}
+		n, err := e.Incr(ctx, k, int64(i+1))
+		switch {
+		case errors.Is(err, cache.ErrFull):
+			refused++
+		case err != nil:
+			t.Fatalf("Incr %d: %v", i, err)
+		default:
+			want[k] = n
+		}
+	}
+	if refused == 0 {
+		t.Fatal("no change was refused with 64 entries and 32 pending")
+	}
+	if len(want) > 64+32 {
+		t.Fatalf("accepted %d changes; at most 96 can be held", len(want))
+	}
+	// Cached states still serve.
+	for k, n := range want {
+		if got, err := e.Get(ctx, k); err == nil && got.MentionCount != n {
+			t.Fatalf("%v: got %d, want %d", k, got.MentionCount, n)
+		}
+	}
+	for s := e.Stats(); s.WriteErrors == 0 || s.Pending == 0; s = e.Stats() {
+		time.Sleep(time.Millisecond) // the writer has yet to try
+	}
+	st.failWrite.Store(false)
+	if err := e.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for k, n := range want {
+		if got := st.state(k).MentionCount; got != n {
+			t.Fatalf("after recovery %v: got %d, want %d", k, got, n)
+		}
+	}
+}
+
+func TestKeyQueue(t *testing.T) {
+	q := newKeyQueue(1)
+	for i := range 100 {
+		q.pushBack(cache.Key{User: int64(i)})
+	}
+	q.pushFront(cache.Key{User: -1})
+	for want := int64(-1); want < 100; want++ {
+		k, ok := q.popFront()
+		if !ok || k.User != want {
+			t.Fatalf("pop: got %v %v, want %d", k, ok, want)
+		}
+	}
+	if _, ok := q.popFront(); ok {
+		t.Fatal("pop from an empty queue")
+	}
+}
