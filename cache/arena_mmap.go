@@ -21,6 +21,7 @@ func allocEntries(n int) ([]entry, func() error, error) {
 	if err != nil {
 		return nil, nil, fmt.Errorf("map %d-byte arena: %w", size, err)
 	}
+	adviseHugePages(mem)
 	entries := unsafe.Slice((*entry)(unsafe.Pointer(unsafe.SliceData(mem))), n)
 	return entries, func() error { return syscall.Munmap(mem) }, nil
 }

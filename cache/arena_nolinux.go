@@ -1,0 +1,5 @@
+//go:build darwin || freebsd
+
+package cache
+
+func adviseHugePages([]byte) {}

@@ -1,0 +1,268 @@
+package cache
+
+// Benchmarks of the table beside two baselines written for them only:
+//   - ptrLRU: map[Key]*list.Element + container/list, the shape of the Go
+//     service Discord replaced (every entry is a heap object with pointers);
+//   - valueMap: a plain map[Key]State, no eviction.
+// and a bare random memory probe over an array as large as the arena.
+//
+// Sizes come from READSTATES_BENCH_SIZES (default "1000000,10000000"):
+//
+//	READSTATES_BENCH_SIZES=1000000,10000000,50000000 go test -run '^$' -bench Table -benchtime 2000000x ./cache/
+
+import (
+	"container/list"
+	"fmt"
+	"os"
+	"runtime"
+	"runtime/debug"
+	"runtime/metrics"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+	"unsafe"
+)
+
+// store is what the benchmarks drive; every implementation is loaded with
+// keys 0..size-1 and then hit at random.
+type store interface {
+	incr(k Key, delta int64)
+	get(k Key) State
+}
+
+type arenaStore struct{ t *Table }
+
+func (a arenaStore) incr(k Key, d int64) { a.t.Incr(k, d) }
+func (a arenaStore) get(k Key) State     { s, _ := a.t.Get(k); return s }
+
+type lruEntry struct {
+	key   Key
+	state State
+}
+
+type ptrLRU struct {
+	mu    sync.Mutex
+	cap   int
+	ll    *list.List
+	items map[Key]*list.Element
+}
+
+func newPtrLRU(capacity int) *ptrLRU {
+	return &ptrLRU{cap: capacity, ll: list.New(), items: make(map[Key]*list.Element, capacity)}
+}
+
+func (l *ptrLRU) put(k Key, s State) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.ll.Len() >= l.cap {
+		old := l.ll.Remove(l.ll.Back()).(*lruEntry)
+		delete(l.items, old.key)
+	}
+	l.items[k] = l.ll.PushFront(&lruEntry{key: k, state: s})
+}
+
+func (l *ptrLRU) incr(k Key, d int64) {
+	l.mu.Lock()
+	if e, ok := l.items[k]; ok {
+		l.ll.MoveToFront(e)
+		e.Value.(*lruEntry).state.MentionCount += int32(d)
+	}
+	l.mu.Unlock()
+}
+
+func (l *ptrLRU) get(k Key) State {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if e, ok := l.items[k]; ok {
+		l.ll.MoveToFront(e)
+		return e.Value.(*lruEntry).state
+	}
+	return State{}
+}
+
+type valueMap struct {
+	mu sync.Mutex
+	m  map[Key]State
+}
+
+func (v *valueMap) incr(k Key, d int64) {
+	v.mu.Lock()
+	if s, ok := v.m[k]; ok {
+		s.MentionCount += int32(d)
+		v.m[k] = s
+	}
+	v.mu.Unlock()
+}
+
+func (v *valueMap) get(k Key) State {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	return v.m[k]
+}
+
+func benchKey(i uint64) Key { return Key{User: int64(i), Channel: int64(i) * 31} }
+
+// rng is a xorshift generator: a few cycles, no allocation, no lock.
+type rng uint64
+
+func (r *rng) next() uint64 {
+	x := uint64(*r)
+	x ^= x << 13
+	x ^= x >> 7
+	x ^= x << 17
+	*r = rng(x)
+	return x
+}
+
+func benchSizes(b *testing.B) []int {
+	spec := os.Getenv("READSTATES_BENCH_SIZES")
+	if spec == "" {
+		spec = "1000000,10000000"
+	}
+	var sizes []int
+	for _, f := range strings.Split(spec, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || n <= 0 {
+			b.Fatalf("READSTATES_BENCH_SIZES: bad size %q", f)
+		}
+		sizes = append(sizes, n)
+	}
+	return sizes
+}
+
+func rssBytes() int64 {
+	data, err := os.ReadFile("/proc/self/statm")
+	if err != nil {
+		return 0
+	}
+	fields := strings.Fields(string(data))
+	if len(fields) < 2 {
+		return 0
+	}
+	pages, _ := strconv.ParseInt(fields[1], 10, 64)
+	return pages * int64(os.Getpagesize())
+}
+
+func settle() int64 {
+	runtime.GC()
+	debug.FreeOSMemory()
+	return rssBytes()
+}
+
+// gcCost times forced GC cycles and reads how much heap one scans.
+func gcCost() (perGC time.Duration, scanned uint64) {
+	const cycles = 5
+	start := time.Now()
+	for range cycles {
+		runtime.GC()
+	}
+	perGC = time.Since(start) / cycles
+	s := []metrics.Sample{{Name: "/gc/scan/heap:bytes"}}
+	metrics.Read(s)
+	return perGC, s[0].Value.Uint64()
+}
+
+// BenchmarkTable runs every implementation at every size. Each
+// implementation is built once per size, then measured: Incr and Get on
+// random present keys, on one goroutine and in parallel, bytes per entry
+// (RSS delta) and the cost of a forced GC while it is alive.
+func BenchmarkTable(b *testing.B) {
+	for _, size := range benchSizes(b) {
+		b.Run(fmt.Sprintf("size=%d", size), func(b *testing.B) {
+			benchImpl(b, "probe", size, nil)
+			benchImpl(b, "arena", size, func() store {
+				t, err := New(Config{Entries: size})
+				if err != nil {
+					b.Fatal(err)
+				}
+				fill(t, size)
+				return arenaStore{t}
+			})
+			benchImpl(b, "ptrLRU", size, func() store {
+				l := newPtrLRU(size)
+				for i := range size {
+					l.put(benchKey(uint64(i)), State{MentionCount: 1, LastMessageID: int64(i)})
+				}
+				return l
+			})
+			benchImpl(b, "map", size, func() store {
+				v := &valueMap{m: make(map[Key]State, size)}
+				for i := range size {
+					v.m[benchKey(uint64(i))] = State{MentionCount: 1, LastMessageID: int64(i)}
+				}
+				return v
+			})
+		})
+	}
+}
+
+func benchImpl(b *testing.B, name string, size int, build func() store) {
+	before := settle()
+	if build == nil {
+		benchProbe(b, size, before)
+		return
+	}
+	s := build()
+	after := settle()
+	perGC, scanned := gcCost()
+	n := uint64(size)
+	b.Run(name+"/incr", func(b *testing.B) {
+		r := rng(88172645463325252)
+		for b.Loop() {
+			s.incr(benchKey(r.next()%n), 1)
+		}
+		report(b, before, after, size, perGC, scanned)
+	})
+	b.Run(name+"/get", func(b *testing.B) {
+		r := rng(88172645463325252)
+		for b.Loop() {
+			s.get(benchKey(r.next() % n))
+		}
+	})
+	b.Run(name+"/incr-parallel", func(b *testing.B) {
+		var seed sync.Mutex
+		next := uint64(1)
+		b.RunParallel(func(pb *testing.PB) {
+			seed.Lock()
+			next += 0x9E3779B97F4A7C15
+			r := rng(next)
+			seed.Unlock()
+			for pb.Next() {
+				s.incr(benchKey(r.next()%n), 1)
+			}
+		})
+	})
+	if a, ok := s.(arenaStore); ok {
+		a.t.Close()
+	}
+	runtime.KeepAlive(s)
+}
+
+func report(b *testing.B, before, after int64, size int, perGC time.Duration, scanned uint64) {
+	b.ReportMetric(float64(after-before)/float64(size), "B/entry")
+	b.ReportMetric(float64(perGC.Microseconds())/1000, "gc-ms")
+	b.ReportMetric(float64(scanned)/(1<<20), "gc-scan-MB")
+}
+
+// benchProbe is the floor: one random read-modify-write of a word in an
+// array as large as the table's arena at this size. Each index depends on
+// the word read before, as each Incr waits for the one before (its lock is
+// a full barrier): without that, the CPU overlaps independent misses and
+// the "floor" would measure memory bandwidth, not latency.
+func benchProbe(b *testing.B, size int, _ int64) {
+	words := int(float64(size)/maxLoad) * int(unsafe.Sizeof(entry{})) / 8
+	arr := make([]uint64, words)
+	n := uint64(len(arr))
+	b.Run("probe/incr", func(b *testing.B) {
+		r := rng(88172645463325252)
+		var last uint64
+		for b.Loop() {
+			i := (r.next() + last&1) % n
+			last = arr[i]
+			arr[i] = last + 1
+		}
+	})
+	runtime.KeepAlive(arr)
+}
