@@ -1,6 +1,7 @@
 package persist
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -222,6 +223,54 @@ func (e *Engine) Get(ctx context.Context, k cache.Key) (cache.State, error) {
 			return cache.State{}, err
 		}
 	}
+}
+
+// maxParallelLoads bounds the database reads one GetMany makes at once.
+const maxParallelLoads = 16
+
+// GetMany sets out[i] to the state of (user, channels[i]); out must be at
+// least as long as channels. Cached states cost no allocation; missing ones
+// are loaded concurrently, so a multi-get of cold states takes about one
+// database round trip, not one per channel. On error, out is incomplete.
+func (e *Engine) GetMany(ctx context.Context, user int64, channels []int64, out []cache.State) error {
+	if e.closed.Load() {
+		return ErrClosed
+	}
+	var missing []int
+	for i, c := range channels {
+		st, err := e.table.Get(cache.Key{User: user, Channel: c})
+		if err != nil {
+			missing = append(missing, i)
+			continue
+		}
+		out[i] = st
+	}
+	if len(missing) == 0 {
+		return nil
+	}
+	var (
+		wg    sync.WaitGroup
+		errMu sync.Mutex
+		first error
+		sem   = make(chan struct{}, maxParallelLoads)
+	)
+	for _, i := range missing {
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			st, err := e.Get(ctx, cache.Key{User: user, Channel: channels[i]})
+			if err != nil {
+				errMu.Lock()
+				first = cmp.Or(first, err)
+				errMu.Unlock()
+				return
+			}
+			out[i] = st
+		}()
+	}
+	wg.Wait()
+	return first
 }
 
 func (e *Engine) readThrough(ctx context.Context, k cache.Key, attempt int) error {

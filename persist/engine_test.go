@@ -309,6 +309,33 @@ func TestEngineOutage(t *testing.T) {
 	}
 }
 
+func TestEngineGetMany(t *testing.T) {
+	st := newFakeStore()
+	for c := range int64(50) {
+		st.Write(context.Background(), []Record{{Key: cache.Key{1, c}, State: cache.State{MentionCount: int32(c), LastMessageID: c * 10}, Stamp: 1}})
+	}
+	e := startEngine(t, EngineConfig{Store: st, CacheEntries: 1000, FlushInterval: time.Hour})
+	e.Incr(context.Background(), cache.Key{1, 3}, 100) // one cached and changed
+	chans := []int64{3, 0, 49, 3, 77}
+	out := make([]cache.State, len(chans))
+	if err := e.GetMany(context.Background(), 1, chans, out); err != nil {
+		t.Fatal(err)
+	}
+	want := []cache.State{{103, 30}, {0, 0}, {49, 490}, {103, 30}, {0, 0}}
+	for i := range want {
+		if out[i] != want[i] {
+			t.Fatalf("GetMany: got %v, want %v", out, want)
+		}
+	}
+	st.failLoad.Store(true)
+	if err := e.GetMany(context.Background(), 2, []int64{1, 2}, make([]cache.State, 2)); !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("GetMany with the store down: got %v", err)
+	}
+	if n := testing.AllocsPerRun(100, func() { e.GetMany(context.Background(), 1, chans[:3], out) }); n != 0 {
+		t.Fatalf("GetMany of cached states: %v allocs, want 0", n)
+	}
+}
+
 func TestKeyQueue(t *testing.T) {
 	q := newKeyQueue(1)
 	for i := range 100 {
