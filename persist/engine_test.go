@@ -93,28 +93,28 @@ func startEngine(t *testing.T, cfg EngineConfig) *Engine {
 
 func TestEngineReadsThroughAndWritesBehind(t *testing.T) {
 	st := newFakeStore()
-	st.Write(context.Background(), []Record{{Key: cache.Key{1, 2}, State: cache.State{MentionCount: 7, LastMessageID: 70}, Stamp: 1}})
+	st.Write(context.Background(), []Record{{Key: cache.Key{User: 1, Channel: 2}, State: cache.State{MentionCount: 7, LastMessageID: 70}, Stamp: 1}})
 	e := startEngine(t, EngineConfig{Store: st, CacheEntries: 100, FlushInterval: time.Hour})
 	ctx := context.Background()
-	if got, err := e.Get(ctx, cache.Key{1, 2}); err != nil || got != (cache.State{7, 70}) {
+	if got, err := e.Get(ctx, cache.Key{User: 1, Channel: 2}); err != nil || got != (cache.State{MentionCount: 7, LastMessageID: 70}) {
 		t.Fatalf("read-through: got %+v %v", got, err)
 	}
-	if n, err := e.Incr(ctx, cache.Key{1, 2}, 3); err != nil || n != 10 {
+	if n, err := e.Incr(ctx, cache.Key{User: 1, Channel: 2}, 3); err != nil || n != 10 {
 		t.Fatalf("Incr: got %d %v", n, err)
 	}
-	if n, err := e.Incr(ctx, cache.Key{5, 5}, 1); err != nil || n != 1 {
+	if n, err := e.Incr(ctx, cache.Key{User: 5, Channel: 5}, 1); err != nil || n != 1 {
 		t.Fatalf("Incr of a new state: got %d %v", n, err)
 	}
-	if got := st.state(cache.Key{1, 2}); got.MentionCount != 7 {
+	if got := st.state(cache.Key{User: 1, Channel: 2}); got.MentionCount != 7 {
 		t.Fatalf("written before a flush: %+v", got)
 	}
 	if err := e.Sync(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if got := st.state(cache.Key{1, 2}); got != (cache.State{10, 70}) {
+	if got := st.state(cache.Key{User: 1, Channel: 2}); got != (cache.State{MentionCount: 10, LastMessageID: 70}) {
 		t.Fatalf("after Sync: %+v", got)
 	}
-	if got := st.state(cache.Key{5, 5}); got != (cache.State{1, 0}) {
+	if got := st.state(cache.Key{User: 5, Channel: 5}); got != (cache.State{MentionCount: 1, LastMessageID: 0}) {
 		t.Fatalf("after Sync: %+v", got)
 	}
 	if s := e.Stats(); s.Dirty != 0 || s.Pending != 0 || s.Writes != 2 || s.FlushCycles == 0 {
@@ -125,9 +125,9 @@ func TestEngineReadsThroughAndWritesBehind(t *testing.T) {
 func TestEnginePeriodicFlush(t *testing.T) {
 	st := newFakeStore()
 	e := startEngine(t, EngineConfig{Store: st, CacheEntries: 100, FlushInterval: 20 * time.Millisecond})
-	e.Reset(context.Background(), cache.Key{3, 4}, 99, true)
+	e.Reset(context.Background(), cache.Key{User: 3, Channel: 4}, 99, true)
 	deadline := time.Now().Add(5 * time.Second)
-	for st.state(cache.Key{3, 4}).LastMessageID != 99 {
+	for st.state(cache.Key{User: 3, Channel: 4}).LastMessageID != 99 {
 		if time.Now().After(deadline) {
 			t.Fatal("the periodic flush did not write the change")
 		}
@@ -142,24 +142,24 @@ func TestEngineCloseWritesEverything(t *testing.T) {
 		t.Fatal(err)
 	}
 	for i := range 500 {
-		e.Incr(context.Background(), cache.Key{int64(i), 1}, int64(i))
+		e.Incr(context.Background(), cache.Key{User: int64(i), Channel: 1}, int64(i))
 	}
 	if err := e.Close(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	for i := range 500 {
-		if got := st.state(cache.Key{int64(i), 1}).MentionCount; got != int32(i) {
+		if got := st.state(cache.Key{User: int64(i), Channel: 1}).MentionCount; got != int32(i) {
 			t.Fatalf("state %d: got %d", i, got)
 		}
 	}
-	if _, err := e.Get(context.Background(), cache.Key{9999, 1}); !errors.Is(err, ErrClosed) {
+	if _, err := e.Get(context.Background(), cache.Key{User: 9999, Channel: 1}); !errors.Is(err, ErrClosed) {
 		t.Fatalf("Get after Close: got %v, want ErrClosed", err)
 	}
 }
 
 func TestEngineLoadFailureIsAnErrorNotAZeroState(t *testing.T) {
 	st := newFakeStore()
-	k := cache.Key{1, 1}
+	k := cache.Key{User: 1, Channel: 1}
 	st.Write(context.Background(), []Record{{Key: k, State: cache.State{MentionCount: 5}, Stamp: 1}})
 	e := startEngine(t, EngineConfig{Store: st, CacheEntries: 100, FlushInterval: time.Hour})
 	st.failLoad.Store(true)
@@ -176,7 +176,7 @@ func TestEngineConcurrentMissesShareOneLoad(t *testing.T) {
 	st := newFakeStore()
 	st.loadGate = make(chan struct{})
 	e := startEngine(t, EngineConfig{Store: st, CacheEntries: 100, FlushInterval: time.Hour})
-	k := cache.Key{8, 8}
+	k := cache.Key{User: 8, Channel: 8}
 	var wg sync.WaitGroup
 	for range 20 {
 		wg.Add(1)
@@ -312,16 +312,16 @@ func TestEngineOutage(t *testing.T) {
 func TestEngineGetMany(t *testing.T) {
 	st := newFakeStore()
 	for c := range int64(50) {
-		st.Write(context.Background(), []Record{{Key: cache.Key{1, c}, State: cache.State{MentionCount: int32(c), LastMessageID: c * 10}, Stamp: 1}})
+		st.Write(context.Background(), []Record{{Key: cache.Key{User: 1, Channel: c}, State: cache.State{MentionCount: int32(c), LastMessageID: c * 10}, Stamp: 1}})
 	}
 	e := startEngine(t, EngineConfig{Store: st, CacheEntries: 1000, FlushInterval: time.Hour})
-	e.Incr(context.Background(), cache.Key{1, 3}, 100) // one cached and changed
+	e.Incr(context.Background(), cache.Key{User: 1, Channel: 3}, 100) // one cached and changed
 	chans := []int64{3, 0, 49, 3, 77}
 	out := make([]cache.State, len(chans))
 	if err := e.GetMany(context.Background(), 1, chans, out); err != nil {
 		t.Fatal(err)
 	}
-	want := []cache.State{{103, 30}, {0, 0}, {49, 490}, {103, 30}, {0, 0}}
+	want := []cache.State{{MentionCount: 103, LastMessageID: 30}, {}, {MentionCount: 49, LastMessageID: 490}, {MentionCount: 103, LastMessageID: 30}, {}}
 	for i := range want {
 		if out[i] != want[i] {
 			t.Fatalf("GetMany: got %v, want %v", out, want)
