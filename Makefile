@@ -1,0 +1,42 @@
+# Developer and test entry points. Add targets below; keep each one a thin
+# wrapper around a script so CI and humans run the same thing.
+
+SHELL := /usr/bin/env bash
+CASSANDRA_SH := scripts/cassandra/cassandra.sh
+
+.PHONY: cassandra-start cassandra-stop build run test fuzz vet
+
+# Local single-node Cassandra 5.0 under .cassandra/ (env: CASSANDRA_PORT,
+# CASSANDRA_HOME_DIR, CASSANDRA_HEAP, CASSANDRA_START_TIMEOUT; see the script).
+cassandra-start:
+	bash $(CASSANDRA_SH) start
+
+cassandra-stop:
+	bash $(CASSANDRA_SH) stop
+
+# The server binary.
+build:
+	go build -o bin/readstates ./cmd/readstates
+
+# Build, then serve on 127.0.0.1:6380 with the embedded store in ./data
+# (more flags: make run ARGS="--metrics-addr :9121"; see bin/readstates --help).
+run: build
+	./bin/readstates $(ARGS)
+
+test:
+	go test -race ./...
+
+# Short runs of every fuzz target (go test runs one target per invocation).
+FUZZTIME ?= 10s
+FUZZ_TARGETS := \
+	./commands:FuzzParseID ./commands:FuzzParseInt64 ./commands:FuzzQuoted \
+	./commands:FuzzDispatch ./server:FuzzGuard
+fuzz:
+	@set -e; for t in $(FUZZ_TARGETS); do \
+		echo "fuzz $${t#*:} in $${t%%:*} for $(FUZZTIME)"; \
+		go test -run '^$$' -fuzz "^$${t#*:}\$$" -fuzztime $(FUZZTIME) "$${t%%:*}"; \
+	done
+
+vet:
+	go vet ./...
+	@test -z "$$(gofmt -l $$(git ls-files -co --exclude-standard '*.go'))" || { gofmt -l $$(git ls-files -co --exclude-standard '*.go'); echo "gofmt needed"; exit 1; }

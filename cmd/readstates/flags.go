@@ -1,0 +1,125 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/readstates/readstates/persist"
+	"github.com/readstates/readstates/server"
+)
+
+// options is everything the flags set.
+type options struct {
+	server          server.Config
+	dataDir         string
+	cacheEntries    int
+	flushInterval   time.Duration
+	maxPending      int
+	shutdownTimeout time.Duration
+	logLevel        string
+	logFormat       string
+	cassandraHosts  string
+	cassandra       persist.CassandraConfig
+}
+
+// envPrefix names the environment variable of each flag:
+// --cassandra-password is READSTATES_CASSANDRA_PASSWORD.
+const envPrefix = "READSTATES_"
+
+func envName(flagName string) string {
+	return envPrefix + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
+}
+
+// parseFlags parses args over defaults taken from the environment (a flag
+// on the command line wins over its variable).
+func parseFlags(args []string, lookupEnv func(string) (string, bool), out io.Writer) (*options, error) {
+	o := &options{}
+	fs := flag.NewFlagSet("readstates", flag.ContinueOnError)
+	fs.SetOutput(out)
+	s := &o.server
+	fs.StringVar(&s.Addr, "addr", server.DefaultAddr, "address to serve the Redis protocol on")
+	fs.StringVar(&s.RequirePass, "requirepass", "", "password clients must AUTH with (prefer the environment variable: flags show in ps)")
+	fs.IntVar(&s.MaxClients, "maxclients", server.DefaultMaxClients, "most connected clients")
+	fs.DurationVar(&s.IdleTimeout, "idle-timeout", 0, "close connections idle this long (0: never)")
+	fs.IntVar(&s.MaxChannels, "max-channels", 10000, "most channel_ids in one RSMGET")
+	fs.StringVar(&s.MetricsAddr, "metrics-addr", "", `serve Prometheus metrics at /metrics on this address, e.g. ":9121" (default off)`)
+	fs.StringVar(&o.dataDir, "data-dir", "data", "directory of the embedded (Pebble) store; unused with --cassandra-hosts")
+	fs.IntVar(&o.cacheEntries, "cache-entries", 1_000_000, "capacity of the cache, in read states")
+	fs.DurationVar(&o.flushInterval, "flush-interval", 30*time.Second, "longest time a change waits before it is written")
+	fs.IntVar(&o.maxPending, "max-pending", 0, "evicted or flushed read states held unwritten before changes are refused (0: the engine's default)")
+	fs.DurationVar(&o.shutdownTimeout, "shutdown-timeout", time.Minute, "time to finish commands and write every change at shutdown")
+	fs.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
+	fs.StringVar(&o.logFormat, "log-format", "text", "text or json")
+	c := &o.cassandra
+	fs.StringVar(&o.cassandraHosts, "cassandra-hosts", "", "comma-separated Cassandra contact points (host or host:port); set to use Cassandra instead of the embedded store")
+	fs.StringVar(&c.Keyspace, "cassandra-keyspace", "readstates", "keyspace, created if missing")
+	fs.StringVar(&c.Replication, "cassandra-replication", "{'class': 'SimpleStrategy', 'replication_factor': 1}", "replication of a keyspace created here")
+	fs.StringVar(&c.Consistency, "cassandra-consistency", "LOCAL_QUORUM", "consistency of reads and writes")
+	fs.StringVar(&c.LocalDC, "cassandra-local-dc", "", "keep requests in this data center")
+	fs.DurationVar(&c.Timeout, "cassandra-timeout", 2*time.Second, "timeout of one query")
+	fs.DurationVar(&c.ConnectTimeout, "cassandra-connect-timeout", 5*time.Second, "timeout of connection set-up")
+	fs.DurationVar(&c.StartupWait, "cassandra-startup-wait", 2*time.Minute, "how long to keep trying while Cassandra is not up at start")
+	fs.IntVar(&c.Concurrency, "cassandra-concurrency", 16, "most writes in flight")
+	fs.StringVar(&c.Username, "cassandra-username", "", "user for PasswordAuthenticator")
+	fs.StringVar(&c.Password, "cassandra-password", "", "password for PasswordAuthenticator (prefer the environment variable)")
+	fs.StringVar(&c.TLSCAFile, "cassandra-tls-ca", "", "CA certificate file; any TLS flag turns TLS on")
+	fs.StringVar(&c.TLSCertFile, "cassandra-tls-cert", "", "client certificate file")
+	fs.StringVar(&c.TLSKeyFile, "cassandra-tls-key", "", "client key file")
+	fs.BoolVar(&c.TLSInsecureSkipVerify, "cassandra-tls-insecure", false, "do not verify the server's certificate")
+
+	var errs []error
+	fs.VisitAll(func(f *flag.Flag) {
+		name := envName(f.Name)
+		f.Usage += " [$" + name + "]"
+		if v, ok := lookupEnv(name); ok {
+			if err := f.Value.Set(v); err != nil {
+				errs = append(errs, fmt.Errorf("$%s: %w", name, err))
+			}
+		}
+	})
+	fs.Usage = func() {
+		fmt.Fprintf(out, "Usage: readstates [flags]\n\n"+
+			"Serves Discord-style read states over the Redis protocol (RSINCR, RSRESET,\n"+
+			"RSGET, RSMGET), cached in memory and written behind to Pebble or Cassandra.\n"+
+			"Every flag can also be set by the environment variable shown; a flag wins.\n\n")
+		fs.PrintDefaults()
+	}
+	if err := errors.Join(errs...); err != nil {
+		fmt.Fprintln(out, err)
+		return nil, err
+	}
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(out, "unexpected arguments: %q\n", fs.Args())
+		return nil, errors.New("unexpected arguments")
+	}
+	for _, h := range strings.Split(o.cassandraHosts, ",") {
+		if h = strings.TrimSpace(h); h != "" {
+			c.Hosts = append(c.Hosts, h)
+		}
+	}
+	return o, nil
+}
+
+// newLogger builds the process's logger.
+func newLogger(o *options, w io.Writer) (*slog.Logger, error) {
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(o.logLevel)); err != nil {
+		return nil, fmt.Errorf("--log-level: %w", err)
+	}
+	opts := &slog.HandlerOptions{Level: level}
+	switch o.logFormat {
+	case "text":
+		return slog.New(slog.NewTextHandler(w, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	}
+	return nil, fmt.Errorf("--log-format: %q is not text or json", o.logFormat)
+}

@@ -1,0 +1,247 @@
+package commands
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"time"
+)
+
+// Config configures a Dispatcher.
+type Config struct {
+	// Backend serves the read-state commands. Required.
+	Backend ReadStates
+	// Stats feeds INFO and DBSIZE; nil reports zeros.
+	Stats StatsSource
+	// Host is the server the dispatcher runs in (INFO clients, CLIENT LIST,
+	// SHUTDOWN); nil for a dispatcher without one (tests).
+	Host Host
+	// RequirePass, if set, is the password of the default user: every
+	// command but AUTH, HELLO and QUIT is refused with NOAUTH until the
+	// connection authenticates.
+	RequirePass string
+	// MaxChannels caps the channel_ids of one RSMGET (default
+	// DefaultMaxChannels). A larger request is refused with an error, so one
+	// client cannot hold a connection's goroutine (and a megabyte reply)
+	// for an unbounded number of read-throughs.
+	MaxChannels int
+	// Version is the readstates build reported by INFO.
+	Version string
+	// Params are the CONFIG GET parameters beyond the built-in ones (save,
+	// appendonly, databases), e.g. the server's maxclients and timeout.
+	// Names are lower case.
+	Params []Param
+	// Now is the clock for INFO uptime and CLIENT LIST ages; default
+	// time.Now.
+	Now func() time.Time
+}
+
+// Param is one CONFIG GET parameter.
+type Param struct{ Name, Value string }
+
+// DefaultMaxChannels is the default cap on the channel_ids of one RSMGET.
+const DefaultMaxChannels = 10000
+
+// RedisVersion is the Redis version the server claims to be compatible
+// with (HELLO, INFO redis_version): clients and tools pick features by it.
+const RedisVersion = "7.2.0"
+
+// Host is what the connection-level commands need to see of the server.
+// Implementations are safe for concurrent use.
+type Host interface {
+	// HostStats returns the server's connection counters.
+	HostStats() HostStats
+	// EachSession calls fn for every connected client (CLIENT LIST). fn
+	// must not block.
+	EachSession(fn func(*Session))
+	// Shutdown begins a graceful shutdown (SHUTDOWN): stop serving, flush
+	// every change, exit. It returns at once; an error means the server
+	// cannot shut down on request.
+	Shutdown() error
+}
+
+// HostStats are the server counters INFO reports.
+type HostStats struct {
+	Port                int
+	ConnectedClients    int
+	MaxClients          int
+	TotalConnections    uint64
+	RejectedConnections uint64
+	TotalCommands       uint64
+}
+
+// Dispatcher runs commands. It is safe for concurrent use.
+type Dispatcher struct {
+	backend     ReadStates
+	stats       StatsSource
+	host        Host
+	pass        string
+	maxChannels int
+	version     string
+	params      []Param
+	now         func() time.Time
+	started     time.Time
+	runID       string
+
+	cmds  []*Command          // in table order; Command.Index is the position
+	byKey map[string]*Command // lower-case name -> command
+}
+
+// New returns a Dispatcher.
+func New(cfg Config) (*Dispatcher, error) {
+	if cfg.Backend == nil {
+		return nil, errors.New("commands: Config.Backend is nil")
+	}
+	d := &Dispatcher{
+		backend:     cfg.Backend,
+		stats:       cfg.Stats,
+		host:        cfg.Host,
+		pass:        cfg.RequirePass,
+		maxChannels: cfg.MaxChannels,
+		version:     cfg.Version,
+		params:      cfg.Params,
+		now:         cfg.Now,
+	}
+	if d.maxChannels <= 0 {
+		d.maxChannels = DefaultMaxChannels
+	}
+	if d.now == nil {
+		d.now = time.Now
+	}
+	if d.version == "" {
+		d.version = "dev"
+	}
+	d.started = d.now()
+	var id [20]byte
+	_, _ = rand.Read(id[:]) // never fails (crypto/rand panics rather than return short)
+	d.runID = hex.EncodeToString(id[:])
+	d.cmds = table()
+	d.byKey = make(map[string]*Command, len(d.cmds))
+	for i, c := range d.cmds {
+		c.Index = i
+		d.byKey[c.Name] = c
+	}
+	return d, nil
+}
+
+// Commands returns the command table, in Index order. The server uses it
+// to set up per-command metrics before serving. The result must not be
+// modified.
+func (d *Dispatcher) Commands() []*Command { return d.cmds }
+
+// maxNameLen bounds the command names Dispatch looks up; longer names are
+// unknown without a lookup.
+const maxNameLen = 32
+
+// Dispatch runs one command and writes exactly one reply to w (none if the
+// session is already closing). args[0] is the command name, matched
+// case-insensitively. ctx bounds the command's calls to the Backend.
+//
+// It returns the command run (nil for an unknown command or empty args)
+// and whether its reply was an error, for the server's metrics. Dispatch
+// never panics on any args, and does not keep args after it returns.
+func (d *Dispatcher) Dispatch(ctx context.Context, w Writer, s *Session, args [][]byte) (cmd *Command, failed bool) {
+	if s.closing {
+		return nil, false
+	}
+	s.commands.Add(1)
+	s.failed = false
+	if len(args) == 0 {
+		// redcon never delivers an empty command; answer rather than stay
+		// silent so the reply stream stays in step.
+		s.writeError(w, "ERR empty command")
+		return nil, true
+	}
+	cmd = d.lookup(args[0])
+	if cmd == nil {
+		s.writeError(w, unknownCommand(args))
+		return nil, true
+	}
+	// The order of the checks is Redis's: unknown command, arity, then
+	// authentication.
+	if !cmd.arityOK(len(args)) {
+		s.writeError(w, wrongArity(cmd.Name))
+		return cmd, true
+	}
+	if d.pass != "" && !s.authed && !cmd.noAuth {
+		s.writeError(w, "NOAUTH Authentication required.")
+		return cmd, true
+	}
+	cmd.run(ctx, d, w, s, args)
+	return cmd, s.failed
+}
+
+// lookup finds a command by name, case-insensitively, without allocating:
+// the lower-cased name is built on the stack and the map index with
+// string(bytes) does not copy.
+func (d *Dispatcher) lookup(name []byte) *Command {
+	if len(name) > maxNameLen {
+		return nil
+	}
+	var buf [maxNameLen]byte
+	for i, c := range name {
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		buf[i] = c
+	}
+	return d.byKey[string(buf[:len(name)])]
+}
+
+// unknownCommand words the error as Redis 7 does, byte for byte:
+// "ERR unknown command 'foo', with args beginning with: 'a' 'b' ". The name
+// is cut at 128 bytes; arguments are added while the list is shorter than
+// 128 bytes, each cut to what is left of that. CR and LF become spaces,
+// as in Redis, so the reply stays one line.
+func unknownCommand(args [][]byte) string {
+	const limit = 128
+	b := make([]byte, 0, 64+limit*2)
+	b = append(b, "ERR unknown command '"...)
+	b = appendCut(b, args[0], limit)
+	b = append(b, "', with args beginning with: "...)
+	n := 0 // length of the argument list so far
+	for _, a := range args[1:] {
+		if n >= limit {
+			break
+		}
+		start := len(b)
+		b = append(b, '\'')
+		b = appendCut(b, a, limit-n)
+		b = append(b, '\'', ' ')
+		n += len(b) - start
+	}
+	return string(b)
+}
+
+// appendCut appends at most n bytes of s, with CR and LF as spaces.
+func appendCut(dst, s []byte, n int) []byte {
+	if len(s) > n {
+		s = s[:n]
+	}
+	for _, c := range s {
+		if c == '\r' || c == '\n' {
+			c = ' '
+		}
+		dst = append(dst, c)
+	}
+	return dst
+}
+
+// wrongArity words the error as Redis does; name is the command's lower
+// case name, "container|sub" for a subcommand.
+func wrongArity(name string) string {
+	return "ERR wrong number of arguments for '" + name + "' command"
+}
+
+// unknownSubcommand words the error as Redis 7 does:
+// "ERR unknown subcommand 'x'. Try CLIENT HELP."
+func unknownSubcommand(container string, sub []byte) string {
+	b := make([]byte, 0, 64+len(container))
+	b = append(b, "ERR unknown subcommand '"...)
+	b = appendCut(b, sub, 128)
+	b = append(b, "'. Try "...)
+	b = append(b, container...)
+	b = append(b, " HELP."...)
+	return string(b)
+}

@@ -1,0 +1,238 @@
+package commands
+
+import (
+	"bytes"
+	"context"
+	"strings"
+	"testing"
+	"time"
+)
+
+func args(s ...string) [][]byte {
+	out := make([][]byte, len(s))
+	for i, a := range s {
+		out[i] = []byte(a)
+	}
+	return out
+}
+
+// FuzzDispatch sends arbitrary commands (the input split at NUL bytes) and
+// checks that Dispatch never panics and always writes exactly one
+// well-formed reply, in RESP2 and RESP3, authenticated or not.
+func FuzzDispatch(f *testing.F) {
+	for _, s := range []string{
+		"RSINCR\x0042\x007", "RSINCR\x0042\x007\x00-5", "RSRESET\x001\x002\x003",
+		"RSGET\x001\x002", "RSMGET\x001\x002\x003\x002", "rsmget\x009001\x001",
+		"HELLO\x003", "HELLO\x003\x00AUTH\x00default\x00pw\x00SETNAME\x00x",
+		"AUTH\x00pw", "AUTH\x00default\x00pw", "CLIENT\x00SETNAME\x00x",
+		"CLIENT\x00LIST\x00ID\x001", "CLIENT\x00SETINFO\x00lib-name\x00x",
+		"CONFIG\x00GET\x00*", "CONFIG\x00SET\x00save\x00", "COMMAND", "COMMAND\x00DOCS",
+		"COMMAND\x00INFO\x00client|id", "COMMAND\x00LIST\x00FILTERBY\x00PATTERN\x00*",
+		"INFO", "INFO\x00keyspace", "SELECT\x000", "PING", "ECHO\x00x", "DBSIZE",
+		"SHUTDOWN\x00NOSAVE", "QUIT", "", "\x00", "foo\x00bar",
+	} {
+		f.Add(s, false, false)
+		f.Add(s, true, true)
+	}
+	d, _ := newTestDispatcher(f, func(c *Config) { c.Host = &fakeHost{} })
+	dAuth, _ := newTestDispatcher(f, func(c *Config) { c.RequirePass = "pw"; c.MaxChannels = 5 })
+	f.Fuzz(func(t *testing.T, line string, resp3, withPass bool) {
+		dd := d
+		if withPass {
+			dd = dAuth
+		}
+		s := NewSession(1, "a", "b", time.Time{})
+		if resp3 {
+			s.proto.Store(RESP3)
+		}
+		w := &bufWriter{}
+		dd.Dispatch(context.Background(), w, s, bytes.Split([]byte(line), []byte{0}))
+		n, err := respValues(w.b)
+		if err != nil {
+			t.Fatalf("%q: malformed reply %q: %v", line, w.b, err)
+		}
+		// SHUTDOWN succeeds without a reply, as in Redis.
+		if n != 1 && !(n == 0 && s.Closing()) {
+			t.Fatalf("%q: %d replies %q, want 1", line, n, w.b)
+		}
+		// A closing session takes no more commands.
+		if s.Closing() {
+			w.b = w.b[:0]
+			dd.Dispatch(context.Background(), w, s, args("PING"))
+			if len(w.b) != 0 {
+				t.Fatalf("reply %q after the session closed", w.b)
+			}
+		}
+	})
+}
+
+// TestDispatchAllocs checks that the read-state hot path does not
+// allocate: RSINCR, RSRESET, RSGET and a small RSMGET on cached read
+// states, with a backend and writer that do not allocate either.
+func TestDispatchAllocs(t *testing.T) {
+	d, b := newTestDispatcher(t, nil)
+	b.failUsers = nil
+	s := NewSession(1, "a", "b", time.Time{})
+	w := &bufWriter{b: make([]byte, 0, 1024)}
+	ctx := context.Background()
+	for _, cmd := range [][][]byte{
+		args("RSINCR", "000000000042", "000000000007"),
+		args("rsincr", "42", "7", "-1"),
+		args("RSGET", "42", "7"),
+		args("RSRESET", "42", "7", "1100"),
+		args("RSMGET", "42", "7", "7", "7"),
+		args("PING"),
+	} {
+		d.Dispatch(ctx, w, s, cmd) // warm up: the first call inserts the key, grows buffers
+		allocs := testing.AllocsPerRun(1000, func() {
+			w.b = w.b[:0]
+			d.Dispatch(ctx, w, s, cmd)
+		})
+		if allocs != 0 {
+			t.Errorf("%q: %v allocations per command, want 0", cmd, allocs)
+		}
+		if bytes.HasPrefix(w.b, []byte("-")) {
+			t.Errorf("%q: error reply %q", cmd, w.b)
+		}
+	}
+}
+
+func BenchmarkDispatchRSINCR(b *testing.B) {
+	d, mb := newTestDispatcher(b, nil)
+	mb.failUsers = nil
+	s := NewSession(1, "a", "b", time.Time{})
+	w := &bufWriter{b: make([]byte, 0, 1024)}
+	cmd := args("RSINCR", "000000000042", "000000000007", "0")
+	ctx := context.Background()
+	b.ReportAllocs()
+	for b.Loop() {
+		w.b = w.b[:0]
+		d.Dispatch(ctx, w, s, cmd)
+	}
+}
+
+func TestDispatchReturnsCommand(t *testing.T) {
+	d, _ := newTestDispatcher(t, nil)
+	s := NewSession(1, "a", "b", time.Time{})
+	w := &bufWriter{}
+	cmd, failed := d.Dispatch(context.Background(), w, s, args("rsget", "1", "2"))
+	if cmd == nil || cmd.Name != "rsget" || failed {
+		t.Errorf("got %v, %v; want rsget, false", cmd, failed)
+	}
+	if d.Commands()[cmd.Index] != cmd {
+		t.Errorf("Commands()[%d] is not the command run", cmd.Index)
+	}
+	cmd, failed = d.Dispatch(context.Background(), w, s, args("rsget", "x", "2"))
+	if cmd == nil || !failed {
+		t.Errorf("got %v, %v; want rsget, true", cmd, failed)
+	}
+	cmd, failed = d.Dispatch(context.Background(), w, s, args("nosuch"))
+	if cmd != nil || !failed {
+		t.Errorf("got %v, %v; want nil, true", cmd, failed)
+	}
+	if got := s.Commands(); got != 3 {
+		t.Errorf("Commands() = %d, want 3", got)
+	}
+}
+
+// TestUnknownCommandLimits checks the 128-byte limits of Redis's unknown
+// command error.
+func TestUnknownCommandLimits(t *testing.T) {
+	long := strings.Repeat("x", 200)
+	got := unknownCommand(args(long, long, "b"))
+	want := "ERR unknown command '" + strings.Repeat("x", 128) + "', with args beginning with: '" +
+		strings.Repeat("x", 128) + "' "
+	if got != want {
+		t.Errorf("got  %q\nwant %q", got, want)
+	}
+	// Arguments are added while the list is under 128 bytes, each cut to
+	// what is left.
+	got = unknownCommand(args("foo", strings.Repeat("a", 100), strings.Repeat("b", 100), "c"))
+	want = "ERR unknown command 'foo', with args beginning with: '" + strings.Repeat("a", 100) + "' '" +
+		strings.Repeat("b", 25) + "' "
+	if got != want {
+		t.Errorf("got  %q\nwant %q", got, want)
+	}
+}
+
+func TestShutdownCallsHost(t *testing.T) {
+	h := &fakeHost{}
+	d, _ := newTestDispatcher(t, func(c *Config) { c.Host = h })
+	s := NewSession(1, "a", "b", time.Time{})
+	w := &bufWriter{}
+	d.Dispatch(context.Background(), w, s, args("shutdown"))
+	if h.shutdowns != 1 || !s.Closing() || len(w.b) != 0 {
+		t.Errorf("shutdowns %d, closing %v, reply %q; want 1, true, none", h.shutdowns, s.Closing(), w.b)
+	}
+	// Without a host, SHUTDOWN fails.
+	d, _ = newTestDispatcher(t, nil)
+	s = NewSession(1, "a", "b", time.Time{})
+	w.b = nil
+	d.Dispatch(context.Background(), w, s, args("shutdown"))
+	if s.Closing() || !bytes.HasPrefix(w.b, []byte("-ERR Errors trying to SHUTDOWN")) {
+		t.Errorf("closing %v, reply %q", s.Closing(), w.b)
+	}
+}
+
+func TestInfo(t *testing.T) {
+	h := &fakeHost{}
+	clock := &testClock{t: time.Unix(1_700_000_000, 0)}
+	d, _ := newTestDispatcher(t, func(c *Config) { c.Host = h; c.Now = clock.now })
+	clock.t = clock.t.Add(100 * time.Second)
+	s := NewSession(1, "a", "b", time.Time{})
+	run := func(a ...string) string {
+		w := &bufWriter{}
+		d.Dispatch(context.Background(), w, s, args(a...))
+		if n, err := respValues(w.b); n != 1 || err != nil {
+			t.Fatalf("%q: %d values, %v", a, n, err)
+		}
+		return string(w.b)
+	}
+	all := run("INFO")
+	for _, want := range []string{
+		"# Server\r\n", "redis_version:7.2.0\r\n", "readstates_version:test\r\n", "tcp_port:6380\r\n",
+		"uptime_in_seconds:100\r\n",
+		"# Clients\r\n", "connected_clients:0\r\n", "maxclients:10000\r\n",
+		"# Memory\r\n", "used_memory:", "go_heap_objects_bytes:",
+		"# Persistence\r\n", "dirty_read_states:2\r\n", "pending_read_states:1\r\n",
+		"last_flush_time:1700000000\r\n", "flush_lag_seconds:100\r\n", "store_writes:11\r\n",
+		"# Stats\r\n", "total_commands_processed:42\r\n", "keyspace_hits:7\r\n", "evicted_keys:1\r\n",
+		"# Keyspace\r\n", "db0:keys=0,expires=0,avg_ttl=0\r\n", "cache_capacity:1000\r\n",
+	} {
+		if !strings.Contains(all, want) {
+			t.Errorf("INFO lacks %q:\n%s", want, all)
+		}
+	}
+	ks := run("info", "KEYSPACE", "clients")
+	if strings.Contains(ks, "# Server") || !strings.Contains(ks, "# Keyspace") || !strings.Contains(ks, "# Clients") {
+		t.Errorf("INFO keyspace clients:\n%s", ks)
+	}
+	if got := run("INFO", "nosuch"); got != "$0\r\n\r\n" {
+		t.Errorf("INFO nosuch = %q, want empty bulk", got)
+	}
+	// RESP3: a verbatim string.
+	s.proto.Store(RESP3)
+	if got := run("INFO", "replication"); !strings.HasPrefix(got, "=") || !strings.Contains(got, "txt:# Replication\r\nrole:master") {
+		t.Errorf("INFO in RESP3 = %q", got)
+	}
+}
+
+// TestCommandReplies checks that the large COMMAND replies are well formed
+// in both protocols and count what they claim.
+func TestCommandReplies(t *testing.T) {
+	d, _ := newTestDispatcher(t, nil)
+	for _, proto := range []int32{RESP2, RESP3} {
+		s := NewSession(1, "a", "b", time.Time{})
+		s.proto.Store(proto)
+		for _, a := range [][]string{
+			{"COMMAND"}, {"COMMAND", "DOCS"}, {"COMMAND", "INFO"}, {"COMMAND", "LIST"},
+			{"COMMAND", "HELP"}, {"CONFIG", "GET", "*"}, {"CONFIG", "HELP"},
+		} {
+			w := &bufWriter{}
+			d.Dispatch(context.Background(), w, s, args(a...))
+			if n, err := respValues(w.b); n != 1 || err != nil || w.b[0] == '-' {
+				t.Errorf("RESP%d %q: %d values, %v: %.80q", proto, a, n, err, w.b)
+			}
+		}
+	}
+}

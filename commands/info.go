@@ -1,0 +1,228 @@
+package commands
+
+import (
+	"context"
+	"os"
+	"runtime"
+	"runtime/metrics"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// INFO [section ...]
+//
+// Sections as Redis names them, with the fields that mean something here,
+// plus the write-behind engine's figures:
+//   - server: versions, process, uptime;
+//   - clients: connected_clients, maxclients;
+//   - memory: used_memory (the Go runtime's) and Go heap and GC figures. The
+//     cache arenas are outside the Go heap (see package cache) and show
+//     only in used_memory_rss;
+//   - persistence: the write-behind backlog (dirty, pending), the last
+//     flush and its lag, store writes, loads and errors;
+//   - stats: connections, commands, cache hits, misses and evictions under
+//     Redis's names (keyspace_hits, keyspace_misses, evicted_keys);
+//   - replication: role:master, so tools that look for a role find one;
+//   - keyspace: db0 with the cached read states, and the cache figures.
+//
+// "all", "everything" and "default" (or no argument) give every section;
+// an unknown section gives nothing, as in Redis.
+func info(_ context.Context, d *Dispatcher, w Writer, s *Session, args [][]byte) {
+	want := map[string]bool{}
+	all := len(args) == 1
+	for _, a := range args[1:] {
+		sec := strings.ToLower(string(a))
+		switch sec {
+		case "all", "everything", "default":
+			all = true
+		default:
+			want[sec] = true
+		}
+	}
+	var es EngineStats
+	if d.stats != nil {
+		es = d.stats.Stats()
+	}
+	var hs HostStats
+	if d.host != nil {
+		hs = d.host.HostStats()
+	}
+	now := d.now()
+	var b []byte
+	section := func(name string, fill func([]byte) []byte) {
+		if !all && !want[strings.ToLower(name)] {
+			return
+		}
+		if len(b) > 0 {
+			b = append(b, "\r\n"...)
+		}
+		b = append(b, "# "...)
+		b = append(b, name...)
+		b = append(b, "\r\n"...)
+		b = fill(b)
+	}
+	section("Server", func(b []byte) []byte {
+		up := int64(now.Sub(d.started) / time.Second)
+		b = field(b, "redis_version", RedisVersion)
+		b = field(b, "readstates_version", d.version)
+		b = field(b, "redis_mode", "standalone")
+		b = field(b, "os", runtime.GOOS+" "+runtime.GOARCH)
+		b = field(b, "arch_bits", strconv.Itoa(strconv.IntSize))
+		b = field(b, "go_version", runtime.Version())
+		b = fieldInt(b, "process_id", int64(os.Getpid()))
+		b = field(b, "run_id", d.runID)
+		b = fieldInt(b, "tcp_port", int64(hs.Port))
+		b = fieldInt(b, "uptime_in_seconds", up)
+		b = fieldInt(b, "uptime_in_days", up/86400)
+		return b
+	})
+	section("Clients", func(b []byte) []byte {
+		b = fieldInt(b, "connected_clients", int64(hs.ConnectedClients))
+		b = fieldInt(b, "maxclients", int64(hs.MaxClients))
+		return b
+	})
+	section("Memory", func(b []byte) []byte { return appendMemory(b) })
+	section("Persistence", func(b []byte) []byte {
+		b = field(b, "loading", "0")
+		b = field(b, "aof_enabled", "0")
+		b = fieldInt(b, "rdb_changes_since_last_save", es.Dirty+es.Pending)
+		b = fieldInt(b, "rdb_last_save_time", unixOrZero(es.LastFlush))
+		b = fieldInt(b, "dirty_read_states", es.Dirty)
+		b = fieldInt(b, "pending_read_states", es.Pending)
+		b = fieldUint(b, "pinned_read_states", es.Pinned)
+		b = fieldInt(b, "oldest_pending_seconds", int64(es.OldestPending/time.Second))
+		b = fieldInt(b, "last_flush_time", unixOrZero(es.LastFlush))
+		lag := int64(-1) // no full flush yet
+		if !es.LastFlush.IsZero() {
+			lag = int64(now.Sub(es.LastFlush) / time.Second)
+		}
+		b = fieldInt(b, "flush_lag_seconds", lag)
+		b = fieldUint(b, "flush_cycles", es.FlushCycles)
+		b = fieldUint(b, "store_writes", es.Writes)
+		b = fieldUint(b, "store_write_errors", es.WriteErrors)
+		b = fieldUint(b, "store_write_retries", es.Retries)
+		b = fieldUint(b, "store_loads", es.Loads)
+		b = fieldUint(b, "store_load_errors", es.LoadErrors)
+		return b
+	})
+	section("Stats", func(b []byte) []byte {
+		b = fieldUint(b, "total_connections_received", hs.TotalConnections)
+		b = fieldUint(b, "total_commands_processed", hs.TotalCommands)
+		b = fieldUint(b, "rejected_connections", hs.RejectedConnections)
+		b = fieldUint(b, "keyspace_hits", es.Hits)
+		b = fieldUint(b, "keyspace_misses", es.Misses)
+		b = fieldUint(b, "evicted_keys", es.Evictions)
+		b = field(b, "expired_keys", "0")
+		return b
+	})
+	section("Replication", func(b []byte) []byte {
+		b = field(b, "role", "master")
+		b = field(b, "connected_slaves", "0")
+		return b
+	})
+	section("Keyspace", func(b []byte) []byte {
+		b = append(b, "db0:keys="...)
+		b = strconv.AppendInt(b, es.Entries, 10)
+		b = append(b, ",expires=0,avg_ttl=0\r\n"...)
+		b = fieldInt(b, "cached_read_states", es.Entries)
+		b = fieldInt(b, "cache_capacity", es.Capacity)
+		b = fieldUint(b, "cache_hits", es.Hits)
+		b = fieldUint(b, "cache_misses", es.Misses)
+		b = fieldUint(b, "cache_evictions", es.Evictions)
+		return b
+	})
+	s.writeVerbatim(w, b)
+}
+
+func field(b []byte, name, value string) []byte {
+	b = append(b, name...)
+	b = append(b, ':')
+	b = append(b, value...)
+	return append(b, '\r', '\n')
+}
+
+func fieldInt(b []byte, name string, v int64) []byte {
+	b = append(b, name...)
+	b = append(b, ':')
+	b = strconv.AppendInt(b, v, 10)
+	return append(b, '\r', '\n')
+}
+
+func fieldUint(b []byte, name string, v uint64) []byte {
+	b = append(b, name...)
+	b = append(b, ':')
+	b = strconv.AppendUint(b, v, 10)
+	return append(b, '\r', '\n')
+}
+
+func unixOrZero(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.Unix()
+}
+
+// appendMemory reports memory from runtime/metrics, which (unlike
+// runtime.ReadMemStats) does not stop the world.
+func appendMemory(b []byte) []byte {
+	samples := []metrics.Sample{
+		{Name: "/memory/classes/total:bytes"},
+		{Name: "/memory/classes/heap/released:bytes"},
+		{Name: "/memory/classes/heap/objects:bytes"},
+		{Name: "/gc/heap/goal:bytes"},
+		{Name: "/gc/cycles/total:gc-cycles"},
+		{Name: "/sched/goroutines:goroutines"},
+	}
+	metrics.Read(samples)
+	v := make([]uint64, len(samples))
+	for i, s := range samples {
+		if s.Value.Kind() == metrics.KindUint64 {
+			v[i] = s.Value.Uint64()
+		}
+	}
+	used := v[0] - min(v[1], v[0]) // mapped by the Go runtime and not returned to the OS
+	b = fieldUint(b, "used_memory", used)
+	b = field(b, "used_memory_human", humanBytes(used))
+	if rss, ok := residentBytes(); ok {
+		b = fieldUint(b, "used_memory_rss", rss)
+		b = field(b, "used_memory_rss_human", humanBytes(rss))
+	}
+	b = fieldUint(b, "go_heap_objects_bytes", v[2])
+	b = fieldUint(b, "go_heap_goal_bytes", v[3])
+	b = fieldUint(b, "go_gc_cycles", v[4])
+	b = fieldUint(b, "go_goroutines", v[5])
+	return b
+}
+
+// residentBytes reads the process's resident set from /proc (Linux); the
+// cache arenas live outside the Go heap and only show here.
+func residentBytes() (uint64, bool) {
+	data, err := os.ReadFile("/proc/self/statm")
+	if err != nil {
+		return 0, false
+	}
+	f := strings.Fields(string(data))
+	if len(f) < 2 {
+		return 0, false
+	}
+	pages, err := strconv.ParseUint(f[1], 10, 64)
+	if err != nil {
+		return 0, false
+	}
+	return pages * uint64(os.Getpagesize()), true
+}
+
+func humanBytes(n uint64) string {
+	const units = "BKMGTP"
+	f := float64(n)
+	i := 0
+	for f >= 1024 && i < len(units)-1 {
+		f /= 1024
+		i++
+	}
+	if i == 0 {
+		return strconv.FormatUint(n, 10) + "B"
+	}
+	return strconv.FormatFloat(f, 'f', 2, 64) + units[i:i+1]
+}

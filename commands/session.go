@@ -1,0 +1,99 @@
+package commands
+
+import (
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/readstates/readstates/cache"
+)
+
+// Session is the state of one client connection: protocol version,
+// authentication, client name. The server creates one per connection
+// (NewSession) and passes it to every Dispatch on that connection.
+//
+// Invariants: the fields without a lock are used only by the connection's
+// own goroutine, one command at a time. The fields that CLIENT LIST and
+// INFO read from other connections are either atomic or under mu.
+type Session struct {
+	id      int64
+	addr    string
+	laddr   string
+	created time.Time
+
+	// Owned by the connection's goroutine.
+	authed  bool
+	closing bool // the last reply was the last one: close after flushing
+	failed  bool // the current command's reply is an error
+	scratch []byte
+	ids     []int64       // RSMGET's channel_ids
+	states  []cache.State // RSMGET's results before they are written
+
+	// Readable by any goroutine.
+	proto    atomic.Int32
+	commands atomic.Uint64 // commands dispatched on this connection
+	mu       struct {
+		sync.Mutex
+		name    string
+		libName string
+		libVer  string
+	}
+}
+
+// NewSession returns the state of a new connection: RESP2, not
+// authenticated, no name. id is the connection's id, unique for the life of
+// the server (CLIENT ID, HELLO); addr and laddr are the remote and local
+// addresses shown by CLIENT LIST.
+func NewSession(id int64, addr, laddr string, now time.Time) *Session {
+	s := &Session{id: id, addr: addr, laddr: laddr, created: now}
+	s.proto.Store(RESP2)
+	return s
+}
+
+// ID returns the connection's id.
+func (s *Session) ID() int64 { return s.id }
+
+// Protocol returns the connection's RESP version, 2 or 3.
+func (s *Session) Protocol() int { return int(s.proto.Load()) }
+
+// Closing reports whether the connection must be closed once the replies
+// written so far are flushed (after QUIT or SHUTDOWN). The server must not
+// dispatch further commands of the connection; Dispatch ignores them if it
+// does. Only the connection's goroutine may call it.
+func (s *Session) Closing() bool { return s.closing }
+
+// Commands returns how many commands were dispatched on the connection.
+// Any goroutine may call it.
+func (s *Session) Commands() uint64 { return s.commands.Load() }
+
+// Name returns the name set by CLIENT SETNAME or HELLO SETNAME, "" if none.
+// Any goroutine may call it.
+func (s *Session) Name() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.mu.name
+}
+
+func (s *Session) setName(name string) {
+	s.mu.Lock()
+	s.mu.name = name
+	s.mu.Unlock()
+}
+
+// maxKept bounds the RSMGET buffers a session keeps between commands: a
+// connection that once asked for 10,000 channels should not hold 240 KB
+// for the rest of its life.
+const maxKept = 256
+
+// mgetBufs returns buffers for n channel_ids and their read states,
+// reusing the session's.
+func (s *Session) mgetBufs(n int) ([]int64, []cache.State) {
+	if cap(s.ids) >= n {
+		return s.ids[:n], s.states[:n]
+	}
+	ids, states := make([]int64, n), make([]cache.State, n)
+	if n <= maxKept {
+		s.ids, s.states = ids, states
+	}
+	return ids, states
+}

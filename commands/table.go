@@ -1,0 +1,237 @@
+package commands
+
+import "context"
+
+// Command describes one command: what COMMAND INFO and COMMAND DOCS report,
+// and the handler that runs it.
+type Command struct {
+	// Name is the lower-case name ("rsincr", or "client|setname" for a
+	// subcommand).
+	Name string
+	// Index is the command's position in Dispatcher.Commands(), for
+	// metrics kept in a slice.
+	Index int
+	// Arity follows Redis: n > 0 means exactly n arguments counting the
+	// name, n < 0 means at least -n.
+	Arity int
+	// MaxArgs, if not 0, is the most arguments (counting the name) the
+	// command takes; more is a wrong-arity error.
+	MaxArgs int
+	// Flags, ACL categories, key positions and docs as Redis reports them.
+	Flags                   []string
+	ACL                     []string
+	FirstKey, LastKey, Step int
+	Summary, Since, Group   string
+	Complexity              string
+	Subcommands             []*Command
+
+	noAuth  bool // allowed before AUTH
+	handler func(ctx context.Context, d *Dispatcher, w Writer, s *Session, args [][]byte)
+}
+
+func (c *Command) arityOK(n int) bool {
+	if c.Arity >= 0 {
+		return n == c.Arity
+	}
+	if n < -c.Arity {
+		return false
+	}
+	return c.MaxArgs == 0 || n <= c.MaxArgs
+}
+
+// run calls the handler; for a container (CLIENT, CONFIG, COMMAND) called
+// with a subcommand it looks the subcommand up and checks its arity first.
+// A container without a handler of its own has arity -2, so it always has
+// a subcommand here.
+func (c *Command) run(ctx context.Context, d *Dispatcher, w Writer, s *Session, args [][]byte) {
+	if len(c.Subcommands) == 0 || len(args) < 2 {
+		c.handler(ctx, d, w, s, args)
+		return
+	}
+	sub := c.subcommand(args[1])
+	if sub == nil {
+		s.writeError(w, unknownSubcommand(upper(c.Name), args[1]))
+		return
+	}
+	if !sub.arityOK(len(args)) {
+		s.writeError(w, wrongArity(sub.Name))
+		return
+	}
+	sub.handler(ctx, d, w, s, args)
+}
+
+// subcommand finds a subcommand case-insensitively; containers are few and
+// small, so a scan is cheaper than a map.
+func (c *Command) subcommand(name []byte) *Command {
+	for _, sub := range c.Subcommands {
+		short := sub.Name[len(c.Name)+1:]
+		if equalFold(short, name) {
+			return sub
+		}
+	}
+	return nil
+}
+
+// equalFold reports whether lower-case ASCII s equals b ignoring ASCII case.
+func equalFold(s string, b []byte) bool {
+	if len(s) != len(b) {
+		return false
+	}
+	for i := range len(b) {
+		c := b[i]
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		if c != s[i] {
+			return false
+		}
+	}
+	return true
+}
+
+func upper(s string) string {
+	b := []byte(s)
+	for i, c := range b {
+		if 'a' <= c && c <= 'z' {
+			b[i] = c - ('a' - 'A')
+		}
+	}
+	return string(b)
+}
+
+// table returns the command table. It is built per Dispatcher (nothing
+// package-level is mutable); Index is assigned by New.
+func table() []*Command {
+	// The flags of the connection commands allowed before AUTH.
+	flagsConn := []string{"noscript", "loading", "stale", "fast", "no_auth", "allow_busy"}
+	client := &Command{
+		Name: "client", Arity: -2, Group: "connection",
+		Summary: "A container for client connection commands.", Since: "2.4.0",
+		Complexity: "Depends on subcommand.", ACL: []string{"@slow"},
+	}
+	client.Subcommands = []*Command{
+		{Name: "client|id", Arity: 2, handler: clientID, Summary: "Returns the unique client ID of the connection.", Since: "5.0.0", Complexity: "O(1)"},
+		{Name: "client|getname", Arity: 2, handler: clientGetName, Summary: "Returns the name of the connection.", Since: "2.6.9", Complexity: "O(1)"},
+		{Name: "client|setname", Arity: 3, handler: clientSetName, Summary: "Sets the connection name.", Since: "2.6.9", Complexity: "O(1)"},
+		{Name: "client|setinfo", Arity: 4, handler: clientSetInfo, Summary: "Sets information specific to the client or connection.", Since: "7.2.0", Complexity: "O(1)"},
+		{Name: "client|info", Arity: 2, handler: clientInfo, Summary: "Returns information about the connection.", Since: "6.2.0", Complexity: "O(1)"},
+		{Name: "client|list", Arity: -2, handler: clientList, Summary: "Lists open connections.", Since: "2.4.0", Complexity: "O(N) where N is the number of client connections"},
+		{Name: "client|help", Arity: 2, handler: clientHelp, Summary: "Returns helpful text about the different subcommands.", Since: "5.0.0", Complexity: "O(1)"},
+	}
+	config := &Command{
+		Name: "config", Arity: -2, Group: "server",
+		Summary: "A container for server configuration commands.", Since: "2.0.0",
+		Complexity: "Depends on subcommand.", ACL: []string{"@slow"},
+	}
+	config.Subcommands = []*Command{
+		{Name: "config|get", Arity: -3, handler: configGet, Summary: "Returns the effective values of configuration parameters.", Since: "2.0.0", Complexity: "O(N) when N is the number of configuration parameters provided"},
+		{Name: "config|set", Arity: -4, handler: configSet, Summary: "Sets configuration parameters in-flight.", Since: "2.0.0", Complexity: "O(N) when N is the number of configuration parameters provided"},
+		{Name: "config|help", Arity: 2, handler: configHelp, Summary: "Returns helpful text about the different subcommands.", Since: "5.0.0", Complexity: "O(1)"},
+	}
+	command := &Command{
+		Name: "command", Arity: -1, handler: commandAll, Group: "server",
+		Flags: []string{"loading", "stale"}, ACL: []string{"@slow", "@connection"},
+		Summary: "Returns detailed information about all commands.", Since: "2.8.13",
+		Complexity: "O(N) where N is the total number of Redis commands",
+	}
+	command.Subcommands = []*Command{
+		{Name: "command|count", Arity: 2, handler: commandCount, Summary: "Returns a count of commands.", Since: "2.8.13", Complexity: "O(1)"},
+		{Name: "command|info", Arity: -2, handler: commandInfo, Summary: "Returns information about one, multiple or all commands.", Since: "2.8.13", Complexity: "O(N) where N is the number of commands to look up"},
+		{Name: "command|docs", Arity: -2, handler: commandDocs, Summary: "Returns documentary information about one, multiple or all commands.", Since: "7.0.0", Complexity: "O(N) where N is the number of commands to look up"},
+		{Name: "command|list", Arity: -2, handler: commandList, Summary: "Returns a list of command names.", Since: "7.0.0", Complexity: "O(N) where N is the total number of Redis commands"},
+		{Name: "command|help", Arity: 2, handler: commandHelp, Summary: "Returns helpful text about the different subcommands.", Since: "5.0.0", Complexity: "O(1)"},
+	}
+	for _, c := range [...]*Command{client, config, command} {
+		for _, sub := range c.Subcommands {
+			sub.Group = c.Group
+			if sub.Flags == nil {
+				sub.Flags = []string{"loading", "stale"}
+			}
+			sub.ACL = []string{"@slow", "@" + c.Group}
+		}
+	}
+	return []*Command{
+		// The read-state commands. The user_id is the "key": every command
+		// touches one user's read states, so a cluster-aware client would
+		// route by it.
+		{
+			Name: "rsincr", Arity: -3, MaxArgs: 4, handler: rsIncr,
+			Flags: []string{"write", "denyoom", "fast"}, ACL: []string{"@write", "@fast"},
+			FirstKey: 1, LastKey: 1, Step: 1, Group: "readstates", Since: "1.0.0", Complexity: "O(1)",
+			Summary: "Adds delta (default 1) to the mention_count of a read state and returns the new value.",
+		},
+		{
+			Name: "rsreset", Arity: -3, MaxArgs: 4, handler: rsReset,
+			Flags: []string{"write", "fast"}, ACL: []string{"@write", "@fast"},
+			FirstKey: 1, LastKey: 1, Step: 1, Group: "readstates", Since: "1.0.0", Complexity: "O(1)",
+			Summary: "Sets the mention_count of a read state to 0 (and last_message_id, if given) and returns the mention_count before.",
+		},
+		{
+			Name: "rsget", Arity: 3, handler: rsGet,
+			Flags: []string{"readonly", "fast"}, ACL: []string{"@read", "@fast"},
+			FirstKey: 1, LastKey: 1, Step: 1, Group: "readstates", Since: "1.0.0", Complexity: "O(1)",
+			Summary: "Returns [mention_count, last_message_id] of a read state.",
+		},
+		{
+			Name: "rsmget", Arity: -3, handler: rsMGet,
+			Flags: []string{"readonly"}, ACL: []string{"@read"},
+			FirstKey: 1, LastKey: 1, Step: 1, Group: "readstates", Since: "1.0.0",
+			Complexity: "O(N) where N is the number of channel_ids",
+			Summary:    "Returns [mention_count, last_message_id] of one user's read states in several channels.",
+		},
+		// Redis commands that clients and tools send.
+		{
+			Name: "ping", Arity: -1, MaxArgs: 2, handler: ping,
+			Flags: []string{"fast", "sentinel"}, ACL: []string{"@fast", "@connection"},
+			Group: "connection", Since: "1.0.0", Complexity: "O(1)", Summary: "Returns the server's liveliness response.",
+		},
+		{
+			Name: "echo", Arity: 2, handler: echo,
+			Flags: []string{"fast"}, ACL: []string{"@fast", "@connection"},
+			Group: "connection", Since: "1.0.0", Complexity: "O(1)", Summary: "Returns the given string.",
+		},
+		{
+			Name: "quit", Arity: -1, handler: quit, noAuth: true,
+			Flags: flagsConn, ACL: []string{"@fast", "@connection"},
+			Group: "connection", Since: "1.0.0", Complexity: "O(1)", Summary: "Closes the connection.",
+		},
+		{
+			Name: "hello", Arity: -1, handler: hello, noAuth: true,
+			Flags: append([]string{"sentinel"}, flagsConn...), ACL: []string{"@fast", "@connection"},
+			Group: "connection", Since: "6.0.0", Complexity: "O(1)", Summary: "Handshakes with the Redis server.",
+		},
+		{
+			Name: "auth", Arity: -2, handler: auth, noAuth: true,
+			Flags: append([]string{"sentinel"}, flagsConn...), ACL: []string{"@fast", "@connection"},
+			Group: "connection", Since: "1.0.0", Complexity: "O(N) where N is the number of passwords defined for the user",
+			Summary: "Authenticates the connection.",
+		},
+		{
+			Name: "select", Arity: 2, handler: selectDB,
+			Flags: []string{"loading", "stale", "fast"}, ACL: []string{"@fast", "@connection"},
+			Group: "connection", Since: "1.0.0", Complexity: "O(1)", Summary: "Changes the selected database.",
+		},
+		client,
+		{
+			Name: "info", Arity: -1, handler: info,
+			Flags: []string{"loading", "stale", "sentinel"}, ACL: []string{"@slow", "@dangerous"},
+			Group: "server", Since: "1.0.0", Complexity: "O(1)",
+			Summary: "Returns information and statistics about the server.",
+		},
+		config,
+		command,
+		{
+			Name: "dbsize", Arity: 1, handler: dbSize,
+			Flags: []string{"readonly", "fast"}, ACL: []string{"@keyspace", "@read", "@fast"},
+			Group: "server", Since: "1.0.0", Complexity: "O(1)",
+			Summary: "Returns the number of read states in the cache.",
+		},
+		{
+			Name: "shutdown", Arity: -1, MaxArgs: 4, handler: shutdown,
+			Flags: []string{"admin", "noscript", "loading", "stale", "no_multi", "sentinel", "allow_busy"},
+			ACL:   []string{"@admin", "@slow", "@dangerous"},
+			Group: "server", Since: "1.0.0", Complexity: "O(N) when saving, where N is the number of changed read states",
+			Summary: "Flushes every change to the database and stops the server.",
+		},
+	}
+}

@@ -1,0 +1,303 @@
+package persist
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/readstates/readstates/cache"
+)
+
+// testStore is the conformance suite of the Store contract (see Store and
+// Record): every implementation runs it.
+//
+// open is called once per subtest; the store it returns is closed by
+// whoever opened it (a t.Cleanup). It may hand out one store to several
+// subtests (a Cassandra keyspace is slow to create): each subtest keys its
+// records under its own random user ids, except the extreme-value subtest,
+// which runs once per call of testStore.
+func testStore(t *testing.T, open func(t *testing.T) Store) {
+	t.Run("NeverWrittenIsZero", func(t *testing.T) {
+		s := open(t)
+		u := storetestUser()
+		for _, k := range []cache.Key{{User: u, Channel: 1}, {User: u, Channel: math.MaxInt64}} {
+			storetestWantState(t, s, k, cache.State{})
+		}
+	})
+
+	t.Run("EmptyWriteIsNoop", func(t *testing.T) {
+		s := open(t)
+		ctx := t.Context()
+		if err := s.Write(ctx, nil); err != nil {
+			t.Fatalf("Write(nil): got %v, want nil", err)
+		}
+		if err := s.Write(ctx, []Record{}); err != nil {
+			t.Fatalf("Write([]Record{}): got %v, want nil", err)
+		}
+	})
+
+	t.Run("RoundTripExtremes", func(t *testing.T) {
+		s := open(t)
+		const maxID = math.MaxInt64
+		recs := []Record{
+			{Key: cache.Key{User: 0, Channel: 0}, State: cache.State{MentionCount: 1, LastMessageID: 2}},
+			{Key: cache.Key{User: 0, Channel: maxID}, State: cache.State{MentionCount: math.MaxInt32, LastMessageID: maxID}},
+			{Key: cache.Key{User: maxID, Channel: 0}, State: cache.State{MentionCount: math.MaxInt32, LastMessageID: 0}},
+			{Key: cache.Key{User: maxID, Channel: maxID}, State: cache.State{MentionCount: 0, LastMessageID: maxID}},
+		}
+		stamp := storetestStamp()
+		for i := range recs {
+			recs[i].Stamp = stamp
+		}
+		storetestWrite(t, s, recs...)
+		for _, r := range recs {
+			storetestWantState(t, s, r.Key, r.State)
+		}
+		// A newer zero State is a real value, not "absent": it must replace
+		// the old one.
+		zero := make([]Record, len(recs))
+		for i, r := range recs {
+			zero[i] = Record{Key: r.Key, Stamp: stamp + 1}
+		}
+		storetestWrite(t, s, zero...)
+		for _, r := range recs {
+			storetestWantState(t, s, r.Key, cache.State{})
+		}
+	})
+
+	t.Run("LastWriterWins", func(t *testing.T) {
+		s := open(t)
+		k := cache.Key{User: storetestUser(), Channel: 7}
+		base := storetestStamp()
+		newer := cache.State{MentionCount: 5, LastMessageID: 500}
+		older := cache.State{MentionCount: 3, LastMessageID: 300}
+
+		storetestWrite(t, s, Record{Key: k, State: newer, Stamp: base + 5})
+		storetestWrite(t, s, Record{Key: k, State: older, Stamp: base + 3})
+		storetestWantState(t, s, k, newer)
+
+		// A retry of an already applied write changes nothing.
+		storetestWrite(t, s, Record{Key: k, State: newer, Stamp: base + 5})
+		storetestWantState(t, s, k, newer)
+
+		newest := cache.State{MentionCount: 0, LastMessageID: 700}
+		storetestWrite(t, s, Record{Key: k, State: newest, Stamp: base + 7})
+		storetestWantState(t, s, k, newest)
+
+		// Within one Write, order does not matter either.
+		k2 := cache.Key{User: k.User, Channel: 8}
+		storetestWrite(t, s,
+			Record{Key: k2, State: cache.State{MentionCount: 10}, Stamp: base + 10},
+			Record{Key: k2, State: cache.State{MentionCount: 9}, Stamp: base + 9},
+		)
+		storetestWantState(t, s, k2, cache.State{MentionCount: 10})
+	})
+
+	t.Run("ManyUsersAndChannels", func(t *testing.T) {
+		s := open(t)
+		const n = 1000
+		stamp := storetestStamp()
+		recs := make([]Record, 0, 2*n)
+		// n users with one channel each: many partitions.
+		u0 := storetestUser()
+		for i := range int64(n) {
+			recs = append(recs, Record{
+				Key:   cache.Key{User: u0 + i, Channel: 42},
+				State: cache.State{MentionCount: int32(i), LastMessageID: i * 1000},
+				Stamp: stamp,
+			})
+		}
+		// One user in n channels: one big partition, split into batches.
+		u1 := storetestUser()
+		for i := range int64(n) {
+			recs = append(recs, Record{
+				Key:   cache.Key{User: u1, Channel: i * 7919},
+				State: cache.State{MentionCount: int32(n - i), LastMessageID: math.MaxInt64 - i},
+				Stamp: stamp,
+			})
+		}
+		// The engine hands over records in no particular order.
+		rand.Shuffle(len(recs), func(i, j int) { recs[i], recs[j] = recs[j], recs[i] })
+		storetestWrite(t, s, recs...)
+		storetestLoadAll(t, s, recs)
+
+		// Overwrite half with newer stamps and half with older ones.
+		for i := range recs {
+			if i%2 == 0 {
+				recs[i].Stamp = stamp + 1
+				recs[i].State.MentionCount++
+			}
+		}
+		stale := make([]Record, 0, len(recs)/2)
+		for i := range recs {
+			if i%2 == 1 {
+				stale = append(stale, Record{Key: recs[i].Key, State: cache.State{MentionCount: 12345, LastMessageID: 12345}, Stamp: stamp - 1})
+			}
+		}
+		storetestWrite(t, s, append(stale, recs...)...)
+		storetestLoadAll(t, s, recs)
+	})
+
+	t.Run("ConcurrentWritesAndLoads", func(t *testing.T) {
+		s := open(t)
+		const workers, rounds = 8, 40
+		user := storetestUser()
+		shared := cache.Key{User: user, Channel: 1}
+		// Each state carries its own stamp, so a Load shows which write it
+		// observes.
+		var clock atomic.Int64
+		clock.Store(storetestStamp())
+		var wg sync.WaitGroup
+		errs := make(chan error, workers)
+		for w := range workers {
+			wg.Go(func() {
+				own := cache.Key{User: user, Channel: int64(100 + w)}
+				for range rounds {
+					st := clock.Add(1)
+					state := cache.State{MentionCount: int32(st % math.MaxInt32), LastMessageID: st}
+					err := storetestRetry(t, func() error {
+						return s.Write(t.Context(), []Record{
+							{Key: shared, State: state, Stamp: st},
+							{Key: own, State: state, Stamp: st},
+						})
+					})
+					if err != nil {
+						errs <- fmt.Errorf("write stamp %d: %w", st, err)
+						return
+					}
+					// Read-your-writes: our write or a newer one.
+					got, err := storetestLoad(t, s, shared)
+					if err != nil {
+						errs <- fmt.Errorf("load shared: %w", err)
+						return
+					}
+					if got.LastMessageID < st {
+						errs <- fmt.Errorf("load shared after writing stamp %d: got stamp %d", st, got.LastMessageID)
+						return
+					}
+					got, err = storetestLoad(t, s, own)
+					if err != nil {
+						errs <- fmt.Errorf("load own: %w", err)
+						return
+					}
+					if got != state {
+						errs <- fmt.Errorf("load own %v: got %+v, want %+v", own, got, state)
+						return
+					}
+				}
+			})
+		}
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			t.Error(err)
+		}
+		last := clock.Load()
+		storetestWantState(t, s, shared, cache.State{MentionCount: int32(last % math.MaxInt32), LastMessageID: last})
+	})
+}
+
+// storetestStamp returns the base Stamp of a subtest: a realistic value
+// (about 1970 plus 13 days in microseconds) with room below it for "older"
+// writes. Subtests never share keys, so they may share the base.
+func storetestStamp() int64 { return 1 << 40 }
+
+// storetestUser returns a user id no other subtest uses.
+func storetestUser() int64 { return rand.Int64N(1<<62) + 1<<40 }
+
+// storetestRetry runs op until it succeeds, fails with an error other than
+// ErrUnavailable, or has failed 5 times. A networked store on a loaded test
+// machine may time out now and then; the contract allows that ("try again
+// later") and the engine retries, so the suite does too.
+func storetestRetry(t *testing.T, op func() error) error {
+	var err error
+	for attempt := 1; attempt <= 5; attempt++ {
+		if err = op(); !errors.Is(err, ErrUnavailable) {
+			return err
+		}
+		t.Logf("attempt %d: %v (retrying)", attempt, err)
+		time.Sleep(time.Duration(attempt) * 200 * time.Millisecond)
+	}
+	return err
+}
+
+func storetestLoad(t *testing.T, s Store, k cache.Key) (cache.State, error) {
+	var got cache.State
+	err := storetestRetry(t, func() error {
+		var err error
+		got, err = s.Load(t.Context(), k)
+		return err
+	})
+	return got, err
+}
+
+func storetestWrite(t *testing.T, s Store, recs ...Record) {
+	t.Helper()
+	if err := storetestRetry(t, func() error { return s.Write(t.Context(), recs) }); err != nil {
+		t.Fatalf("Write of %d records: %v", len(recs), err)
+	}
+}
+
+func storetestWantState(t *testing.T, s Store, k cache.Key, want cache.State) {
+	t.Helper()
+	got, err := storetestLoad(t, s, k)
+	if err != nil {
+		t.Fatalf("Load(%v): %v", k, err)
+	}
+	if got != want {
+		t.Errorf("Load(%v): got %+v, want %+v", k, got, want)
+	}
+}
+
+// storetestLoadAll checks every record with a few concurrent readers, so a
+// networked store does not take a round trip per record in sequence.
+func storetestLoadAll(t *testing.T, s Store, want []Record) {
+	t.Helper()
+	const readers = 8
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	var (
+		wg     sync.WaitGroup
+		mu     sync.Mutex
+		failed []string
+	)
+	for r := range readers {
+		wg.Go(func() {
+			for i := r; i < len(want); i += readers {
+				var got cache.State
+				err := storetestRetry(t, func() error {
+					var err error
+					got, err = s.Load(ctx, want[i].Key)
+					return err
+				})
+				msg := ""
+				switch {
+				case err != nil:
+					msg = fmt.Sprintf("Load(%v): %v", want[i].Key, err)
+				case got != want[i].State:
+					msg = fmt.Sprintf("Load(%v): got %+v, want %+v", want[i].Key, got, want[i].State)
+				}
+				if msg != "" {
+					mu.Lock()
+					failed = append(failed, msg)
+					tooMany := len(failed) > 10
+					mu.Unlock()
+					if tooMany {
+						cancel()
+						return
+					}
+				}
+			}
+		})
+	}
+	wg.Wait()
+	for _, f := range failed {
+		t.Error(f)
+	}
+}

@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Installs what the tests and benchmarks need beyond Go, Java 17 and Maven:
+# redis-cli and redis-benchmark (real clients the end-to-end tests drive),
+# redis-server (the reference the benchmarks compare against), and the
+# redis-py client. Idempotent; needs root (or sudo) for apt-get.
+set -euo pipefail
+
+need_apt=()
+command -v redis-cli >/dev/null 2>&1 || need_apt+=(redis-tools)
+command -v redis-benchmark >/dev/null 2>&1 || need_apt+=(redis-tools)
+command -v redis-server >/dev/null 2>&1 || need_apt+=(redis-server)
+if ((${#need_apt[@]})); then
+	sudo=""
+	[ "$(id -u)" -eq 0 ] || sudo="sudo"
+	$sudo apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
+	# The package starts a system redis-server on 6379; the project starts
+	# its own, on ports of its choosing.
+	$sudo service redis-server stop >/dev/null 2>&1 || true
+fi
+
+if ! python3 -c 'import redis' 2>/dev/null; then
+	python3 -m pip install -q --disable-pip-version-check 'redis>=5,<7'
+fi
+
+for tool in go java mvn redis-cli redis-benchmark redis-server; do
+	command -v "$tool" >/dev/null || { echo "deps: $tool is missing" >&2; exit 1; }
+done
+echo "deps: ok ($(go version | cut -d' ' -f3), java $(java -version 2>&1 | head -1 | cut -d'"' -f2), $(redis-cli --version))"

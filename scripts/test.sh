@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# The project's whole test run, as CI runs it (make test):
+#   1. vet, then unit and end-to-end tests under the race detector, on the
+#      embedded store, with real clients (redis-cli, redis-benchmark,
+#      go-redis, redis-py);
+#   2. a real Cassandra 5.0 node started from Maven Central jars
+#      (scripts/cassandra/cassandra.sh), the Cassandra store and the
+#      server's durability guarantees tested against it, the node stopped.
+# Prerequisites: Go, Java 17, Maven; scripts/deps.sh installs the clients.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+echo "== go vet"
+go vet ./...
+go vet -tags cassandra ./...
+
+echo "== unit and end-to-end tests (race detector)"
+go test -race -count=1 -timeout 20m ./...
+
+echo "== Cassandra integration tests"
+bash scripts/cassandra/cassandra.sh start
+trap 'bash scripts/cassandra/cassandra.sh stop' EXIT
+READSTATES_CASSANDRA_SCRIPT="$PWD/scripts/cassandra/cassandra.sh" \
+	go test -race -count=1 -timeout 30m -tags cassandra -run 'Cassandra' ./persist/ ./tests/

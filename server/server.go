@@ -1,0 +1,571 @@
+package server
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"slices"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/readstates/readstates/commands"
+	"github.com/tidwall/redcon"
+)
+
+// Config configures a Server. Zero values take the defaults given.
+type Config struct {
+	// Addr is the TCP address ListenAndServe listens on (default
+	// "127.0.0.1:6380").
+	Addr string
+	// RequirePass, if set, is the password clients must AUTH with.
+	RequirePass string
+	// MaxClients caps the connected clients (default 10000); the next is
+	// answered "-ERR max number of clients reached" and closed, as in Redis.
+	MaxClients int
+	// IdleTimeout closes a connection that sends nothing for this long
+	// (0: never, Redis's default).
+	IdleTimeout time.Duration
+	// MaxArgs caps the arguments of one request (default 65536; RSMGET
+	// takes at most MaxChannels channel_ids anyway).
+	MaxArgs int
+	// MaxBulkBytes caps one argument (default 1 MiB; Redis's
+	// proto-max-bulk-len is 512 MiB, but no readstates argument needs more
+	// than a few bytes).
+	MaxBulkBytes int
+	// MaxRequestBytes caps one whole request (default 16 MiB): redcon
+	// buffers a request entirely before it runs it.
+	MaxRequestBytes int
+	// MaxChannels caps the channel_ids of one RSMGET (default
+	// commands.DefaultMaxChannels).
+	MaxChannels int
+	// MetricsAddr, if set, serves Prometheus metrics at /metrics on this
+	// address (e.g. ":9121").
+	MetricsAddr string
+	// Metrics, if set, is the metrics registry to use (see NewMetrics);
+	// otherwise one is made when MetricsAddr is set.
+	Metrics *Metrics
+	// OnShutdown is called by the SHUTDOWN command. It must not block; it
+	// should start the same path as SIGTERM (which calls Shutdown). If nil,
+	// SHUTDOWN is refused.
+	OnShutdown func()
+	// Version is the build reported by INFO.
+	Version string
+	// Logger receives the server's logs; connection errors are at debug
+	// level (default slog.Default()).
+	Logger *slog.Logger
+}
+
+// Defaults of Config.
+const (
+	DefaultAddr            = "127.0.0.1:6380"
+	DefaultMaxClients      = 10000
+	DefaultMaxArgs         = 1 << 16
+	DefaultMaxBulkBytes    = 1 << 20
+	DefaultMaxRequestBytes = 16 << 20
+)
+
+// maxLimit bounds the configurable limits, so the guard's arithmetic
+// cannot overflow.
+const maxLimit = 1 << 40
+
+// Backend is what the server serves: the read states and their counters
+// (persist.Engine).
+type Backend interface {
+	commands.ReadStates
+	commands.StatsSource
+}
+
+// ErrServerClosed is returned by Serve and ListenAndServe after Shutdown
+// or Close.
+var ErrServerClosed = errors.New("server: closed")
+
+// Server is a readstates server. Create it with New, run it with Serve or
+// ListenAndServe, stop it with Shutdown.
+//
+// Lock order: redcon's server lock (held when redcon calls s.closed), then
+// s.mu. s.mu is never held while calling into redcon or doing anything
+// that can block on the network.
+type Server struct {
+	cfg     Config
+	log     *slog.Logger
+	disp    *commands.Dispatcher
+	metrics *Metrics // nil: no metrics
+	backend Backend
+	limits  limits
+
+	closing  atomic.Bool // set once by Shutdown or Close; read per command
+	nextID   atomic.Int64
+	accepted atomic.Uint64
+	rejected atomic.Uint64
+	// ctx is the parent of every command's context (a net/http-style base
+	// context), set by Serve before the first connection.
+	ctx   context.Context
+	ready chan struct{} // closed when Serve is listening
+	done  chan struct{} // closed when Serve has returned
+
+	mu struct {
+		sync.Mutex
+		started    bool
+		closed     bool // Shutdown or Close was called
+		forced     bool // connections are being closed without waiting
+		ln         *guardListener
+		metricsSrv *http.Server
+		metricsLn  net.Listener
+		cancel     context.CancelFunc // of ctx
+		released   bool               // ln.release is closed
+		explicit   bool               // Shutdown or Close was called (not ctx)
+		clients    map[*client]struct{}
+		closedCmds uint64        // commands run on connections now closed
+		drained    chan struct{} // closed when closed and no clients are left
+	}
+}
+
+// client is one connection: its session and its guarded net.Conn.
+type client struct {
+	sess *commands.Session
+	gc   *guardConn
+}
+
+// New returns a server for backend.
+func New(cfg Config, backend Backend) (*Server, error) {
+	if backend == nil {
+		return nil, errors.New("server: nil backend")
+	}
+	if cfg.Addr == "" {
+		cfg.Addr = DefaultAddr
+	}
+	if cfg.MaxClients <= 0 {
+		cfg.MaxClients = DefaultMaxClients
+	}
+	cfg.MaxArgs = clampLimit(cfg.MaxArgs, DefaultMaxArgs)
+	cfg.MaxBulkBytes = clampLimit(cfg.MaxBulkBytes, DefaultMaxBulkBytes)
+	cfg.MaxRequestBytes = clampLimit(cfg.MaxRequestBytes, DefaultMaxRequestBytes)
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.Metrics == nil && cfg.MetricsAddr != "" {
+		cfg.Metrics = NewMetrics()
+	}
+	s := &Server{
+		cfg:     cfg,
+		log:     cfg.Logger,
+		metrics: cfg.Metrics,
+		backend: backend,
+		limits: limits{
+			maxArgs:    int64(cfg.MaxArgs),
+			maxBulk:    int64(cfg.MaxBulkBytes),
+			maxRequest: int64(cfg.MaxRequestBytes),
+			maxInline:  min(maxInline, int64(cfg.MaxRequestBytes)),
+		},
+		ready: make(chan struct{}),
+		done:  make(chan struct{}),
+	}
+	s.mu.clients = make(map[*client]struct{})
+	s.mu.drained = make(chan struct{})
+	disp, err := commands.New(commands.Config{
+		Backend:     backend,
+		Stats:       backend,
+		Host:        (*host)(s),
+		RequirePass: cfg.RequirePass,
+		MaxChannels: cfg.MaxChannels,
+		Version:     cfg.Version,
+		Params: []commands.Param{
+			{Name: "maxclients", Value: strconv.Itoa(cfg.MaxClients)},
+			{Name: "timeout", Value: strconv.Itoa(int(cfg.IdleTimeout / time.Second))},
+			{Name: "bind", Value: hostOf(cfg.Addr)},
+			{Name: "port", Value: portOf(cfg.Addr)},
+			{Name: "proto-max-bulk-len", Value: strconv.Itoa(cfg.MaxBulkBytes)},
+			{Name: "maxmemory-policy", Value: "allkeys-lru"},
+		},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("server: %w", err)
+	}
+	s.disp = disp
+	if s.metrics != nil {
+		if err := s.metrics.bind(s, disp.Commands(), backend); err != nil {
+			return nil, fmt.Errorf("server: metrics: %w", err)
+		}
+	}
+	return s, nil
+}
+
+func clampLimit(v, def int) int {
+	if v <= 0 {
+		return def
+	}
+	return min(v, maxLimit)
+}
+
+func hostOf(addr string) string {
+	h, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return ""
+	}
+	return h
+}
+
+func portOf(addr string) string {
+	_, p, err := net.SplitHostPort(addr)
+	if err != nil {
+		return ""
+	}
+	return p
+}
+
+// ListenAndServe listens on Config.Addr and serves; see Serve.
+func (s *Server) ListenAndServe(ctx context.Context) error {
+	ln, err := net.Listen("tcp", s.cfg.Addr)
+	if err != nil {
+		return fmt.Errorf("server: listen: %w", err)
+	}
+	return s.Serve(ctx, ln)
+}
+
+// Serve serves connections on ln (and metrics on Config.MetricsAddr) until
+// Shutdown or Close, then returns ErrServerClosed; ln is closed. ctx is the
+// parent of every command's context; if it is canceled, Serve stops as
+// Close does (without waiting for commands) and returns ctx's error.
+// When Serve returns, no connection is open and no command is running.
+//
+// Serve may be called once.
+func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+	s.mu.Lock()
+	if started, closed := s.mu.started, s.mu.closed; started || closed {
+		s.mu.Unlock()
+		ln.Close()
+		if closed {
+			return ErrServerClosed
+		}
+		return errors.New("server: Serve called twice")
+	}
+	s.mu.started = true
+	cctx, cancel := context.WithCancel(ctx)
+	s.ctx, s.mu.cancel = cctx, cancel
+	gl := &guardListener{Listener: ln, closing: &s.closing, release: make(chan struct{}), lim: s.limits, log: s.log}
+	s.mu.ln = gl
+	s.mu.Unlock()
+	defer close(s.done)
+	defer cancel()
+
+	var bg sync.WaitGroup // goroutines Serve owns; it waits for them
+	if s.cfg.MetricsAddr != "" {
+		mln, err := net.Listen("tcp", s.cfg.MetricsAddr)
+		if err != nil {
+			s.beginClose()
+			s.release()
+			return fmt.Errorf("server: metrics listen: %w", err)
+		}
+		srv := &http.Server{Handler: s.metrics.Handler(), ReadHeaderTimeout: 10 * time.Second}
+		s.mu.Lock()
+		s.mu.metricsSrv, s.mu.metricsLn = srv, mln
+		s.mu.Unlock()
+		bg.Add(1)
+		go func() {
+			defer bg.Done()
+			if err := srv.Serve(mln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				s.log.Error("metrics server", "err", err)
+			}
+		}()
+	}
+	// The watcher makes cancellation of ctx stop the server; Serve cancels
+	// cctx on its way out, which ends the watcher.
+	bg.Add(1)
+	go func() {
+		defer bg.Done()
+		<-cctx.Done()
+		s.beginClose()
+		s.release()
+	}()
+
+	rs := redcon.NewServerNetwork(ln.Addr().Network(), ln.Addr().String(), s.handle, s.accept, s.closed)
+	rs.SetIdleClose(s.cfg.IdleTimeout)
+	attrs := []any{"addr", ln.Addr().String()}
+	s.mu.Lock()
+	if s.mu.metricsLn != nil {
+		attrs = append(attrs, "metrics_addr", s.mu.metricsLn.Addr().String())
+	}
+	s.mu.Unlock()
+	s.log.Info("ready", attrs...)
+	close(s.ready)
+
+	err := rs.Serve(gl) // returns once gl.Accept reports the closed socket
+	// redcon has closed every connection it had; wait until their
+	// goroutines are gone, so no command runs after Serve returns.
+	s.beginClose()
+	s.release()
+	s.mu.Lock()
+	drained, msrv, explicit := s.mu.drained, s.mu.metricsSrv, s.mu.explicit
+	s.mu.Unlock()
+	<-drained
+	if msrv != nil {
+		msrv.Close()
+	}
+	cancel()
+	bg.Wait()
+	switch {
+	case err != nil:
+		return fmt.Errorf("server: %w", err)
+	case !explicit && ctx.Err() != nil:
+		return ctx.Err()
+	}
+	return ErrServerClosed
+}
+
+// Ready is closed once Serve is accepting connections (never, if Serve
+// fails to start: wait for its result too).
+func (s *Server) Ready() <-chan struct{} { return s.ready }
+
+// Addr returns the address Serve listens on, nil before Serve.
+func (s *Server) Addr() net.Addr {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.mu.ln == nil {
+		return nil
+	}
+	return s.mu.ln.Addr()
+}
+
+// MetricsAddr returns the address of the metrics endpoint, nil if none.
+func (s *Server) MetricsAddr() net.Addr {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.mu.metricsLn == nil {
+		return nil
+	}
+	return s.mu.metricsLn.Addr()
+}
+
+// Shutdown stops the server gracefully: it closes the listener (new
+// connections are refused), lets every connection finish the command it
+// is running and flush its replies, closes the connections, and waits
+// until Serve has returned. Commands that a client pipelined behind the
+// running one are not run; the client sees the connection close.
+//
+// If ctx ends first, the remaining connections are closed at once, the
+// commands' context is canceled, and Shutdown still waits for their
+// goroutines (which then end promptly) before it returns ctx's error. So
+// when Shutdown returns, no command is running or will run.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.mu.Lock()
+	s.mu.explicit = true
+	s.mu.Unlock()
+	s.beginClose()
+	s.mu.Lock()
+	drained := s.mu.drained
+	s.mu.Unlock()
+	var err error
+	select {
+	case <-drained:
+	case <-ctx.Done():
+		err = ctx.Err()
+	}
+	s.release()
+	s.waitServe()
+	return err
+}
+
+// Close stops the server at once: the listener and every connection are
+// closed without waiting, and the commands' context is canceled. It waits
+// until Serve has returned.
+func (s *Server) Close() error {
+	s.mu.Lock()
+	s.mu.explicit = true
+	s.mu.Unlock()
+	s.beginClose()
+	s.release()
+	s.waitServe()
+	return nil
+}
+
+func (s *Server) waitServe() {
+	s.mu.Lock()
+	started := s.mu.started
+	s.mu.Unlock()
+	if started {
+		<-s.done
+	}
+}
+
+// beginClose starts a shutdown, once: no new connections; idle
+// connections are woken so they close; busy ones close after their
+// current command (see handle and guardConn.Read).
+func (s *Server) beginClose() {
+	s.mu.Lock()
+	if s.mu.closed {
+		s.mu.Unlock()
+		return
+	}
+	s.mu.closed = true
+	s.closing.Store(true)
+	if s.mu.ln != nil {
+		// Close the socket, not gl: gl.Accept holds the error back until
+		// release.
+		s.mu.ln.Listener.Close()
+	}
+	if len(s.mu.clients) == 0 {
+		close(s.mu.drained)
+	}
+	conns := make([]net.Conn, 0, len(s.mu.clients))
+	for cl := range s.mu.clients {
+		conns = append(conns, cl.gc.Conn)
+	}
+	s.mu.Unlock()
+	// A connection blocked reading returns at once, and its Read reports
+	// EOF because closing is set (see guardConn.Read).
+	now := time.Now()
+	for _, c := range conns {
+		_ = c.SetReadDeadline(now)
+	}
+}
+
+// release lets redcon's accept loop end, once; redcon then closes every
+// connection left, and the commands' context is canceled.
+func (s *Server) release() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.mu.released {
+		return
+	}
+	s.mu.released = true
+	if s.mu.ln != nil {
+		close(s.mu.ln.release)
+	}
+	if s.mu.cancel != nil {
+		s.mu.cancel()
+	}
+}
+
+// accept is redcon's accept callback, called on the accept loop.
+func (s *Server) accept(c redcon.Conn) bool {
+	gc, ok := c.NetConn().(*guardConn)
+	if !ok {
+		return false // cannot happen: every conn comes from guardListener
+	}
+	s.accepted.Add(1)
+	s.mu.Lock()
+	if s.mu.closed {
+		s.mu.Unlock()
+		return false
+	}
+	if len(s.mu.clients) >= s.cfg.MaxClients {
+		s.mu.Unlock()
+		s.rejected.Add(1)
+		// redcon flushes this when it closes the refused connection; the
+		// deadline keeps a stuck peer from stalling the accept loop.
+		_ = gc.Conn.SetWriteDeadline(time.Now().Add(100 * time.Millisecond))
+		c.WriteError("ERR max number of clients reached")
+		s.log.Debug("connection refused: max clients", "remote", c.RemoteAddr())
+		return false
+	}
+	cl := &client{
+		sess: commands.NewSession(s.nextID.Add(1), c.RemoteAddr(), gc.LocalAddr().String(), time.Now()),
+		gc:   gc,
+	}
+	c.SetContext(cl)
+	s.mu.clients[cl] = struct{}{}
+	s.mu.Unlock()
+	s.log.Debug("connection open", "id", cl.sess.ID(), "remote", c.RemoteAddr())
+	return true
+}
+
+// closed is redcon's callback when a connection's goroutine ends. redcon
+// holds its server lock here.
+func (s *Server) closed(c redcon.Conn, err error) {
+	cl, ok := c.Context().(*client)
+	if !ok {
+		return
+	}
+	s.mu.Lock()
+	delete(s.mu.clients, cl)
+	s.mu.closedCmds += cl.sess.Commands()
+	if s.mu.closed && len(s.mu.clients) == 0 {
+		close(s.mu.drained)
+	}
+	s.mu.Unlock()
+	var perr *protocolError
+	if errors.As(err, &perr) && s.metrics != nil {
+		s.metrics.protocolErrors.Inc()
+	}
+	s.log.Debug("connection closed", "id", cl.sess.ID(), "remote", c.RemoteAddr(), "err", err)
+}
+
+// handle is redcon's command handler, called on the connection's
+// goroutine for each command, in order.
+func (s *Server) handle(c redcon.Conn, cmd redcon.Command) {
+	cl := c.Context().(*client) // set by accept for every connection
+	if cl.sess.Closing() {
+		return // QUIT or SHUTDOWN earlier in the pipeline: run nothing more
+	}
+	if s.closing.Load() {
+		c.Close() // flushes the replies so far
+		return
+	}
+	ctx := s.ctx
+	if s.metrics == nil {
+		s.disp.Dispatch(ctx, c, cl.sess, cmd.Args)
+	} else {
+		start := time.Now()
+		command, failed := s.disp.Dispatch(ctx, c, cl.sess, cmd.Args)
+		s.metrics.observe(command, failed, time.Since(start))
+	}
+	if cl.sess.Closing() {
+		c.Close()
+	}
+}
+
+// host is the Server as the commands see it (commands.Host).
+type host Server
+
+func (h *host) HostStats() commands.HostStats {
+	s := (*Server)(h)
+	st := commands.HostStats{
+		MaxClients:          s.cfg.MaxClients,
+		TotalConnections:    s.accepted.Load(),
+		RejectedConnections: s.rejected.Load(),
+	}
+	if a := s.Addr(); a != nil {
+		if ta, ok := a.(*net.TCPAddr); ok {
+			st.Port = ta.Port
+		}
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	st.ConnectedClients = len(s.mu.clients)
+	st.TotalCommands = s.mu.closedCmds
+	for cl := range s.mu.clients {
+		st.TotalCommands += cl.sess.Commands()
+	}
+	return st
+}
+
+func (h *host) EachSession(fn func(*commands.Session)) {
+	s := (*Server)(h)
+	s.mu.Lock()
+	sessions := make([]*commands.Session, 0, len(s.mu.clients))
+	for cl := range s.mu.clients {
+		sessions = append(sessions, cl.sess)
+	}
+	s.mu.Unlock()
+	slices.SortFunc(sessions, func(a, b *commands.Session) int { return cmp.Compare(a.ID(), b.ID()) })
+	for _, sess := range sessions {
+		fn(sess)
+	}
+}
+
+func (h *host) Shutdown() error {
+	s := (*Server)(h)
+	if s.cfg.OnShutdown == nil {
+		s.log.Warn("SHUTDOWN refused: no shutdown hook configured")
+		return errors.New("no shutdown hook")
+	}
+	s.log.Info("SHUTDOWN requested by a client")
+	s.cfg.OnShutdown()
+	return nil
+}
