@@ -4,7 +4,7 @@
 SHELL := /usr/bin/env bash
 CASSANDRA_SH := scripts/cassandra/cassandra.sh
 
-.PHONY: cassandra-start cassandra-stop build run test fuzz vet
+.PHONY: cassandra-start cassandra-stop build run test unit bench fuzz vet
 
 # Local single-node Cassandra 5.0 under .cassandra/ (env: CASSANDRA_PORT,
 # CASSANDRA_HOME_DIR, CASSANDRA_HEAP, CASSANDRA_START_TIMEOUT; see the script).
@@ -23,8 +23,20 @@ build:
 run: build
 	./bin/readstates $(ARGS)
 
+# Everything CI runs: vet, unit and end-to-end tests with real clients under
+# the race detector, then a local Cassandra node and the integration tests
+# against it (scripts/test.sh). Clients: bash scripts/deps.sh.
 test:
+	bash scripts/test.sh
+
+# Unit and end-to-end tests only (no Cassandra): the quick loop.
+unit:
 	go test -race ./...
+
+# Benchmarks, side by side in one run (scripts/bench.sh; results in
+# BENCHMARKS.md). BENCH_SIZES sets the cache sizes.
+bench:
+	bash scripts/bench.sh
 
 # Short runs of every fuzz target (go test runs one target per invocation).
 FUZZTIME ?= 10s
