@@ -247,13 +247,19 @@ func report(b *testing.B, before, after int64, size int, perGC time.Duration, sc
 }
 
 // benchProbe is the floor: one random read-modify-write of a word in an
-// array as large as the table's arena at this size. Each index depends on
-// the word read before, as each Incr waits for the one before (its lock is
-// a full barrier): without that, the CPU overlaps independent misses and
-// the "floor" would measure memory bandwidth, not latency.
+// array as large as the table's arena at this size, allocated the same way
+// (so with the same page size). Each index depends on the word read
+// before, as each Incr waits for the one before (its lock is a full
+// barrier): without that, the CPU overlaps independent misses and the
+// "floor" would measure memory bandwidth, not latency.
 func benchProbe(b *testing.B, size int, _ int64) {
-	words := int(float64(size)/maxLoad) * int(unsafe.Sizeof(entry{})) / 8
-	arr := make([]uint64, words)
+	slots := int(float64(size) / maxLoad)
+	mem, release, err := allocEntries(slots)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer release()
+	arr := unsafe.Slice((*uint64)(unsafe.Pointer(unsafe.SliceData(mem))), slots*int(unsafe.Sizeof(entry{}))/8)
 	n := uint64(len(arr))
 	b.Run("probe/incr", func(b *testing.B) {
 		r := rng(88172645463325252)
@@ -264,5 +270,4 @@ func benchProbe(b *testing.B, size int, _ int64) {
 			arr[i] = last + 1
 		}
 	})
-	runtime.KeepAlive(arr)
 }
