@@ -90,7 +90,7 @@ func info(_ context.Context, d *Dispatcher, w Writer, s *Session, args [][]byte)
 		b = fieldInt(b, "rdb_last_save_time", unixOrZero(es.LastFlush))
 		b = fieldInt(b, "dirty_read_states", es.Dirty)
 		b = fieldInt(b, "pending_read_states", es.Pending)
-		b = fieldUint(b, "pinned_read_states", es.Pinned)
+		b = fieldUint(b, "pinned_refusals_total", es.Pinned)
 		b = fieldInt(b, "oldest_pending_seconds", int64(es.OldestPending/time.Second))
 		b = fieldInt(b, "last_flush_time", unixOrZero(es.LastFlush))
 		lag := int64(-1) // no full flush yet

@@ -3,6 +3,7 @@
 package tests
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -31,14 +32,7 @@ import (
 // dropped when the test ends.
 
 func cassandraHosts() string {
-	return cmpOr(os.Getenv("READSTATES_CASSANDRA_HOSTS"), "127.0.0.1:9042")
-}
-
-func cmpOr(a, b string) string {
-	if a != "" {
-		return a
-	}
-	return b
+	return cmp.Or(os.Getenv("READSTATES_CASSANDRA_HOSTS"), "127.0.0.1:9042")
 }
 
 func cassandraScript(t testing.TB) string {
@@ -76,12 +70,12 @@ func cassandraCtl(t testing.TB, action string, timeout time.Duration) (string, i
 // (idempotent) if it is not.
 func requireCassandra(t testing.TB) {
 	t.Helper()
-	if out, code, err := cassandraCtl(t, "status", 30*time.Second); err == nil && code == 0 {
+	out, code, err := cassandraCtl(t, "status", 30*time.Second)
+	if err == nil && code == 0 {
 		return
-	} else {
-		t.Logf("cassandra.sh status: %q (exit %d, %v); starting the node", out, code, err)
 	}
-	out, code, err := cassandraCtl(t, "start", 5*time.Minute)
+	t.Logf("cassandra.sh status: %q (exit %d, %v); starting the node", out, code, err)
+	out, code, err = cassandraCtl(t, "start", 5*time.Minute)
 	if err != nil || code != 0 {
 		t.Fatalf("cassandra.sh start: exit %d, %v:\n%s", code, err, out)
 	}
@@ -472,7 +466,7 @@ func logInfo(t *testing.T, f map[string]string, when string) {
 	var b strings.Builder
 	for _, k := range []string{
 		"cache_capacity", "cached_read_states", "keyspace_hits", "keyspace_misses", "evicted_keys",
-		"dirty_read_states", "pending_read_states", "pinned_read_states", "oldest_pending_seconds",
+		"dirty_read_states", "pending_read_states", "pinned_refusals_total", "oldest_pending_seconds",
 		"flush_cycles", "store_writes", "store_write_errors", "store_write_retries", "store_loads", "store_load_errors",
 	} {
 		if v, ok := f[k]; ok {
