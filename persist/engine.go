@@ -236,17 +236,20 @@ func (e *Engine) GetMany(ctx context.Context, user int64, channels []int64, out 
 	if e.closed.Load() {
 		return ErrClosed
 	}
-	var missing []int
-	for i, c := range channels {
-		st, err := e.table.Get(cache.Key{User: user, Channel: c})
-		if err != nil {
-			missing = append(missing, i)
-			continue
-		}
-		out[i] = st
+	var small [64]bool // the common case needs no allocation
+	found := small[:0]
+	if len(channels) > len(small) {
+		found = make([]bool, len(channels))
 	}
-	if len(missing) == 0 {
+	found = found[:len(channels)]
+	if e.table.GetMany(user, channels, out, found) == 0 {
 		return nil
+	}
+	var missing []int
+	for i, ok := range found {
+		if !ok {
+			missing = append(missing, i)
+		}
 	}
 	var (
 		wg    sync.WaitGroup
