@@ -1,3 +1,5 @@
+//go:build !ptrcache
+
 package cache
 
 import "syscall"

@@ -1,17 +1,14 @@
+//go:build !ptrcache
+
 package cache
 
 import (
-	"encoding/binary"
-	"errors"
 	"fmt"
 	"math"
 	"math/bits"
 	"sync"
-	"sync/atomic"
 	"time"
 	"unsafe"
-
-	"github.com/cespare/xxhash/v2"
 )
 
 // entry is one slot of a shard's open-addressing table. It holds no
@@ -40,49 +37,9 @@ const (
 // lines), and it sets the memory cost: 32 / 0.85 ≈ 37.6 bytes per read state.
 const maxLoad = 0.85
 
-// Config configures a Table.
-type Config struct {
-	// Entries is the capacity: the table never holds more read states.
-	Entries int
-	// Shards is the number of independently locked shards, a power of
-	// two no larger than Entries. Zero picks up to 64 shards of at least
-	// 256 entries, and more for large tables so that a shard holds at most
-	// ~16K entries, which keeps a walk of one shard under its lock in the
-	// tens of microseconds.
-	Shards int
-	// WriteBack takes over unwritten changes. It is called, with the
-	// shard's lock held, with the snapshot of a dirty entry that is being
-	// evicted or flushed. If it returns true, the callee owns writing s
-	// and must serve s to read-through until it is written; the entry is
-	// then removed (eviction) or marked clean (Flush). If it returns false
-	// the entry stays dirty: it is pinned until a later call accepts it.
-	// It must not call the Table. Nil drops evicted changes (tests only).
-	WriteBack func(s Snapshot) bool
-	// Now is the clock for snapshot stamps (default time.Now).
-	Now func() time.Time
-}
-
-// Snapshot is a copy of one read state, taken under its shard's lock.
-type Snapshot struct {
-	Key   Key
-	State State
-	// Stamp is the write timestamp, in microseconds since the Unix epoch.
-	// Stamps of one key strictly increase in the order its states were
-	// snapshotted, so a store that keeps the highest stamp keeps the
-	// newest state.
-	Stamp int64
-}
-
-// Stats are counters summed over all shards.
-type Stats struct {
-	Entries   int64 // read states held, including loading placeholders
-	Capacity  int64
-	Dirty     int64
-	Hits      uint64
-	Misses    uint64
-	Evictions uint64 // entries removed to make room, clean or dirty
-	Pinned    uint64 // dirty entries WriteBack refused
-}
+// Implementation names the Table built in: this arena table, or the
+// pointer-rich LRU baseline built with -tags ptrcache.
+const Implementation = "arena"
 
 // Table is a fixed-capacity map from Key to State with CLOCK eviction,
 // built for write-behind. All methods are safe for concurrent use.
@@ -90,9 +47,8 @@ type Table struct {
 	shards    []shard
 	shardBits uint
 	writeBack func(Snapshot) bool
-	now       func() time.Time
-	lastStamp atomic.Int64
 	release   func() error
+	stampClock
 }
 
 // shard is one lock's worth of the table: an open-addressing (linear
@@ -123,24 +79,9 @@ type shard struct {
 // allocated at once (mapped outside the Go heap where the OS allows) and
 // never grows; Close releases it.
 func New(cfg Config) (*Table, error) {
-	if cfg.Entries <= 0 {
-		return nil, fmt.Errorf("cache: capacity must be positive, got %d", cfg.Entries)
-	}
-	shards := cfg.Shards
-	if shards == 0 {
-		shards = 1
-		for shards < 64 && cfg.Entries/(2*shards) >= 256 {
-			shards *= 2
-		}
-		for shards < 1<<16 && cfg.Entries/shards > 16<<10 {
-			shards *= 2
-		}
-	}
-	if shards < 1 || shards&(shards-1) != 0 || shards > 1<<16 {
-		return nil, fmt.Errorf("cache: shards must be a power of two up to 65536, got %d", shards)
-	}
-	if shards > cfg.Entries {
-		return nil, fmt.Errorf("cache: %d shards for %d entries: a shard needs room for one", shards, cfg.Entries)
+	shards, err := shardCount(cfg)
+	if err != nil {
+		return nil, err
 	}
 	limit := (cfg.Entries + shards - 1) / shards
 	perShard := int(math.Ceil(float64(limit)/maxLoad)) + 1
@@ -155,9 +96,9 @@ func New(cfg Config) (*Table, error) {
 		shards:    make([]shard, shards),
 		shardBits: uint(bits.TrailingZeros(uint(shards))),
 		writeBack: cfg.WriteBack,
-		now:       cfg.Now,
 		release:   release,
 	}
+	t.now = cfg.Now
 	if t.now == nil {
 		t.now = time.Now
 	}
@@ -166,10 +107,7 @@ func New(cfg Config) (*Table, error) {
 		s.slots = arena[i*perShard : (i+1)*perShard : (i+1)*perShard]
 		s.n = uint64(perShard)
 		// The limits add up to Entries exactly; none is zero.
-		s.limit = cfg.Entries / shards
-		if i < cfg.Entries%shards {
-			s.limit++
-		}
+		s.limit = shardLimit(cfg.Entries, shards, i)
 	}
 	return t, nil
 }
@@ -180,13 +118,6 @@ func (t *Table) Close() error {
 		t.shards[i].slots = nil
 	}
 	return t.release()
-}
-
-func hashKey(k Key) uint64 {
-	var b [16]byte
-	binary.LittleEndian.PutUint64(b[:8], uint64(k.User))
-	binary.LittleEndian.PutUint64(b[8:], uint64(k.Channel))
-	return xxhash.Sum64(b[:])
 }
 
 // locate returns the key's shard and home slot. The shard comes from the
@@ -318,10 +249,6 @@ func (t *Table) GetMany(user int64, channels []int64, out []State, found []bool)
 	return missing
 }
 
-// ErrReserved is returned by Reserve when k already has a loading
-// placeholder: the caller must serialize loads of one key.
-var ErrReserved = errors.New("cache: read state is already being loaded")
-
 // Reserve prepares the read-through of k. If k is cached it returns false
 // (retry the operation). Otherwise it inserts a loading placeholder and
 // returns true: the caller now loads k and must call Fill or Abort.
@@ -441,19 +368,6 @@ func (s *shard) deleteLocked(i uint64) {
 		}
 	}
 	s.slots[i] = entry{}
-}
-
-// stamp returns a timestamp in microseconds, greater than any it returned
-// before, so two snapshots are ordered even within one microsecond.
-func (t *Table) stamp() int64 {
-	now := t.now().UnixMicro()
-	for {
-		last := t.lastStamp.Load()
-		next := max(now, last+1)
-		if t.lastStamp.CompareAndSwap(last, next) {
-			return next
-		}
-	}
 }
 
 func (t *Table) snapshotLocked(e *entry) Snapshot {

@@ -1,3 +1,5 @@
+//go:build !ptrcache
+
 package cache
 
 // Benchmarks of the table beside two baselines written for them only:

@@ -572,6 +572,9 @@ type Stats struct {
 	LastFlush time.Time
 	// OldestPending is the age of the oldest unwritten record in the queue.
 	OldestPending time.Duration
+	// CacheImplementation is cache.Implementation: "arena", or the
+	// benchmark baseline "pointer-lru" of a build with -tags ptrcache.
+	CacheImplementation string
 }
 
 // Stats returns the current figures. It is cheap enough for every scrape.
@@ -584,6 +587,7 @@ func (e *Engine) Stats() Stats {
 		Loads: e.stats.loads.Load(), LoadErrors: e.stats.loadErrors.Load(),
 		Writes: e.stats.writes.Load(), WriteErrors: e.stats.writeErrors.Load(),
 		Retries: e.stats.retries.Load(), FlushCycles: e.stats.flushCycles.Load(),
+		CacheImplementation: cache.Implementation,
 	}
 	if ns := e.stats.lastFlush.Load(); ns != 0 {
 		st.LastFlush = time.Unix(0, ns)

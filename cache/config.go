@@ -1,0 +1,125 @@
+package cache
+
+// What both implementations of Table share: the configuration, the shard
+// layout, the key hash, the snapshot and its stamp clock, and the stats.
+// The arena table (table.go, the default) and the pointer-rich LRU
+// (ptrtable.go, built with -tags ptrcache) differ only in how a shard
+// stores its read states.
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"sync/atomic"
+	"time"
+
+	"github.com/cespare/xxhash/v2"
+)
+
+// Config configures a Table.
+type Config struct {
+	// Entries is the capacity: the table never holds more read states.
+	Entries int
+	// Shards is the number of independently locked shards, a power of
+	// two no larger than Entries. Zero picks up to 64 shards of at least
+	// 256 entries, and more for large tables so that a shard holds at most
+	// ~16K entries, which keeps a walk of one shard under its lock in the
+	// tens of microseconds.
+	Shards int
+	// WriteBack takes over unwritten changes. It is called, with the
+	// shard's lock held, with the snapshot of a dirty entry that is being
+	// evicted or flushed. If it returns true, the callee owns writing s
+	// and must serve s to read-through until it is written; the entry is
+	// then removed (eviction) or marked clean (Flush). If it returns false
+	// the entry stays dirty: it is pinned until a later call accepts it.
+	// It must not call the Table. Nil drops evicted changes (tests only).
+	WriteBack func(s Snapshot) bool
+	// Now is the clock for snapshot stamps (default time.Now).
+	Now func() time.Time
+}
+
+// Snapshot is a copy of one read state, taken under its shard's lock.
+type Snapshot struct {
+	Key   Key
+	State State
+	// Stamp is the write timestamp, in microseconds since the Unix epoch.
+	// Stamps of one key strictly increase in the order its states were
+	// snapshotted, so a store that keeps the highest stamp keeps the
+	// newest state.
+	Stamp int64
+}
+
+// Stats are counters summed over all shards.
+type Stats struct {
+	Entries   int64 // read states held, including loading placeholders
+	Capacity  int64
+	Dirty     int64
+	Hits      uint64
+	Misses    uint64
+	Evictions uint64 // entries removed to make room, clean or dirty
+	Pinned    uint64 // dirty entries WriteBack refused
+}
+
+// ErrReserved is returned by Reserve when k already has a loading
+// placeholder: the caller must serialize loads of one key.
+var ErrReserved = errors.New("cache: read state is already being loaded")
+
+// shardCount validates cfg and returns its number of shards.
+func shardCount(cfg Config) (int, error) {
+	if cfg.Entries <= 0 {
+		return 0, fmt.Errorf("cache: capacity must be positive, got %d", cfg.Entries)
+	}
+	shards := cfg.Shards
+	if shards == 0 {
+		shards = 1
+		for shards < 64 && cfg.Entries/(2*shards) >= 256 {
+			shards *= 2
+		}
+		for shards < 1<<16 && cfg.Entries/shards > 16<<10 {
+			shards *= 2
+		}
+	}
+	if shards < 1 || shards&(shards-1) != 0 || shards > 1<<16 {
+		return 0, fmt.Errorf("cache: shards must be a power of two up to 65536, got %d", shards)
+	}
+	if shards > cfg.Entries {
+		return 0, fmt.Errorf("cache: %d shards for %d entries: a shard needs room for one", shards, cfg.Entries)
+	}
+	return shards, nil
+}
+
+// shardLimit is the capacity of shard i of shards: the limits add up to
+// entries exactly, and none is zero when shards <= entries.
+func shardLimit(entries, shards, i int) int {
+	limit := entries / shards
+	if i < entries%shards {
+		limit++
+	}
+	return limit
+}
+
+func hashKey(k Key) uint64 {
+	var b [16]byte
+	binary.LittleEndian.PutUint64(b[:8], uint64(k.User))
+	binary.LittleEndian.PutUint64(b[8:], uint64(k.Channel))
+	return xxhash.Sum64(b[:])
+}
+
+// stampClock issues the stamps of snapshots.
+type stampClock struct {
+	now       func() time.Time
+	lastStamp atomic.Int64
+}
+
+// stamp returns a timestamp in microseconds, greater than any it returned
+// before, so two snapshots are ordered even within one microsecond.
+func (c *stampClock) stamp() int64 {
+	now := c.now().UnixMicro()
+	for {
+		last := c.lastStamp.Load()
+		next := max(now, last+1)
+		if c.lastStamp.CompareAndSwap(last, next) {
+			return next
+		}
+	}
+}

@@ -1,0 +1,359 @@
+//go:build ptrcache
+
+// Package cache, when built with -tags ptrcache, is a benchmark baseline
+// and nothing else: the pointer-rich LRU of Discord's Go design, the cache
+// the arena table (table.go) exists to replace. It is not for production.
+//
+// Each shard is a map[Key]*list.Element and a container/list, and every
+// read state is a heap-allocated struct behind a list element, so the
+// garbage collector traces every cached entry on every cycle: that cost is
+// what the benchmark measures. It is chosen by a build tag rather than a
+// flag so that the latency-under-GC benchmark compares the same server
+// binary (same persist.Engine, commands and server) with only the cache
+// swapped, and so that a default build does not carry it.
+//
+// It keeps the arena table's exported API and semantics exactly: the same
+// sharding by xxhash, the same per-shard capacities, loading placeholders,
+// WriteBack handoff and pinning, stamps and counters. Only eviction
+// differs: true LRU (a hit moves the entry to the front; victims are taken
+// from the back) instead of CLOCK.
+package cache
+
+import (
+	"container/list"
+	"math"
+	"math/bits"
+	"sync"
+	"time"
+)
+
+// Implementation names the Table built in: this pointer-rich LRU baseline,
+// or the arena table of the default build.
+const Implementation = "pointer-lru"
+
+// lruItem is one cached read state, a heap object of its own, held by a
+// list element's Value.
+type lruItem struct {
+	key     Key
+	state   State
+	dirty   bool // changed since it was last known to be written
+	loading bool // placeholder reserved by Reserve, not yet filled
+}
+
+// Table is a fixed-capacity map from Key to State with LRU eviction,
+// built for write-behind. All methods are safe for concurrent use.
+type Table struct {
+	shards    []shard
+	shardBits uint
+	writeBack func(Snapshot) bool
+	stampClock
+}
+
+// shard is one lock's worth of the table.
+//
+// Invariants, with mu held:
+//   - items and lru hold the same elements, most recently used at the
+//     front; len(items) <= limit;
+//   - dirty counts items with dirty set, loading those with loading set;
+//     an item is never both.
+type shard struct {
+	mu      sync.Mutex
+	items   map[Key]*list.Element
+	lru     *list.List
+	limit   int
+	dirty   int
+	loading int
+
+	hits, misses, evictions, pinned uint64
+
+	_ [64]byte // keeps neighbouring shards' locks off one cache line
+}
+
+// New returns a table with room for cfg.Entries read states. Each shard's
+// map is sized for its capacity up front; entries are allocated as they
+// are inserted.
+func New(cfg Config) (*Table, error) {
+	shards, err := shardCount(cfg)
+	if err != nil {
+		return nil, err
+	}
+	t := &Table{
+		shards:    make([]shard, shards),
+		shardBits: uint(bits.TrailingZeros(uint(shards))),
+		writeBack: cfg.WriteBack,
+	}
+	t.now = cfg.Now
+	if t.now == nil {
+		t.now = time.Now
+	}
+	for i := range t.shards {
+		s := &t.shards[i]
+		s.limit = shardLimit(cfg.Entries, shards, i)
+		s.items = make(map[Key]*list.Element, s.limit)
+		s.lru = list.New()
+	}
+	return t, nil
+}
+
+// Close drops the entries. No method may be called during or after Close.
+func (t *Table) Close() error {
+	for i := range t.shards {
+		s := &t.shards[i]
+		s.mu.Lock()
+		s.items, s.lru = nil, nil
+		s.mu.Unlock()
+	}
+	return nil
+}
+
+// shardOf returns the key's shard, picked by the hash's high bits as the
+// arena table does.
+func (t *Table) shardOf(k Key) *shard {
+	h := hashKey(k)
+	return &t.shards[h>>(64-t.shardBits)&(1<<t.shardBits-1)]
+}
+
+// lookupLocked returns the ready item of k, counting the hit or miss and
+// moving a hit to the front.
+func (s *shard) lookupLocked(k Key) *lruItem {
+	el, ok := s.items[k]
+	if !ok || el.Value.(*lruItem).loading {
+		s.misses++
+		return nil
+	}
+	s.hits++
+	s.lru.MoveToFront(el)
+	return el.Value.(*lruItem)
+}
+
+func (s *shard) changedLocked(it *lruItem) {
+	if !it.dirty {
+		s.dirty++
+		it.dirty = true
+	}
+}
+
+// Get returns the state of k, or ErrMiss.
+func (t *Table) Get(k Key) (State, error) {
+	s := t.shardOf(k)
+	s.mu.Lock()
+	it := s.lookupLocked(k)
+	if it == nil {
+		s.mu.Unlock()
+		return State{}, ErrMiss
+	}
+	st := it.state
+	s.mu.Unlock()
+	return st, nil
+}
+
+// Incr adds delta to the mention count of k and returns the new count. A
+// result below zero is stored as zero; a result above math.MaxInt32 is
+// refused with ErrOverflow. It returns ErrMiss if k is not cached.
+func (t *Table) Incr(k Key, delta int64) (int32, error) {
+	s := t.shardOf(k)
+	s.mu.Lock()
+	it := s.lookupLocked(k)
+	if it == nil {
+		s.mu.Unlock()
+		return 0, ErrMiss
+	}
+	cur := int64(it.state.MentionCount)
+	var next int64
+	switch {
+	case delta > math.MaxInt32-cur:
+		s.mu.Unlock()
+		return int32(cur), ErrOverflow
+	case delta <= -cur:
+		next = 0
+	default:
+		next = cur + delta
+	}
+	if next != cur {
+		it.state.MentionCount = int32(next)
+		s.changedLocked(it)
+	}
+	s.mu.Unlock()
+	return int32(next), nil
+}
+
+// Reset sets the mention count of k to zero and, if setMsg, its last
+// message id to msgID. It returns the count before the reset, or ErrMiss
+// if k is not cached.
+func (t *Table) Reset(k Key, msgID int64, setMsg bool) (int32, error) {
+	s := t.shardOf(k)
+	s.mu.Lock()
+	it := s.lookupLocked(k)
+	if it == nil {
+		s.mu.Unlock()
+		return 0, ErrMiss
+	}
+	prev := it.state.MentionCount
+	if prev != 0 || (setMsg && it.state.LastMessageID != msgID) {
+		it.state.MentionCount = 0
+		if setMsg {
+			it.state.LastMessageID = msgID
+		}
+		s.changedLocked(it)
+	}
+	s.mu.Unlock()
+	return prev, nil
+}
+
+// GetMany looks up the read states of one user in several channels. It
+// sets out[i] and found[i] for each channels[i] (out and found must be at
+// least as long as channels) and returns how many were not cached.
+func (t *Table) GetMany(user int64, channels []int64, out []State, found []bool) int {
+	missing := 0
+	for i, c := range channels {
+		st, err := t.Get(Key{User: user, Channel: c})
+		out[i], found[i] = st, err == nil
+		if err != nil {
+			missing++
+		}
+	}
+	return missing
+}
+
+// Reserve prepares the read-through of k. If k is cached it returns false
+// (retry the operation). Otherwise it inserts a loading placeholder and
+// returns true: the caller now loads k and must call Fill or Abort.
+//
+// While the placeholder exists, k's operations return ErrMiss, it is never
+// evicted, and nothing else can insert k. Since k was absent, its newest
+// state is wherever WriteBack sent it, so the caller reads that (its
+// unwritten snapshots, then the database) and Fills it; no newer state can
+// appear in between.
+//
+// Making room may evict other entries; if none can be evicted Reserve
+// returns ErrFull.
+func (t *Table) Reserve(k Key) (bool, error) {
+	s := t.shardOf(k)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if el, ok := s.items[k]; ok {
+		if el.Value.(*lruItem).loading {
+			return false, ErrReserved
+		}
+		return false, nil
+	}
+	if len(s.items) >= s.limit && !t.evictLocked(s) {
+		return false, ErrFull
+	}
+	s.items[k] = s.lru.PushFront(&lruItem{key: k, loading: true})
+	s.loading++
+	return true, nil
+}
+
+// Fill turns k's loading placeholder into a clean entry holding st.
+// It does nothing if k has no placeholder.
+func (t *Table) Fill(k Key, st State) {
+	s := t.shardOf(k)
+	s.mu.Lock()
+	if el, ok := s.items[k]; ok {
+		if it := el.Value.(*lruItem); it.loading {
+			it.state, it.loading = st, false
+			s.loading--
+			s.lru.MoveToFront(el)
+		}
+	}
+	s.mu.Unlock()
+}
+
+// Abort removes k's loading placeholder, after a failed load.
+func (t *Table) Abort(k Key) {
+	s := t.shardOf(k)
+	s.mu.Lock()
+	if el, ok := s.items[k]; ok && el.Value.(*lruItem).loading {
+		s.loading--
+		s.removeLocked(el)
+	}
+	s.mu.Unlock()
+}
+
+func (s *shard) removeLocked(el *list.Element) {
+	delete(s.items, s.lru.Remove(el).(*lruItem).key)
+}
+
+// evictLocked removes the least recently used entry that is not loading
+// and, if dirty, is accepted by WriteBack: it walks from the back of the
+// list. It reports false if no entry could be evicted.
+func (t *Table) evictLocked(s *shard) bool {
+	hookRefused := false
+	for el := s.lru.Back(); el != nil; el = el.Prev() {
+		if hookRefused && len(s.items)-s.dirty-s.loading == 0 {
+			return false // only dirty entries are left, and WriteBack is full
+		}
+		it := el.Value.(*lruItem)
+		switch {
+		case it.loading:
+		case !it.dirty:
+			s.evictions++
+			s.removeLocked(el)
+			return true
+		case hookRefused:
+		case t.writeBack == nil || t.writeBack(t.snapshotLocked(it)):
+			s.dirty--
+			s.evictions++
+			s.removeLocked(el)
+			return true
+		default:
+			hookRefused = true
+			s.pinned++
+		}
+	}
+	return false
+}
+
+func (t *Table) snapshotLocked(it *lruItem) Snapshot {
+	return Snapshot{Key: it.key, State: it.state, Stamp: t.stamp()}
+}
+
+// Shards returns the number of shards, the unit of Flush.
+func (t *Table) Shards() int { return len(t.shards) }
+
+// Flush offers the snapshot of every dirty entry of shard i to WriteBack,
+// least recently used first, and marks clean those it accepts. It stops at
+// the first refusal and reports whether the shard was done. Without
+// WriteBack it does nothing.
+func (t *Table) Flush(i int) (handed int, done bool) {
+	if t.writeBack == nil {
+		return 0, true
+	}
+	s := &t.shards[i]
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for el := s.lru.Back(); el != nil && s.dirty > 0; el = el.Prev() {
+		it := el.Value.(*lruItem)
+		if !it.dirty {
+			continue
+		}
+		if !t.writeBack(t.snapshotLocked(it)) {
+			s.pinned++
+			return handed, false
+		}
+		it.dirty = false
+		s.dirty--
+		handed++
+	}
+	return handed, true
+}
+
+// Stats returns counters summed over the shards; each shard is read under
+// its lock, so the sum is not one instant's.
+func (t *Table) Stats() Stats {
+	var st Stats
+	for i := range t.shards {
+		s := &t.shards[i]
+		s.mu.Lock()
+		st.Entries += int64(len(s.items))
+		st.Capacity += int64(s.limit)
+		st.Dirty += int64(s.dirty)
+		st.Hits += s.hits
+		st.Misses += s.misses
+		st.Evictions += s.evictions
+		st.Pinned += s.pinned
+		s.mu.Unlock()
+	}
+	return st
+}

@@ -1,0 +1,76 @@
+//go:build !ptrcache
+
+package cache
+
+// Tests of the arena table's own properties, which the pointer-rich
+// baseline (ptrtable.go, -tags ptrcache) does not have by design. The
+// tests of the API both share are in table_test.go.
+
+import (
+	"reflect"
+	"runtime"
+	"runtime/metrics"
+	"testing"
+)
+
+func TestStoredTypesHoldNoPointers(t *testing.T) {
+	for _, v := range []any{entry{}, Key{}, State{}, Snapshot{}} {
+		if typ := reflect.TypeOf(v); hasPointers(typ) {
+			t.Errorf("%v contains pointers", typ)
+		}
+	}
+}
+
+func hasPointers(t reflect.Type) bool {
+	switch t.Kind() {
+	case reflect.Bool, reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64,
+		reflect.Float32, reflect.Float64, reflect.Complex64, reflect.Complex128:
+		return false
+	case reflect.Array:
+		return t.Len() > 0 && hasPointers(t.Elem())
+	case reflect.Struct:
+		for i := range t.NumField() {
+			if hasPointers(t.Field(i).Type) {
+				return true
+			}
+		}
+		return false
+	default:
+		return true
+	}
+}
+
+// TestGCDoesNotScanTheArena: with two million read states cached, a GC
+// cycle scans about as much heap as with none.
+func TestGCDoesNotScanTheArena(t *testing.T) {
+	if testing.Short() {
+		t.Skip("fills 2M entries")
+	}
+	base := gcScanBytes()
+	tb := newTable(t, Config{Entries: 2_000_000})
+	fill(tb, 2_000_000)
+	full := gcScanBytes()
+	runtime.KeepAlive(tb)
+	// The arena is 75 MB; the table's own heap objects are a few KB.
+	if full > base+1<<20 {
+		t.Fatalf("GC scanned %d bytes with 2M entries, %d with none", full, base)
+	}
+}
+
+func gcScanBytes() uint64 {
+	runtime.GC()
+	s := []metrics.Sample{{Name: "/gc/scan/heap:bytes"}}
+	metrics.Read(s)
+	return s[0].Value.Uint64()
+}
+
+// fill loads n distinct read states.
+func fill(tb *Table, n int) {
+	for i := range n {
+		k := Key{User: int64(i), Channel: int64(i) * 31}
+		if ok, _ := tb.Reserve(k); ok {
+			tb.Fill(k, State{MentionCount: 1, LastMessageID: int64(i)})
+		}
+	}
+}
