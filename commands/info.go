@@ -2,6 +2,7 @@ package commands
 
 import (
 	"context"
+	"math"
 	"os"
 	"runtime"
 	"runtime/metrics"
@@ -164,8 +165,12 @@ func unixOrZero(t time.Time) int64 {
 	return t.Unix()
 }
 
-// appendMemory reports memory from runtime/metrics, which (unlike
-// runtime.ReadMemStats) does not stop the world.
+// appendMemory reports memory and GC figures from runtime/metrics, which
+// (unlike runtime.ReadMemStats) does not stop the world. The GC figures are
+// cumulative since start, so a client can take differences over a window:
+// go_gc_cpu_seconds / process_cpu_seconds is the fraction of the process's
+// CPU time spent on garbage collection (the runtime updates its GC CPU
+// figure at the end of each cycle).
 func appendMemory(b []byte) []byte {
 	samples := []metrics.Sample{
 		{Name: "/memory/classes/total:bytes"},
@@ -174,12 +179,18 @@ func appendMemory(b []byte) []byte {
 		{Name: "/gc/heap/goal:bytes"},
 		{Name: "/gc/cycles/total:gc-cycles"},
 		{Name: "/sched/goroutines:goroutines"},
+		{Name: "/cpu/classes/gc/total:cpu-seconds"},
+		{Name: "/sched/pauses/total/gc:seconds"},
 	}
 	metrics.Read(samples)
 	v := make([]uint64, len(samples))
+	f := make([]float64, len(samples))
 	for i, s := range samples {
-		if s.Value.Kind() == metrics.KindUint64 {
+		switch s.Value.Kind() {
+		case metrics.KindUint64:
 			v[i] = s.Value.Uint64()
+		case metrics.KindFloat64:
+			f[i] = s.Value.Float64()
 		}
 	}
 	used := v[0] - min(v[1], v[0]) // mapped by the Go runtime and not returned to the OS
@@ -193,7 +204,42 @@ func appendMemory(b []byte) []byte {
 	b = fieldUint(b, "go_heap_goal_bytes", v[3])
 	b = fieldUint(b, "go_gc_cycles", v[4])
 	b = fieldUint(b, "go_goroutines", v[5])
+	b = fieldFloat(b, "go_gc_cpu_seconds", f[6])
+	if cpu, ok := processCPUSeconds(); ok {
+		b = fieldFloat(b, "process_cpu_seconds", cpu)
+	}
+	var pauses uint64
+	var pauseSum, pauseMax float64
+	if s := samples[7]; s.Value.Kind() == metrics.KindFloat64Histogram {
+		h := s.Value.Float64Histogram()
+		for i, n := range h.Counts {
+			if n == 0 {
+				continue
+			}
+			// Buckets[i] .. Buckets[i+1]; the outer ones may be infinite.
+			lo, hi := h.Buckets[i], h.Buckets[i+1]
+			if math.IsInf(lo, -1) {
+				lo = 0
+			}
+			if math.IsInf(hi, 1) {
+				hi = lo
+			}
+			pauses += n
+			pauseSum += float64(n) * (lo + hi) / 2
+			pauseMax = hi
+		}
+	}
+	b = fieldUint(b, "go_gc_pauses", pauses)
+	b = fieldFloat(b, "go_gc_pause_seconds_total", pauseSum)
+	b = fieldFloat(b, "go_gc_pause_max_seconds", pauseMax)
 	return b
+}
+
+func fieldFloat(b []byte, name string, v float64) []byte {
+	b = append(b, name...)
+	b = append(b, ':')
+	b = strconv.AppendFloat(b, v, 'f', 6, 64)
+	return append(b, '\r', '\n')
 }
 
 // residentBytes reads the process's resident set from /proc (Linux); the

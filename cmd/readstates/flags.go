@@ -23,6 +23,7 @@ type options struct {
 	shutdownTimeout time.Duration
 	logLevel        string
 	logFormat       string
+	pprofAddr       string
 	cassandraHosts  string
 	cassandra       persist.CassandraConfig
 }
@@ -48,6 +49,7 @@ func parseFlags(args []string, lookupEnv func(string) (string, bool), out io.Wri
 	fs.DurationVar(&s.IdleTimeout, "idle-timeout", 0, "close connections idle this long (0: never)")
 	fs.IntVar(&s.MaxChannels, "max-channels", 10000, "most channel_ids in one RSMGET")
 	fs.StringVar(&s.MetricsAddr, "metrics-addr", "", `serve Prometheus metrics at /metrics on this address, e.g. ":9121" (default off)`)
+	fs.StringVar(&o.pprofAddr, "pprof-addr", "", `serve Go profiles at /debug/pprof/ on this address, e.g. "127.0.0.1:6060" (default off)`)
 	fs.StringVar(&o.dataDir, "data-dir", "data", "directory of the embedded (Pebble) store; unused with --cassandra-hosts")
 	fs.IntVar(&o.cacheEntries, "cache-entries", 1_000_000, "capacity of the cache, in read states")
 	fs.DurationVar(&o.flushInterval, "flush-interval", 30*time.Second, "longest time a change waits before it is written")

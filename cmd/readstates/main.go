@@ -64,6 +64,16 @@ func serve(ctx context.Context, stop func(), o *options, log *slog.Logger) (err 
 		}
 	}()
 
+	if o.pprofAddr != "" {
+		pctx, stopPprof := context.WithCancel(context.Background())
+		done, err := servePprof(pctx, o.pprofAddr, log)
+		if err != nil {
+			stopPprof()
+			return err
+		}
+		defer func() { stopPprof(); <-done }()
+	}
+
 	var metrics *server.Metrics
 	var observeLoad func(d time.Duration)
 	if o.server.MetricsAddr != "" {

@@ -1,0 +1,488 @@
+// Command rsload is an open-loop load generator for readstates: it sends
+// read-state commands at a fixed rate, whatever the server's latency, and
+// records the latency of every request into one histogram per second, next
+// to the server's GC cycles, GC CPU time and RSS (from INFO). It is the
+// measuring tool of scripts/latency.sh and scripts/sweep.sh (BENCHMARKS.md).
+//
+// Open loop: each connection's sender wakes every millisecond and writes
+// every request that is due by then, without waiting for replies; latency
+// runs from the moment a request is written to the moment its reply is
+// read. A server stall therefore shows in every request sent during it
+// (closed-loop tools like redis-benchmark send less while the server
+// stalls and hide it: "coordinated omission").
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/csv"
+	"errors"
+	"flag"
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+)
+
+// Ids are offset to snowflake-like 18-digit values, as real ids are.
+const (
+	userBase    = 100_000_000_000_000_000
+	channelBase = 200_000_000_000_000_000
+)
+
+type config struct {
+	addr       string
+	keys       int64
+	channels   int64
+	preload    bool
+	rate       float64
+	conns      int
+	duration   time.Duration
+	warmup     time.Duration
+	mix        mix
+	out        string
+	label      string
+	preloadCon int
+}
+
+func main() {
+	var c config
+	var mixFlag string
+	flag.StringVar(&c.addr, "addr", "127.0.0.1:6380", "server address")
+	flag.Int64Var(&c.keys, "keys", 1_000_000, "read states in the keyspace (users x channels)")
+	flag.Int64Var(&c.channels, "channels", 100, "channels per user")
+	flag.BoolVar(&c.preload, "preload", false, "first load every read state into the cache (pipelined RSGET)")
+	flag.IntVar(&c.preloadCon, "preload-conns", 4, "connections used by -preload")
+	flag.Float64Var(&c.rate, "rate", 20000, "requests per second, over all connections")
+	flag.IntVar(&c.conns, "conns", 16, "connections")
+	flag.DurationVar(&c.duration, "duration", time.Minute, "how long to send at -rate (0: only preload)")
+	flag.DurationVar(&c.warmup, "warmup", 10*time.Second, "leading part of the run left out of the summary")
+	flag.StringVar(&mixFlag, "mix", "incr=50,reset=20,get=25,mget=5", "command mix in percent (mget reads 10 channels)")
+	flag.StringVar(&c.out, "out", "", "write the per-second figures to this CSV file")
+	flag.StringVar(&c.label, "label", "", "name of this run in the summary")
+	flag.Parse()
+	m, err := parseMix(mixFlag)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "rsload: -mix:", err)
+		os.Exit(2)
+	}
+	c.mix = m
+	if c.keys < 1 || c.channels < 1 || c.conns < 1 || c.rate <= 0 {
+		fmt.Fprintln(os.Stderr, "rsload: -keys, -channels, -conns and -rate must be positive")
+		os.Exit(2)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, c); err != nil {
+		fmt.Fprintln(os.Stderr, "rsload:", err)
+		os.Exit(1)
+	}
+}
+
+type mix struct{ incr, reset, get, mget int }
+
+func parseMix(s string) (mix, error) {
+	var m mix
+	for _, part := range strings.Split(s, ",") {
+		name, val, ok := strings.Cut(strings.TrimSpace(part), "=")
+		n, err := strconv.Atoi(val)
+		if !ok || err != nil || n < 0 {
+			return m, fmt.Errorf("%q is not name=percent", part)
+		}
+		switch name {
+		case "incr":
+			m.incr = n
+		case "reset":
+			m.reset = n
+		case "get":
+			m.get = n
+		case "mget":
+			m.mget = n
+		default:
+			return m, fmt.Errorf("unknown command %q (incr, reset, get, mget)", name)
+		}
+	}
+	if m.incr+m.reset+m.get+m.mget != 100 {
+		return m, errors.New("percentages must add up to 100")
+	}
+	return m, nil
+}
+
+func run(ctx context.Context, c config) error {
+	if c.preload {
+		if err := preload(ctx, c); err != nil {
+			return err
+		}
+	}
+	if c.duration <= 0 {
+		return nil
+	}
+	return measure(ctx, c)
+}
+
+func dial(addr string) (net.Conn, *bufio.Reader, error) {
+	conn, err := net.Dial("tcp", addr)
+	if err != nil {
+		return nil, nil, err
+	}
+	return conn, bufio.NewReaderSize(conn, 64<<10), nil
+}
+
+func key(c config, k int64) (user, channel int64) {
+	return userBase + k/c.channels, channelBase + k%c.channels
+}
+
+// preload reads every read state once, pipelined, so the cache holds the
+// whole keyspace (a miss loads it through from the store).
+func preload(ctx context.Context, c config) error {
+	start := time.Now()
+	var done atomic.Int64
+	errc := make(chan error, c.preloadCon)
+	per := (c.keys + int64(c.preloadCon) - 1) / int64(c.preloadCon)
+	for i := range c.preloadCon {
+		go func(lo, hi int64) {
+			errc <- preloadRange(ctx, c, lo, min(hi, c.keys), &done)
+		}(int64(i)*per, int64(i+1)*per)
+	}
+	tick := time.NewTicker(10 * time.Second)
+	defer tick.Stop()
+	var errs []error
+	for left := c.preloadCon; left > 0; {
+		select {
+		case err := <-errc:
+			errs = append(errs, err)
+			left--
+		case <-tick.C:
+			n := done.Load()
+			fmt.Printf("preload: %d/%d (%.0f/s)\n", n, c.keys, float64(n)/time.Since(start).Seconds())
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("preload: %w", err)
+	}
+	el := time.Since(start)
+	fmt.Printf("preload: %d read states in %v (%.0f/s)\n", c.keys, el.Round(time.Millisecond), float64(c.keys)/el.Seconds())
+	return nil
+}
+
+func preloadRange(ctx context.Context, c config, lo, hi int64, done *atomic.Int64) error {
+	conn, r, err := dial(c.addr)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	const depth = 256
+	buf := make([]byte, 0, depth*80)
+	for k := lo; k < hi && ctx.Err() == nil; {
+		n := min(int64(depth), hi-k)
+		buf = buf[:0]
+		for j := range n {
+			u, ch := key(c, k+j)
+			buf = appendCommand(buf, "RSGET", u, ch)
+		}
+		if _, err := conn.Write(buf); err != nil {
+			return err
+		}
+		for range n {
+			if err := skipReply(r); err != nil {
+				return fmt.Errorf("RSGET: %w", err)
+			}
+		}
+		k += n
+		done.Add(n)
+	}
+	return ctx.Err()
+}
+
+// second holds what happened to the requests sent in one second.
+type second struct {
+	h    histogram
+	errs atomic.Uint64
+}
+
+// sample is the server's INFO figures at the start of a second.
+type sample struct {
+	ok                                        bool
+	gcCycles, gcPauses                        float64
+	gcCPU, cpu, pauseSum, pauseMax, rss, heap float64
+	entries                                   float64
+}
+
+type batch struct {
+	at time.Duration // since the start of the run
+	n  int
+}
+
+func measure(ctx context.Context, c config) error {
+	nsec := int((c.duration + time.Second - 1) / time.Second)
+	secs := make([]second, nsec+30) // replies may arrive after the end
+	samples := make([]sample, nsec+1)
+	var firstErr atomic.Value
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	start := time.Now()
+	var wg sync.WaitGroup
+	perConn := c.rate / float64(c.conns)
+	for i := range c.conns {
+		conn, r, err := dial(c.addr)
+		if err != nil {
+			return err
+		}
+		defer conn.Close()
+		fifo := make(chan batch, 1<<16)
+		wg.Add(2)
+		go func() {
+			defer wg.Done()
+			defer close(fifo)
+			if err := send(ctx, c, conn, fifo, start, perConn, uint64(i)); err != nil && ctx.Err() == nil {
+				firstErr.CompareAndSwap(nil, err)
+				cancel()
+			}
+		}()
+		go func() {
+			defer wg.Done()
+			if err := receive(r, fifo, start, secs); err != nil {
+				firstErr.CompareAndSwap(nil, err)
+				cancel()
+				conn.Close()
+			}
+		}()
+	}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		poll(ctx, c.addr, start, samples)
+	}()
+	wg.Wait()
+	if err, _ := firstErr.Load().(error); err != nil {
+		return err
+	}
+	return report(c, secs[:nsec], samples)
+}
+
+// send writes the requests due every millisecond until the run's end.
+func send(ctx context.Context, c config, conn net.Conn, fifo chan<- batch, start time.Time, rate float64, seed uint64) error {
+	rng := rand.New(rand.NewPCG(seed, uint64(start.UnixNano())))
+	w := bufio.NewWriterSize(conn, 64<<10)
+	tick := time.NewTicker(time.Millisecond)
+	defer tick.Stop()
+	var sent int64
+	var msg int64 = 1
+	var chans [11]int64
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-tick.C:
+		}
+		now := time.Since(start)
+		if now >= c.duration {
+			return nil
+		}
+		n := int(int64(now.Seconds()*rate) - sent)
+		if n <= 0 {
+			continue
+		}
+		for range n {
+			u, ch := key(c, rng.Int64N(c.keys))
+			p := rng.IntN(100)
+			var b []byte
+			switch {
+			case p < c.mix.incr:
+				b = appendCommand(w.AvailableBuffer(), "RSINCR", u, ch, 1)
+			case p < c.mix.incr+c.mix.reset:
+				msg++
+				b = appendCommand(w.AvailableBuffer(), "RSRESET", u, ch, msg)
+			case p < c.mix.incr+c.mix.reset+c.mix.get:
+				b = appendCommand(w.AvailableBuffer(), "RSGET", u, ch)
+			default:
+				chans[0] = u
+				first := rng.Int64N(c.channels)
+				for j := range int64(10) {
+					chans[1+j] = channelBase + (first+j)%c.channels
+				}
+				b = appendCommand(w.AvailableBuffer(), "RSMGET", chans[:]...)
+			}
+			w.Write(b)
+		}
+		fifo <- batch{at: time.Since(start), n: n}
+		if err := w.Flush(); err != nil {
+			return err
+		}
+		sent += int64(n)
+	}
+}
+
+// receive reads the replies in order and files each latency under the
+// second its request was sent in.
+func receive(r *bufio.Reader, fifo <-chan batch, start time.Time, secs []second) error {
+	for b := range fifo {
+		s := &secs[min(int(b.at/time.Second), len(secs)-1)]
+		for range b.n {
+			err := skipReply(r)
+			var er errReply
+			switch {
+			case errors.As(err, &er):
+				s.errs.Add(1)
+			case err != nil:
+				return fmt.Errorf("read reply: %w", err)
+			}
+			s.h.record(time.Since(start) - b.at)
+		}
+	}
+	return nil
+}
+
+// poll samples the server's INFO at the start of every second.
+func poll(ctx context.Context, addr string, start time.Time, samples []sample) {
+	conn, r, err := dial(addr)
+	if err != nil {
+		return
+	}
+	defer conn.Close()
+	go func() { <-ctx.Done(); conn.SetDeadline(time.Now()) }()
+	for i := range samples {
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(time.Until(start.Add(time.Duration(i) * time.Second))):
+		}
+		if _, err := conn.Write(appendCommand(nil, "INFO")); err != nil {
+			return
+		}
+		text, err := readBulk(r)
+		if err != nil {
+			return
+		}
+		samples[i] = parseInfo(text)
+	}
+}
+
+func parseInfo(text string) sample {
+	f := map[string]float64{}
+	for _, line := range strings.Split(text, "\r\n") {
+		name, val, ok := strings.Cut(line, ":")
+		if !ok {
+			continue
+		}
+		if v, err := strconv.ParseFloat(val, 64); err == nil {
+			f[name] = v
+		}
+	}
+	return sample{
+		ok:       true,
+		gcCycles: f["go_gc_cycles"],
+		gcPauses: f["go_gc_pauses"],
+		gcCPU:    f["go_gc_cpu_seconds"],
+		cpu:      f["process_cpu_seconds"],
+		pauseSum: f["go_gc_pause_seconds_total"],
+		pauseMax: f["go_gc_pause_max_seconds"],
+		rss:      f["used_memory_rss"],
+		heap:     f["go_heap_objects_bytes"],
+		entries:  f["cached_read_states"],
+	}
+}
+
+func us(d time.Duration) string { return strconv.FormatFloat(float64(d)/1e3, 'f', 1, 64) }
+
+func report(c config, secs []second, samples []sample) error {
+	if c.out != "" {
+		if err := writeCSV(c.out, secs, samples); err != nil {
+			return err
+		}
+	}
+	skip := min(int(c.warmup/time.Second), len(secs)-1)
+	var all histogram
+	var errs uint64
+	var worst999, worstMax time.Duration
+	var p999s []time.Duration
+	for i := skip; i < len(secs); i++ {
+		s := &secs[i]
+		all.merge(&s.h)
+		errs += s.errs.Load()
+		if s.h.n.Load() == 0 {
+			continue
+		}
+		p := s.h.quantile(0.999)
+		p999s = append(p999s, p)
+		worst999 = max(worst999, p)
+		worstMax = max(worstMax, time.Duration(s.h.max.Load()))
+	}
+	el := float64(len(secs) - skip)
+	label := c.label
+	if label == "" {
+		label = c.addr
+	}
+	fmt.Printf("== %s: %d requests in %.0f s (%.0f/s, target %.0f/s), %d error replies\n",
+		label, all.n.Load(), el, float64(all.n.Load())/el, c.rate, errs)
+	fmt.Printf("latency: p50 %s µs, p99 %s µs, p99.9 %s µs, max %s µs; per second: median p99.9 %s µs, worst p99.9 %s µs, worst max %s µs\n",
+		us(all.quantile(0.5)), us(all.quantile(0.99)), us(all.quantile(0.999)), us(all.quantile(1)),
+		us(median(p999s)), us(worst999), us(worstMax))
+	a, b := samples[skip], samples[len(samples)-1]
+	if a.ok && b.ok {
+		gcFrac := 0.0
+		if b.cpu > a.cpu {
+			gcFrac = (b.gcCPU - a.gcCPU) / (b.cpu - a.cpu)
+		}
+		meanPause := 0.0
+		if n := b.gcPauses - a.gcPauses; n > 0 {
+			meanPause = (b.pauseSum - a.pauseSum) / n
+		}
+		perEntry := 0.0
+		if b.entries > 0 {
+			perEntry = b.rss / b.entries
+		}
+		fmt.Printf("server: %.0f GC cycles, GC CPU %.2f%% of %.1f CPU s, %.0f GC pauses (mean %s µs, longest since start %s µs), RSS %.0f MB, Go heap %.0f MB, %.0f read states cached, %.1f B RSS per read state\n",
+			b.gcCycles-a.gcCycles, 100*gcFrac, b.cpu-a.cpu, b.gcPauses-a.gcPauses,
+			us(time.Duration(meanPause*1e9)), us(time.Duration(b.pauseMax*1e9)),
+			b.rss/1e6, b.heap/1e6, b.entries, perEntry)
+	}
+	return nil
+}
+
+func median(ds []time.Duration) time.Duration {
+	if len(ds) == 0 {
+		return 0
+	}
+	s := append([]time.Duration(nil), ds...)
+	for i := 1; i < len(s); i++ { // insertion sort: a few hundred values
+		for j := i; j > 0 && s[j] < s[j-1]; j-- {
+			s[j], s[j-1] = s[j-1], s[j]
+		}
+	}
+	return s[len(s)/2]
+}
+
+func writeCSV(path string, secs []second, samples []sample) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	w := csv.NewWriter(f)
+	w.Write([]string{"second", "requests", "errors", "p50_us", "p99_us", "p999_us", "max_us",
+		"gc_cycles", "gc_cpu_s", "cpu_s", "rss_bytes", "heap_bytes"})
+	for i := range secs {
+		s := &secs[i]
+		row := []string{strconv.Itoa(i), strconv.FormatUint(s.h.n.Load(), 10), strconv.FormatUint(s.errs.Load(), 10),
+			us(s.h.quantile(0.5)), us(s.h.quantile(0.99)), us(s.h.quantile(0.999)), us(s.h.quantile(1))}
+		if i < len(samples) && samples[i].ok {
+			p := samples[i]
+			row = append(row, ff(p.gcCycles), ff(p.gcCPU), ff(p.cpu), ff(p.rss), ff(p.heap))
+		} else {
+			row = append(row, "", "", "", "", "")
+		}
+		w.Write(row)
+	}
+	w.Flush()
+	return errors.Join(w.Error(), f.Close())
+}
+
+func ff(v float64) string { return strconv.FormatFloat(v, 'f', -1, 64) }
