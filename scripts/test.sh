@@ -19,6 +19,9 @@ echo "== unit and end-to-end tests (race detector)"
 go test -race -count=1 -timeout 20m ./...
 go test -race -count=1 -tags ptrcache ./cache/ ./persist/ # the benchmark's pointer-LRU baseline
 
+echo "== the patched redcon (third_party/redcon, its own module)"
+(cd third_party/redcon && go vet ./ && go test -count=1 ./)
+
 echo "== Cassandra integration tests"
 bash scripts/cassandra/cassandra.sh start
 trap 'bash scripts/cassandra/cassandra.sh stop' EXIT
