@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
+	"strings"
 	"time"
 )
 
@@ -170,6 +171,25 @@ func (d *Dispatcher) Dispatch(ctx context.Context, w Writer, s *Session, args []
 	}
 	cmd.run(ctx, d, w, s, args)
 	return cmd, s.failed
+}
+
+// denied reports whether s may not run admin commands (SHUTDOWN, CONFIG
+// SET): without a password, only clients on the loopback interface may,
+// as in Redis's protected mode. The default address is loopback anyway;
+// this keeps a server bound to a public address by mistake from being
+// stopped by anyone who can reach it. With a password, AUTH (checked
+// before) is what admits a client, from anywhere.
+func (d *Dispatcher) denied(s *Session) bool {
+	return d.pass == "" && !s.loopback
+}
+
+// deniedAdmin is the error for an admin command from a client denied it;
+// name is the lower-case name, "container|sub" for a subcommand.
+func deniedAdmin(name string) string {
+	return "DENIED " + strings.ToUpper(strings.ReplaceAll(name, "|", " ")) +
+		" is only accepted from the loopback interface while no password is set." +
+		" Set --requirepass (and AUTH) to run admin commands from other hosts," +
+		" or run it on the server's host"
 }
 
 // lookup finds a command by name, case-insensitively, without allocating:

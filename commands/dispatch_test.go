@@ -41,7 +41,7 @@ func FuzzDispatch(f *testing.F) {
 		if withPass {
 			dd = dAuth
 		}
-		s := NewSession(1, "a", "b", time.Time{})
+		s := NewSession(1, "127.0.0.1:50000", "b", time.Time{})
 		if resp3 {
 			s.proto.Store(RESP3)
 		}
@@ -158,7 +158,7 @@ func TestUnknownCommandLimits(t *testing.T) {
 func TestShutdownCallsHost(t *testing.T) {
 	h := &fakeHost{}
 	d, _ := newTestDispatcher(t, func(c *Config) { c.Host = h })
-	s := NewSession(1, "a", "b", time.Time{})
+	s := NewSession(1, "127.0.0.1:50000", "b", time.Time{})
 	w := &bufWriter{}
 	d.Dispatch(context.Background(), w, s, args("shutdown"))
 	if h.shutdowns != 1 || !s.Closing() || len(w.b) != 0 {
@@ -166,11 +166,68 @@ func TestShutdownCallsHost(t *testing.T) {
 	}
 	// Without a host, SHUTDOWN fails.
 	d, _ = newTestDispatcher(t, nil)
-	s = NewSession(1, "a", "b", time.Time{})
+	s = NewSession(1, "127.0.0.1:50000", "b", time.Time{})
 	w.b = nil
 	d.Dispatch(context.Background(), w, s, args("shutdown"))
 	if s.Closing() || !bytes.HasPrefix(w.b, []byte("-ERR Errors trying to SHUTDOWN")) {
 		t.Errorf("closing %v, reply %q", s.Closing(), w.b)
+	}
+}
+
+// TestAdminFromOtherHosts: without a password, SHUTDOWN and CONFIG SET
+// are refused (DENIED) to clients not on the loopback interface, and
+// nothing happens; everything else works for them. With a password they
+// need AUTH, and then work from anywhere.
+func TestAdminFromOtherHosts(t *testing.T) {
+	h := &fakeHost{}
+	d, _ := newTestDispatcher(t, func(c *Config) { c.Host = h })
+	for _, addr := range []string{"10.1.2.3:5000", "[2001:db8::1]:5000", "203.0.113.9:1", "@", ""} {
+		s := NewSession(1, addr, "b", time.Time{})
+		for _, cmd := range [][]string{{"SHUTDOWN"}, {"shutdown", "nosave"}, {"CONFIG", "SET", "save", ""}} {
+			w := &bufWriter{}
+			d.Dispatch(context.Background(), w, s, args(cmd...))
+			want := "-DENIED " + strings.ToUpper(strings.Join(cmd[:min(2, len(cmd))], " "))
+			if cmd[0] == "shutdown" || cmd[0] == "SHUTDOWN" {
+				want = "-DENIED SHUTDOWN is only accepted from the loopback interface"
+			}
+			if !strings.HasPrefix(string(w.b), want) || !strings.Contains(string(w.b), "--requirepass") {
+				t.Errorf("%s from %q: got %q, want %q...", cmd, addr, w.b, want)
+			}
+		}
+		if h.shutdowns != 0 || s.Closing() {
+			t.Fatalf("from %q: shutdowns %d, closing %v after DENIED", addr, h.shutdowns, s.Closing())
+		}
+		w := &bufWriter{}
+		d.Dispatch(context.Background(), w, s, args("CONFIG", "GET", "save"))
+		d.Dispatch(context.Background(), w, s, args("RSGET", "1", "2"))
+		if string(w.b) != "*2\r\n$4\r\nsave\r\n$0\r\n\r\n*2\r\n:0\r\n:0\r\n" {
+			t.Errorf("from %q: CONFIG GET, RSGET: got %q", addr, w.b)
+		}
+	}
+	// Loopback clients, IPv4, IPv6 and IPv4-mapped, may.
+	for _, addr := range []string{"127.0.0.1:5000", "127.8.9.10:1", "[::1]:5000", "[::ffff:127.0.0.1]:5000"} {
+		s := NewSession(1, addr, "b", time.Time{})
+		w := &bufWriter{}
+		d.Dispatch(context.Background(), w, s, args("CONFIG", "SET", "save", ""))
+		if string(w.b) != "+OK\r\n" {
+			t.Errorf("CONFIG SET from %q: got %q", addr, w.b)
+		}
+	}
+	// With a password: NOAUTH first, then allowed from any host.
+	h = &fakeHost{}
+	d, _ = newTestDispatcher(t, func(c *Config) { c.Host = h; c.RequirePass = "pw" })
+	s := NewSession(1, "10.1.2.3:5000", "b", time.Time{})
+	w := &bufWriter{}
+	d.Dispatch(context.Background(), w, s, args("SHUTDOWN"))
+	if !strings.HasPrefix(string(w.b), "-NOAUTH") || h.shutdowns != 0 {
+		t.Fatalf("SHUTDOWN before AUTH: got %q, %d shutdowns", w.b, h.shutdowns)
+	}
+	w.b = nil
+	d.Dispatch(context.Background(), w, s, args("AUTH", "pw"))
+	d.Dispatch(context.Background(), w, s, args("CONFIG", "SET", "save", ""))
+	d.Dispatch(context.Background(), w, s, args("SHUTDOWN"))
+	if string(w.b) != "+OK\r\n+OK\r\n" || h.shutdowns != 1 || !s.Closing() {
+		t.Errorf("after AUTH from another host: got %q, %d shutdowns, closing %v", w.b, h.shutdowns, s.Closing())
 	}
 }
 

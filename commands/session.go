@@ -1,6 +1,7 @@
 package commands
 
 import (
+	"net/netip"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -20,6 +21,9 @@ type Session struct {
 	addr    string
 	laddr   string
 	created time.Time
+	// loopback: the client is on the loopback interface (see
+	// Dispatcher.denied).
+	loopback bool
 
 	// Owned by the connection's goroutine.
 	authed  bool
@@ -43,9 +47,11 @@ type Session struct {
 // NewSession returns the state of a new connection: RESP2, not
 // authenticated, no name. id is the connection's id, unique for the life of
 // the server (CLIENT ID, HELLO); addr and laddr are the remote and local
-// addresses shown by CLIENT LIST.
+// addresses shown by CLIENT LIST. addr ("ip:port") also tells whether the
+// client is on the loopback interface; an address that is not an IP
+// address and port (say a Unix socket's) counts as not loopback.
 func NewSession(id int64, addr, laddr string, now time.Time) *Session {
-	s := &Session{id: id, addr: addr, laddr: laddr, created: now}
+	s := &Session{id: id, addr: addr, laddr: laddr, created: now, loopback: isLoopback(addr)}
 	s.proto.Store(RESP2)
 	return s
 }
@@ -96,4 +102,11 @@ func (s *Session) mgetBufs(n int) ([]int64, []cache.State) {
 		s.ids, s.states = ids, states
 	}
 	return ids, states
+}
+
+// isLoopback reports whether addr ("ip:port") is on the loopback interface
+// (127.0.0.0/8, ::1, or an IPv4-mapped 127.x).
+func isLoopback(addr string) bool {
+	ap, err := netip.ParseAddrPort(addr)
+	return err == nil && ap.Addr().Unmap().IsLoopback()
 }

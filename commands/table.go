@@ -26,6 +26,7 @@ type Command struct {
 	Subcommands             []*Command
 
 	noAuth  bool // allowed before AUTH
+	admin   bool // changes the server, not read states: see Dispatcher.denied
 	handler func(ctx context.Context, d *Dispatcher, w Writer, s *Session, args [][]byte)
 }
 
@@ -45,6 +46,10 @@ func (c *Command) arityOK(n int) bool {
 // a subcommand here.
 func (c *Command) run(ctx context.Context, d *Dispatcher, w Writer, s *Session, args [][]byte) {
 	if len(c.Subcommands) == 0 || len(args) < 2 {
+		if c.admin && d.denied(s) {
+			s.writeError(w, deniedAdmin(c.Name))
+			return
+		}
 		c.handler(ctx, d, w, s, args)
 		return
 	}
@@ -55,6 +60,10 @@ func (c *Command) run(ctx context.Context, d *Dispatcher, w Writer, s *Session, 
 	}
 	if !sub.arityOK(len(args)) {
 		s.writeError(w, wrongArity(sub.Name))
+		return
+	}
+	if sub.admin && d.denied(s) {
+		s.writeError(w, deniedAdmin(sub.Name))
 		return
 	}
 	sub.handler(ctx, d, w, s, args)
@@ -125,7 +134,7 @@ func table() []*Command {
 	}
 	config.Subcommands = []*Command{
 		{Name: "config|get", Arity: -3, handler: configGet, Summary: "Returns the effective values of configuration parameters.", Since: "2.0.0", Complexity: "O(N) when N is the number of configuration parameters provided"},
-		{Name: "config|set", Arity: -4, handler: configSet, Summary: "Sets configuration parameters in-flight.", Since: "2.0.0", Complexity: "O(N) when N is the number of configuration parameters provided"},
+		{Name: "config|set", Arity: -4, handler: configSet, admin: true, Summary: "Sets configuration parameters in-flight.", Since: "2.0.0", Complexity: "O(N) when N is the number of configuration parameters provided"},
 		{Name: "config|help", Arity: 2, handler: configHelp, Summary: "Returns helpful text about the different subcommands.", Since: "5.0.0", Complexity: "O(1)"},
 	}
 	command := &Command{
@@ -227,7 +236,7 @@ func table() []*Command {
 			Summary: "Returns the number of read states in the cache.",
 		},
 		{
-			Name: "shutdown", Arity: -1, MaxArgs: 4, handler: shutdown,
+			Name: "shutdown", Arity: -1, MaxArgs: 4, handler: shutdown, admin: true,
 			Flags: []string{"admin", "noscript", "loading", "stale", "no_multi", "sentinel", "allow_busy"},
 			ACL:   []string{"@admin", "@slow", "@dangerous"},
 			Group: "server", Since: "1.0.0", Complexity: "O(N) when saving, where N is the number of changed read states",
