@@ -1,7 +1,10 @@
 package server
 
 import (
+	"context"
+	"crypto/tls"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -64,6 +67,7 @@ type respGuard struct {
 	args   int64 // bulks left in the command
 	left   int64 // payload bytes left in the bulk
 	size   int64 // bytes of the current command so far
+	end    int   // set by scan: the end of the last command in its input
 	// Inline commands, checked as redcon splits them (its errors would
 	// drop the commands read before them in the same read).
 	argStart bool // at the start of an inline argument
@@ -84,7 +88,10 @@ var (
 
 // scan checks b, the next bytes of the stream. It returns len(b) if all is
 // well-framed so far, or the offset of the first bad byte and the error.
+// Either way g.end is then the offset in b just after the last command
+// that ends in b (0 if none does).
 func (g *respGuard) scan(b []byte) (int, error) {
+	g.end = 0
 	for i := 0; i < len(b); i++ {
 		if g.state == stBulkData {
 			// Skip the payload in one step.
@@ -124,7 +131,7 @@ func (g *respGuard) scan(b []byte) (int, error) {
 		case stInline:
 			switch c {
 			case '\n':
-				g.state = stStart
+				g.state, g.end = stStart, i+1
 			case ' ':
 				g.argStart = true
 			case '"', '\'':
@@ -154,7 +161,7 @@ func (g *respGuard) scan(b []byte) (int, error) {
 			case ' ':
 				g.state, g.argStart = stInline, true
 			case '\n':
-				g.state = stStart
+				g.state, g.end = stStart, i+1
 			case '\r':
 				g.state = stClosedCR
 			default:
@@ -164,7 +171,7 @@ func (g *respGuard) scan(b []byte) (int, error) {
 			if c != '\n' {
 				return i, errQuotes
 			}
-			g.state = stStart
+			g.state, g.end = stStart, i+1
 		case stCount:
 			if c == '\r' && g.digits > 0 {
 				g.state = stCountLF
@@ -213,7 +220,7 @@ func (g *respGuard) scan(b []byte) (int, error) {
 			g.args--
 			g.state = stDollar
 			if g.args == 0 {
-				g.state = stStart
+				g.state, g.end = stStart, i+1
 			}
 		}
 	}
@@ -242,19 +249,72 @@ func printable(c byte) string {
 
 // guardConn is a client connection as redcon sees it: reads pass through
 // the respGuard, and once the server is shutting down a read ends the
-// connection instead of waiting for the client.
+// connection instead of waiting for the client. Writes are bounded in
+// time and size (see Write). With TLS, Conn is the *tls.Conn: the guard
+// sees the decrypted stream, and the deadlines reach the socket through it.
 type guardConn struct {
 	net.Conn
 	guard    respGuard
 	closing  *atomic.Bool // the server's
 	perr     error        // framing error found, to answer at the next read
 	answered bool
+	// held is what the last socket read brought after the last command
+	// that ended in it: redcon gets it on its next Read (see Read).
+	held []byte
+
+	out outLimits
+	// wset is when the write deadline was last set (zero: never).
+	wset time.Time
+
+	tls       *tls.Conn // nil without TLS
+	handshook bool      // the TLS handshake was run (it may have failed)
+	hsTimeout time.Duration
 }
+
+// outLimits bound what a client's replies may cost; see Config.
+type outLimits struct {
+	writeTimeout time.Duration // 0: none
+	outputLimit  int64         // 0: none
+}
+
+// readChunk caps one read from the socket. With the boundary-aligned
+// reads (see Read) it caps the requests redcon runs in one batch, and so
+// the replies it buffers before one flush, to one large request plus
+// readChunk bytes of small ones.
+const readChunk = 64 << 10
+
+// maxHeldKept bounds the held buffer a connection keeps between reads.
+const maxHeldKept = 4 << 10
+
+// clientLimitError is why a connection was closed for how it reads its
+// replies (too slowly, or too much at once): Redis's output buffer limits.
+type clientLimitError struct {
+	msg string
+	err error // the write error, if any
+}
+
+func (e *clientLimitError) Error() string {
+	if e.err != nil {
+		return e.msg + ": " + e.err.Error()
+	}
+	return e.msg
+}
+
+func (e *clientLimitError) Unwrap() error { return e.err }
 
 // Read is called by the connection's goroutine only, and only after the
 // replies to every command read so far are flushed (redcon answers a
 // batch, flushes, then reads): so the protocol error written here comes
 // after every earlier reply, in order.
+//
+// Read hands redcon whole commands where it can: what follows the last
+// command that ends in a socket read is held for the next Read. Why:
+// redcon grows its read buffer whenever it fills with a command cut at its
+// end, and keeps it (and lets it grow again) until a read ends exactly at
+// a command boundary. A client that streams a pipeline faster than the
+// server answers grew one connection's buffer, and the replies of one
+// batch, to tens of megabytes. Aligned reads let redcon empty its buffer
+// after every batch, so it shrinks back, and a batch stays small.
 func (c *guardConn) Read(b []byte) (int, error) {
 	if c.perr != nil {
 		c.answer()
@@ -263,9 +323,27 @@ func (c *guardConn) Read(b []byte) (int, error) {
 	if c.closing.Load() {
 		return 0, io.EOF
 	}
+	if c.tls != nil && !c.handshook {
+		if err := c.handshake(); err != nil {
+			return 0, c.readError(err)
+		}
+	}
+	if len(c.held) > 0 {
+		// Already scanned; a command cut short, so redcon reads again.
+		n := copy(b, c.held)
+		c.held = c.held[n:]
+		if len(c.held) == 0 && cap(c.held) > maxHeldKept {
+			c.held = nil
+		}
+		return n, nil
+	}
+	if len(b) > readChunk {
+		b = b[:readChunk]
+	}
 	n, err := c.Conn.Read(b)
 	if n > 0 {
-		if k, perr := c.guard.scan(b[:n]); perr != nil {
+		k, perr := c.guard.scan(b[:n])
+		if perr != nil {
 			c.perr = perr
 			if k == 0 {
 				c.answer()
@@ -275,15 +353,94 @@ func (c *guardConn) Read(b []byte) (int, error) {
 			// are answered before the error.
 			return k, nil
 		}
+		if end := c.guard.end; end > 0 && end < n && err == nil {
+			c.held = append(c.held[:0], b[end:n]...)
+			n = end
+		}
 	}
+	return n, c.readError(err)
+}
+
+// readError turns the error of a read woken by Shutdown into EOF.
+func (c *guardConn) readError(err error) error {
 	if err != nil && c.closing.Load() {
 		var ne net.Error
 		if errors.As(err, &ne) && ne.Timeout() {
-			err = io.EOF // woken by Shutdown, not a client timeout
+			return io.EOF // woken by Shutdown, not a client timeout
+		}
+	}
+	return err
+}
+
+// handshake runs the TLS handshake, once, on the connection's goroutine
+// (on the accept loop, one slow client would stall every new one), within
+// hsTimeout: a client that connects and sends nothing must not hold its
+// slot of MaxClients for longer.
+func (c *guardConn) handshake() error {
+	c.handshook = true
+	ctx, cancel := context.WithTimeout(context.Background(), c.hsTimeout)
+	defer cancel()
+	if err := c.tls.HandshakeContext(ctx); err != nil {
+		return fmt.Errorf("TLS handshake: %w", err)
+	}
+	return nil
+}
+
+// Write sends a batch of replies (redcon flushes once per batch of
+// requests) within the client's limits, as Redis's
+// client-output-buffer-limit and a write deadline would:
+//   - a batch larger than outputLimit is not sent: the connection is
+//     closed. Its replies are already buffered by then, but the batch is
+//     bounded (see Read), so the limit catches a reply that is too large
+//     in itself rather than a client that reads slowly;
+//   - a client that does not take its replies (the socket buffers are
+//     full) for writeTimeout is closed, so a client that never reads
+//     cannot hold a goroutine and its buffered replies forever.
+//
+// This is on the path of every command that is not pipelined, and setting
+// a deadline costs a lock and a timer update in the runtime's poller, so
+// the deadline is only moved once it is more than a slack old: it is then
+// between writeTimeout-slack and writeTimeout from any write.
+func (c *guardConn) Write(b []byte) (int, error) {
+	if c.out.outputLimit > 0 && int64(len(b)) > c.out.outputLimit {
+		return 0, &clientLimitError{msg: fmt.Sprintf("output limit: %d bytes of replies at once, more than the limit of %d", len(b), c.out.outputLimit)}
+	}
+	if d := c.out.writeTimeout; d > 0 {
+		now := time.Now()
+		if now.Sub(c.wset) > writeSlack(d) {
+			if err := c.Conn.SetWriteDeadline(now.Add(d)); err != nil {
+				return 0, err
+			}
+			c.wset = now
+		}
+	}
+	n, err := c.Conn.Write(b)
+	if err != nil {
+		var ne net.Error
+		if errors.As(err, &ne) && ne.Timeout() && !c.closing.Load() {
+			err = &clientLimitError{msg: fmt.Sprintf("write timeout: the client took no replies for %v", c.out.writeTimeout), err: err}
 		}
 	}
 	return n, err
 }
+
+// writeSlack is how stale the write deadline may get before Write moves
+// it: a quarter of the timeout, at most a second.
+func writeSlack(d time.Duration) time.Duration {
+	return min(d/4, time.Second)
+}
+
+// refuse prepares a connection that is turned away (max clients) for its
+// one error reply: a short deadline on reads and writes, which Write must
+// not move, so that a peer that does not read, or (with TLS) does not
+// finish the handshake, cannot stall the accept loop.
+func (c *guardConn) refuse() {
+	c.out.writeTimeout = 0
+	_ = c.Conn.SetDeadline(time.Now().Add(refuseTime))
+}
+
+// refuseTime bounds the reply to a refused connection.
+const refuseTime = 100 * time.Millisecond
 
 // answer writes the protocol error, once; the connection is closed next.
 func (c *guardConn) answer() {
@@ -327,8 +484,13 @@ type guardListener struct {
 	closing *atomic.Bool
 	release chan struct{}
 	lim     limits
-	log     *slog.Logger
-	delay   time.Duration
+	out     outLimits
+	// tls, if set, serves TLS: the guard wraps the *tls.Conn, so that its
+	// limits apply to the requests themselves.
+	tls       *tls.Config
+	hsTimeout time.Duration
+	log       *slog.Logger
+	delay     time.Duration
 }
 
 func (l *guardListener) Accept() (net.Conn, error) {
@@ -336,7 +498,12 @@ func (l *guardListener) Accept() (net.Conn, error) {
 		c, err := l.Listener.Accept()
 		if err == nil {
 			l.delay = 0
-			return &guardConn{Conn: c, guard: respGuard{lim: l.lim}, closing: l.closing}, nil
+			gc := &guardConn{Conn: c, guard: respGuard{lim: l.lim}, closing: l.closing, out: l.out}
+			if l.tls != nil {
+				gc.tls = tls.Server(c, l.tls)
+				gc.Conn, gc.hsTimeout = gc.tls, l.hsTimeout
+			}
+			return gc, nil
 		}
 		if errors.Is(err, net.ErrClosed) {
 			if l.closing.Load() {

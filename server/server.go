@@ -3,6 +3,7 @@ package server
 import (
 	"cmp"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -44,6 +45,29 @@ type Config struct {
 	// MaxChannels caps the channel_ids of one RSMGET (default
 	// commands.DefaultMaxChannels).
 	MaxChannels int
+	// WriteTimeout closes a connection whose client takes none of its
+	// replies for this long, once the socket's buffers are full: a client
+	// that pipelines and never reads would otherwise hold its goroutine and
+	// its replies forever (default DefaultWriteTimeout; negative: never).
+	WriteTimeout time.Duration
+	// OutputLimit closes a connection instead of sending it more than this
+	// many bytes of replies at once, as Redis's hard
+	// client-output-buffer-limit does (default DefaultOutputLimit;
+	// negative: none). redcon sends the replies of a batch of pipelined
+	// requests in one write, and the server keeps a batch to one large
+	// request plus 64 KiB of small ones, so with the default limits no
+	// batch comes near it: it is a backstop for a raised MaxChannels or
+	// MaxBulkBytes.
+	OutputLimit int
+	// TLS, if set, makes the server speak TLS only (on Addr, or the
+	// listener given to Serve). It is cloned; its MinVersion is raised to
+	// TLS 1.2. The protocol limits and deadlines apply to the decrypted
+	// stream.
+	TLS *tls.Config
+	// TLSHandshakeTimeout bounds a client's TLS handshake (default
+	// DefaultTLSHandshakeTimeout), which holds one of MaxClients while it
+	// runs.
+	TLSHandshakeTimeout time.Duration
 	// MetricsAddr, if set, serves Prometheus metrics at /metrics on this
 	// address (e.g. ":9121").
 	MetricsAddr string
@@ -68,6 +92,13 @@ const (
 	DefaultMaxArgs         = 1 << 16
 	DefaultMaxBulkBytes    = 1 << 20
 	DefaultMaxRequestBytes = 16 << 20
+	// A client that leaves megabytes of replies unread for 10 s has given
+	// up on them: client libraries time their reads out sooner.
+	DefaultWriteTimeout = 10 * time.Second
+	DefaultOutputLimit  = 64 << 20
+	// Long enough for a handshake across the world, short enough that
+	// idle connections cannot pile up.
+	DefaultTLSHandshakeTimeout = 10 * time.Second
 )
 
 // maxLimit bounds the configurable limits, so the guard's arithmetic
@@ -146,6 +177,28 @@ func New(cfg Config, backend Backend) (*Server, error) {
 	cfg.MaxArgs = clampLimit(cfg.MaxArgs, DefaultMaxArgs)
 	cfg.MaxBulkBytes = clampLimit(cfg.MaxBulkBytes, DefaultMaxBulkBytes)
 	cfg.MaxRequestBytes = clampLimit(cfg.MaxRequestBytes, DefaultMaxRequestBytes)
+	switch {
+	case cfg.WriteTimeout == 0:
+		cfg.WriteTimeout = DefaultWriteTimeout
+	case cfg.WriteTimeout < 0:
+		cfg.WriteTimeout = 0
+	}
+	switch {
+	case cfg.OutputLimit == 0:
+		cfg.OutputLimit = DefaultOutputLimit
+	case cfg.OutputLimit < 0:
+		cfg.OutputLimit = 0
+	}
+	if cfg.TLSHandshakeTimeout <= 0 {
+		cfg.TLSHandshakeTimeout = DefaultTLSHandshakeTimeout
+	}
+	if cfg.TLS != nil {
+		if len(cfg.TLS.Certificates) == 0 && cfg.TLS.GetCertificate == nil && cfg.TLS.GetConfigForClient == nil {
+			return nil, errors.New("server: Config.TLS has no certificate")
+		}
+		cfg.TLS = cfg.TLS.Clone()
+		cfg.TLS.MinVersion = max(cfg.TLS.MinVersion, tls.VersionTLS12)
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
@@ -181,6 +234,10 @@ func New(cfg Config, backend Backend) (*Server, error) {
 			{Name: "bind", Value: hostOf(cfg.Addr)},
 			{Name: "port", Value: portOf(cfg.Addr)},
 			{Name: "proto-max-bulk-len", Value: strconv.Itoa(cfg.MaxBulkBytes)},
+			{Name: "proto-max-multibulk-len", Value: strconv.Itoa(cfg.MaxArgs)},
+			{Name: "client-query-buffer-limit", Value: strconv.Itoa(cfg.MaxRequestBytes)},
+			{Name: "client-output-limit", Value: strconv.Itoa(cfg.OutputLimit)},
+			{Name: "client-write-timeout", Value: strconv.Itoa(int(cfg.WriteTimeout / time.Second))},
 			{Name: "maxmemory-policy", Value: "allkeys-lru"},
 		},
 	})
@@ -248,7 +305,13 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	s.mu.started = true
 	cctx, cancel := context.WithCancel(ctx)
 	s.ctx, s.mu.cancel = cctx, cancel
-	gl := &guardListener{Listener: ln, closing: &s.closing, release: make(chan struct{}), lim: s.limits, log: s.log}
+	gl := &guardListener{
+		Listener: ln, closing: &s.closing, release: make(chan struct{}), lim: s.limits,
+		out:       outLimits{writeTimeout: s.cfg.WriteTimeout, outputLimit: int64(s.cfg.OutputLimit)},
+		tls:       s.cfg.TLS,
+		hsTimeout: s.cfg.TLSHandshakeTimeout,
+		log:       s.log,
+	}
 	s.mu.ln = gl
 	s.mu.Unlock()
 	defer close(s.done)
@@ -286,7 +349,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 
 	rs := redcon.NewServerNetwork(ln.Addr().Network(), ln.Addr().String(), s.handle, s.accept, s.closed)
 	rs.SetIdleClose(s.cfg.IdleTimeout)
-	attrs := []any{"addr", ln.Addr().String()}
+	attrs := []any{"addr", ln.Addr().String(), "tls", s.cfg.TLS != nil}
 	s.mu.Lock()
 	if s.mu.metricsLn != nil {
 		attrs = append(attrs, "metrics_addr", s.mu.metricsLn.Addr().String())
@@ -457,9 +520,9 @@ func (s *Server) accept(c redcon.Conn) bool {
 	if len(s.mu.clients) >= s.cfg.MaxClients {
 		s.mu.Unlock()
 		s.rejected.Add(1)
-		// redcon flushes this when it closes the refused connection; the
-		// deadline keeps a stuck peer from stalling the accept loop.
-		_ = gc.Conn.SetWriteDeadline(time.Now().Add(100 * time.Millisecond))
+		// redcon flushes this when it closes the refused connection, on
+		// the accept loop: refuse keeps a stuck peer from stalling it.
+		gc.refuse()
 		c.WriteError("ERR max number of clients reached")
 		s.log.Debug("connection refused: max clients", "remote", c.RemoteAddr())
 		return false
@@ -492,6 +555,13 @@ func (s *Server) closed(c redcon.Conn, err error) {
 	var perr *protocolError
 	if errors.As(err, &perr) && s.metrics != nil {
 		s.metrics.protocolErrors.Inc()
+	}
+	var lerr *clientLimitError
+	if errors.As(err, &lerr) {
+		// As Redis logs a client closed for its output buffer: the
+		// operator should learn that a client does not keep up.
+		s.log.Warn("client closed: it does not take its replies", "id", cl.sess.ID(), "remote", c.RemoteAddr(), "name", cl.sess.Name(), "err", err)
+		return
 	}
 	s.log.Debug("connection closed", "id", cl.sess.ID(), "remote", c.RemoteAddr(), "err", err)
 }

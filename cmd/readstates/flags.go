@@ -26,6 +26,7 @@ type options struct {
 	pprofAddr       string
 	cassandraHosts  string
 	cassandra       persist.CassandraConfig
+	tls             tlsOptions
 }
 
 // envPrefix names the environment variable of each flag:
@@ -48,6 +49,7 @@ func parseFlags(args []string, lookupEnv func(string) (string, bool), out io.Wri
 	fs.IntVar(&s.MaxClients, "maxclients", server.DefaultMaxClients, "most connected clients")
 	fs.DurationVar(&s.IdleTimeout, "idle-timeout", 0, "close connections idle this long (0: never)")
 	fs.IntVar(&s.MaxChannels, "max-channels", 10000, "most channel_ids in one RSMGET")
+	addClientFlags(fs, o)
 	fs.StringVar(&s.MetricsAddr, "metrics-addr", "", `serve Prometheus metrics at /metrics on this address, e.g. ":9121" (default off)`)
 	fs.StringVar(&o.pprofAddr, "pprof-addr", "", `serve Go profiles at /debug/pprof/ on this address, e.g. "127.0.0.1:6060" (default off)`)
 	fs.StringVar(&o.dataDir, "data-dir", "data", "directory of the embedded (Pebble) store; unused with --cassandra-hosts")
@@ -106,6 +108,10 @@ func parseFlags(args []string, lookupEnv func(string) (string, bool), out io.Wri
 		if h = strings.TrimSpace(h); h != "" {
 			c.Hosts = append(c.Hosts, h)
 		}
+	}
+	if err := checkClientFlags(o); err != nil {
+		fmt.Fprintln(out, err)
+		return nil, err
 	}
 	return o, nil
 }

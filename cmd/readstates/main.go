@@ -54,6 +54,12 @@ func run(args []string, lookupEnv func(string) (string, bool), stderr io.Writer)
 // connections (the commands in flight finish), the engine's write-behind,
 // the final flush, the store.
 func serve(ctx context.Context, stop func(), o *options, log *slog.Logger) (err error) {
+	// Before the store opens: a bad certificate should stop the start
+	// at once.
+	tlsConfig, err := o.tls.config()
+	if err != nil {
+		return err
+	}
 	store, err := openStore(ctx, o, log)
 	if err != nil {
 		return err
@@ -96,6 +102,7 @@ func serve(ctx context.Context, stop func(), o *options, log *slog.Logger) (err 
 	go func() { runDone <- engine.Run(runCtx) }()
 
 	cfg := o.server
+	cfg.TLS = tlsConfig
 	cfg.Metrics = metrics
 	cfg.OnShutdown = stop
 	cfg.Logger = log
