@@ -179,6 +179,9 @@ type serverProc struct {
 	cmd   *exec.Cmd
 	done  chan struct{} // closed when cmd has exited
 	state *os.ProcessState
+	// ping, if set, replaces pingOnce as the readiness probe (a TLS
+	// server does not answer a plaintext PING).
+	ping func(addr string) error
 }
 
 // startServer starts the binary with args on a free loopback port. Unless
@@ -187,7 +190,14 @@ type serverProc struct {
 // if the test failed, the server's log is printed.
 func startServer(t testing.TB, args ...string) *serverProc {
 	t.Helper()
-	sp := &serverProc{t: t, out: &logBuffer{}}
+	return startServerPing(t, nil, args...)
+}
+
+// startServerPing is startServer with ping as the readiness probe (nil:
+// a plaintext PING).
+func startServerPing(t testing.TB, ping func(addr string) error, args ...string) *serverProc {
+	t.Helper()
+	sp := &serverProc{t: t, out: &logBuffer{}, ping: ping}
 	sp.args, sp.dataDir = splitDataDir(args)
 	if sp.dataDir == "" {
 		sp.dataDir = t.TempDir()
@@ -312,7 +322,11 @@ func (sp *serverProc) waitReady() error {
 			return fmt.Errorf("server exited before it was ready: %v", sp.state)
 		default:
 		}
-		if last = pingOnce(sp.addr); last == nil {
+		ping := pingOnce
+		if sp.ping != nil {
+			ping = sp.ping
+		}
+		if last = ping(sp.addr); last == nil {
 			return nil
 		}
 		time.Sleep(20 * time.Millisecond)
