@@ -259,8 +259,9 @@ type guardConn struct {
 	perr     error        // framing error found, to answer at the next read
 	answered bool
 	// held is what the last socket read brought after the last command
-	// that ended in it: redcon gets it on its next Read (see Read).
-	held []byte
+	// that ended in it: redcon gets it on its next Read (see Read). It
+	// is a window of heldBuf, which is reused so reads do not allocate.
+	held, heldBuf []byte
 
 	out outLimits
 	// wset is when the write deadline was last set (zero: never).
@@ -332,8 +333,8 @@ func (c *guardConn) Read(b []byte) (int, error) {
 		// Already scanned; a command cut short, so redcon reads again.
 		n := copy(b, c.held)
 		c.held = c.held[n:]
-		if len(c.held) == 0 && cap(c.held) > maxHeldKept {
-			c.held = nil
+		if len(c.held) == 0 && cap(c.heldBuf) > maxHeldKept {
+			c.heldBuf = nil
 		}
 		return n, nil
 	}
@@ -354,7 +355,8 @@ func (c *guardConn) Read(b []byte) (int, error) {
 			return k, nil
 		}
 		if end := c.guard.end; end > 0 && end < n && err == nil {
-			c.held = append(c.held[:0], b[end:n]...)
+			c.heldBuf = append(c.heldBuf[:0], b[end:n]...)
+			c.held = c.heldBuf
 			n = end
 		}
 	}
