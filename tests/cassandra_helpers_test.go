@@ -52,9 +52,19 @@ func cassandraScript(t testing.TB) string {
 // stop, status, ...) and returns its output and exit code.
 func cassandraCtl(t testing.TB, action string, timeout time.Duration) (string, int, error) {
 	t.Helper()
+	return cassandraCtlEnv(t, nil, action, timeout)
+}
+
+// cassandraCtlEnv is cassandraCtl with env ("NAME=value", e.g.
+// CASSANDRA_COMMITLOG_SYNC=batch) added to this process's environment.
+func cassandraCtlEnv(t testing.TB, env []string, action string, timeout time.Duration) (string, int, error) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, "bash", cassandraScript(t), action)
+	if env != nil {
+		cmd.Env = append(os.Environ(), env...)
+	}
 	out, err := cmd.CombinedOutput()
 	code := 0
 	if ee, ok := errors.AsType[*exec.ExitError](err); ok {

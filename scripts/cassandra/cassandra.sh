@@ -3,15 +3,18 @@
 # from the Maven Central artifact org.apache.cassandra:cassandra-all (no Docker,
 # no tarball). See scripts/cassandra/pom.xml for the pinned version.
 #
-# Usage: scripts/cassandra/cassandra.sh {start|stop|status|kill9|pause|resume|logs|wipe|env}
+# Usage: scripts/cassandra/cassandra.sh {start|stop|restart|status|kill9|pause|resume|logs|wipe|env}
 #
 #   start   fetch jars if missing, write conf, launch in background, wait until
 #           CQL answers and the node logged that it listens for CQL clients.
 #           Idempotent: a running node that answers => no-op, exit 0.
 #   stop    SIGTERM (SIGCONT first, in case it is paused), wait, SIGKILL after
 #           CASSANDRA_STOP_TIMEOUT. Idempotent.
+#   restart stop, then start: the way to change CASSANDRA_COMMITLOG_SYNC (or any
+#           other setting) of a running node.
 #   status  exit 0 if running and answering CQL, 3 if not running, 1 if the
 #           process is alive but not answering (starting, paused or wedged).
+#           A running node's line ends with its "commitlog_sync <mode>".
 #   kill9   SIGKILL (crash test). Idempotent.
 #   pause   SIGSTOP (fault test: node hangs, TCP connections stay open).
 #   resume  SIGCONT.
@@ -491,7 +494,9 @@ cmd_status() {
   if cql_answers; then
     local rss
     rss="$(awk '/^VmRSS/ {print $2" "$3}' "/proc/$pid/status" 2>/dev/null || true)"
-    echo "running (pid $pid, CQL $LISTEN_ADDR:$CQL_PORT, RSS $rss)"; return 0
+    local sync
+    sync="$(sed -n 's/^commitlog_sync: *\([a-z]*\).*/\1/p' "$CONF_DIR/cassandra.yaml" 2>/dev/null | head -n1)"
+    echo "running (pid $pid, CQL $LISTEN_ADDR:$CQL_PORT, RSS $rss, commitlog_sync ${sync:-unknown})"; return 0
   fi
   echo "alive but not answering CQL (pid $pid)"; return 1
 }
@@ -519,6 +524,7 @@ EOF
 case "${1:-}" in
   start)  cmd_start ;;
   stop)   cmd_stop ;;
+  restart) cmd_stop; cmd_start ;;
   status) cmd_status ;;
   kill9)  cmd_kill9 ;;
   pause)  cmd_signal STOP ;;
@@ -526,5 +532,5 @@ case "${1:-}" in
   logs)   tail -n "${2:-50}" "$SYSTEM_LOG" ;;
   wipe)   cmd_wipe ;;
   env)    cmd_env ;;
-  *) echo "usage: $0 {start|stop|status|kill9|pause|resume|logs [N]|wipe|env}" >&2; exit 2 ;;
+  *) echo "usage: $0 {start|stop|restart|status|kill9|pause|resume|logs [N]|wipe|env}" >&2; exit 2 ;;
 esac
