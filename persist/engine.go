@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -382,7 +383,7 @@ func (e *Engine) Run(ctx context.Context) error {
 			wg.Wait()
 			return nil
 		case <-ticker.C:
-			if err := e.flushAll(ctx); err != nil && ctx.Err() == nil {
+			if err := e.flushAll(ctx, e.flushInterval/8); err != nil && ctx.Err() == nil {
 				e.log.Error("flush", "err", err)
 			}
 		}
@@ -393,7 +394,7 @@ func (e *Engine) Run(ctx context.Context) error {
 // that was pending is written. It needs Run (or Close) to be running the
 // writer.
 func (e *Engine) Sync(ctx context.Context) error {
-	if err := e.flushAll(ctx); err != nil {
+	if err := e.flushAll(ctx, 0); err != nil {
 		return err
 	}
 	return e.waitWritten(ctx)
@@ -426,9 +427,19 @@ func (e *Engine) Close(ctx context.Context) error {
 
 // flushAll hands the dirty entries of every shard to the writer, waiting
 // for room in the queue when it is full.
-func (e *Engine) flushAll(ctx context.Context) error {
+//
+// With pace > 0 the pass is spread over about pace: it yields after each
+// shard and sleeps while ahead of schedule. Why: a pass at full speed over
+// 8M read states handed ~200k records to the writer at once, and the
+// flusher, the writer and the store's compactions together took both cores
+// of a small machine from the commands: every 15 s, latency spiked to
+// 50-180 ms (BENCHMARKS.md, latency under GC). Spread out, the same work
+// leaves the commands their share of the CPU.
+func (e *Engine) flushAll(ctx context.Context, pace time.Duration) error {
 	start := time.Now()
-	for i := range e.table.Shards() {
+	n := e.table.Shards()
+	var timer *time.Timer
+	for i := range n {
 		for {
 			written := e.writtenSignal()
 			if _, done := e.table.Flush(i); done {
@@ -439,6 +450,25 @@ func (e *Engine) flushAll(ctx context.Context) error {
 			case <-ctx.Done():
 				return fmt.Errorf("flush: %w", ctx.Err())
 			}
+		}
+		if pace <= 0 {
+			continue
+		}
+		d := time.Until(start.Add(pace * time.Duration(i+1) / time.Duration(n)))
+		if d <= 0 {
+			runtime.Gosched()
+			continue
+		}
+		if timer == nil {
+			timer = time.NewTimer(d)
+			defer timer.Stop()
+		} else {
+			timer.Reset(d)
+		}
+		select {
+		case <-timer.C:
+		case <-ctx.Done():
+			return fmt.Errorf("flush: %w", ctx.Err())
 		}
 	}
 	e.stats.flushCycles.Add(1)
@@ -491,6 +521,7 @@ func (e *Engine) runWriter(ctx context.Context) {
 			backoff = 0
 			e.stats.writes.Add(uint64(len(batch)))
 			e.ack(batch)
+			runtime.Gosched() // a long backlog must not keep the commands off the CPU
 			continue
 		}
 		e.stats.writeErrors.Add(1)

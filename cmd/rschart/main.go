@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"image/color"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -57,6 +58,9 @@ func main() {
 			os.Exit(1)
 		}
 		runs = append(runs, r)
+	}
+	for _, r := range runs {
+		fmt.Println(gcSummary(r))
 	}
 	if err := draw2(runs, *title, *out); err != nil {
 		fmt.Fprintln(os.Stderr, "rschart:", err)
@@ -114,6 +118,39 @@ func readRun(label, path string, skip int) (run, error) {
 		return r, fmt.Errorf("%s: no seconds with requests", path)
 	}
 	return r, nil
+}
+
+// gcSummary compares the seconds near a GC cycle's end (that second and
+// the one before: the cycle ran then) with the others: a cache the GC must
+// trace shows its spikes in the first group only.
+func gcSummary(r run) string {
+	near := map[int]bool{}
+	for _, t := range r.gcTimes {
+		s := int(t + 0.5) // gcTimes are second - 0.5
+		near[s], near[s-1] = true, true
+	}
+	var inGC, other []float64
+	var maxGC, maxOther float64
+	for i, s := range r.sec {
+		if near[int(s)] {
+			inGC = append(inGC, r.p999[i])
+			maxGC = max(maxGC, r.max[i])
+		} else {
+			other = append(other, r.p999[i])
+			maxOther = max(maxOther, r.max[i])
+		}
+	}
+	return fmt.Sprintf("%s: %d GC cycles; %d seconds at a GC cycle: median p99.9 %.0f µs, max %.0f µs; %d other seconds: median p99.9 %.0f µs, max %.0f µs",
+		r.label, r.gcs, len(inGC), median(inGC), maxGC, len(other), median(other), maxOther)
+}
+
+func median(v []float64) float64 {
+	if len(v) == 0 {
+		return 0
+	}
+	s := slices.Clone(v)
+	slices.Sort(s)
+	return s[len(s)/2]
 }
 
 var palette = []color.Color{
