@@ -194,8 +194,13 @@ func TestPebbleMergerOrderIndependent(t *testing.T) {
 		putPebbleValue(v, stamp, s)
 		return v
 	}
+	var pool pebbleMergers // half the merges use recycled mergers, as pebble does
 	mergeAll := func(ops [][]byte) []byte {
-		m, err := newPebbleLWWMerger(nil, ops[0])
+		newMerger := newPebbleLWWMerger
+		if rng.IntN(2) == 0 {
+			newMerger = pool.newMerger
+		}
+		m, err := newMerger(nil, ops[0])
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -209,11 +214,15 @@ func TestPebbleMergerOrderIndependent(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		v, _, err := m.Finish(rng.IntN(2) == 0)
+		v, closer, err := m.Finish(rng.IntN(2) == 0)
 		if err != nil {
 			t.Fatal(err)
 		}
-		return bytes.Clone(v)
+		v = bytes.Clone(v)
+		if closer != nil {
+			closer.Close()
+		}
+		return v
 	}
 	for range 1000 {
 		n := 1 + rng.IntN(8)
