@@ -38,16 +38,11 @@ unit:
 bench:
 	bash scripts/bench.sh
 
-# Short runs of every fuzz target (go test runs one target per invocation).
+# Every fuzz target for FUZZTIME each (scripts/fuzz.sh); SAVE=1 copies what
+# the fuzzer found into testdata/fuzz/, the committed corpus.
 FUZZTIME ?= 10s
-FUZZ_TARGETS := \
-	./commands:FuzzParseID ./commands:FuzzParseInt64 ./commands:FuzzQuoted \
-	./commands:FuzzDispatch ./server:FuzzGuard
 fuzz:
-	@set -e; for t in $(FUZZ_TARGETS); do \
-		echo "fuzz $${t#*:} in $${t%%:*} for $(FUZZTIME)"; \
-		go test -run '^$$' -fuzz "^$${t#*:}\$$" -fuzztime $(FUZZTIME) "$${t%%:*}"; \
-	done
+	FUZZTIME=$(FUZZTIME) bash scripts/fuzz.sh
 
 vet:
 	go vet ./...

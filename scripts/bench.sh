@@ -72,41 +72,6 @@ requests=$((3 * keyspace)) bench $redis_pid $port_redis 16 HINCRBY "h:__rand_int
 		done
 	done
 } | tee "$out/server.txt"
-trap 'kill $rs_pid $redis_pid 2>/dev/null; wait 2>/dev/null; rm -rf "$data"' EXIT
-for p in $port_rs $port_redis; do
-	for _ in $(seq 100); do redis-cli -p $p ping >/dev/null 2>&1 && break; sleep 0.1; done
-done
-
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
-# bench pid port pipeline command...: prints "requests/s server-CPU-µs-per-request"
-bench() {
-	local pid=$1 port=$2 pipe=$3; shift 3
-	local t0 t1 rps
-	t0=$(cpu_ticks "$pid")
-	rps=$(redis-benchmark -p "$port" -c "$clients" -n "$requests" -r "$range" -P "$pipe" -q "$@" 2>/dev/null |
-		tr '\r' '\n' | grep -o '[0-9.]* requests per second' | tail -1 | cut -d' ' -f1)
-	t1=$(cpu_ticks "$pid")
-	awk -v r="$rps" -v t=$((t1 - t0)) -v n="$requests" -v hz="$(getconf CLK_TCK)" \
-		'BEGIN { printf "%s %.2f\n", r, t / hz * 1e6 / n }'
-}
-# The same keyspace on both sides: RSINCR's two ids and the Redis key's
-# two ids are independent __rand_int__ draws. Warm both first: the first
-# pass loads the keyspace (into the cache here, into memory in Redis).
-requests=$((3 * keyspace)) bench $rs_pid $port_rs 16 RSINCR __rand_int__ __rand_int__ >/dev/null
-requests=$((3 * keyspace)) bench $redis_pid $port_redis 16 INCR "s:__rand_int__:__rand_int__" >/dev/null
-requests=$((3 * keyspace)) bench $redis_pid $port_redis 16 HINCRBY "h:__rand_int__" __rand_int__ 1 >/dev/null
-{
-	printf '%-5s %-2s %10s %10s %10s %8s %8s %9s %9s %9s\n' round P RSINCR/s INCR/s HINCRBY/s 'vs INCR' 'vs HINCR' 'µs/req RS' 'µs/req IN' 'µs/req HI'
-	for r in $(seq "$rounds"); do
-		for pipe in 1 16; do
-			read -r a ca < <(bench $rs_pid $port_rs $pipe RSINCR __rand_int__ __rand_int__)
-			read -r b cb < <(bench $redis_pid $port_redis $pipe INCR "s:__rand_int__:__rand_int__")
-			read -r c cc < <(bench $redis_pid $port_redis $pipe HINCRBY "h:__rand_int__" __rand_int__ 1)
-			awk -v r="$r" -v p="$pipe" -v a="$a" -v b="$b" -v c="$c" -v ca="$ca" -v cb="$cb" -v cc="$cc" \
-				'BEGIN { printf "%-5s %-2s %10s %10s %10s %8.2f %8.2f %9s %9s %9s\n", r, p, a, b, c, a / b, a / c, ca, cb, cc }'
-		done
-	done
-} | tee "$out/server.txt"
 # Median over rounds of each ratio, per pipeline depth.
 median() { sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
 for pipe in 1 16; do

@@ -395,7 +395,7 @@ func TestGoRedisConcurrentClients(t *testing.T) {
 // one WRONGPASS, the right one works.
 func TestGoRedisAuth(t *testing.T) {
 	const pass = "s3cret-Pass"
-	sp := startServer(t, "--requirepass", pass)
+	sp := startServer(t, "--requirepass", pass, "--log-level", "debug")
 	for _, proto := range protocols {
 		t.Run(fmt.Sprintf("resp%d", proto), func(t *testing.T) {
 			ctx := testCtx(t)
@@ -427,7 +427,24 @@ func TestGoRedisAuth(t *testing.T) {
 			if got, err := conn.Do(ctx, "RSGET", 1, proto).Int64Slice(); err != nil || !slices.Equal(got, []int64{1, 0}) {
 				t.Errorf("RSGET after AUTH: got %v, %v, want [1 0]", got, err)
 			}
+
+			// The password shows nowhere a client or an operator can read.
+			for _, args := range [][]any{{"INFO", "everything"}, {"CONFIG", "GET", "*"}, {"CLIENT", "LIST"}, {"CLIENT", "INFO"}} {
+				v, err := good.Do(ctx, args...).Result()
+				if err != nil {
+					t.Fatalf("%v: %v", args, err)
+				}
+				if strings.Contains(fmt.Sprint(v), pass) {
+					t.Errorf("%v shows the password: %v", args, v)
+				}
+			}
 		})
+	}
+	for _, line := range strings.Split(sp.out.String(), "\n") {
+		// The harness's own lines echo the command line it ran.
+		if !strings.HasPrefix(line, "=== tests:") && strings.Contains(line, pass) {
+			t.Errorf("the server's log shows the password: %s", line)
+		}
 	}
 }
 
