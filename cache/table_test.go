@@ -402,7 +402,11 @@ func FuzzModel(f *testing.F) {
 	f.Add(uint64(1), uint16(100), uint8(8))
 	f.Add(uint64(7), uint16(4), uint8(1))
 	f.Fuzz(func(t *testing.T, seed uint64, keys uint16, capacity uint8) {
-		m := newModel(t, int(capacity)+1, 1<<(seed%3))
+		entries, shards := int(capacity)+1, 1<<(seed%3)
+		for shards > entries { // New refuses a shard without room
+			shards /= 2
+		}
+		m := newModel(t, entries, shards)
 		r := rand.New(rand.NewPCG(seed, seed>>32))
 		for range 2000 {
 			m.step(t, r, int(keys)+1)
