@@ -66,6 +66,12 @@ func openPebbleFS(dir string, fs vfs.FS, logger *slog.Logger) (*Pebble, error) {
 	logger = logger.With("component", "pebble")
 	opts := &pebble.Options{
 		Merger: &pebble.Merger{Name: pebbleMergerName, Merge: new(pebbleMergers).newMerger},
+		// Pebble's 4 MB default memtable turned every write-behind flush
+		// at a few million read states into several memtable flushes and
+		// L0 compactions (CPU taken from the commands), and stalled writes
+		// under random misses. 32 MB, at most 4 queued: 128 MB at worst.
+		MemTableSize:                32 << 20,
+		MemTableStopWritesThreshold: 4,
 		// The newest format only affects new tables; pebble ratchets an
 		// existing store up on open, never down.
 		FormatMajorVersion: pebble.FormatNewest,
