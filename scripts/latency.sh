@@ -8,6 +8,7 @@
 #   KEYS=8000000 RATE=20000 CONNS=16 DURATION=10m bash scripts/latency.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source scripts/loadlib.sh
 out=bench-results
 mkdir -p "$out"
 keys=${KEYS:-8000000}
@@ -22,34 +23,17 @@ go build -o bin/readstates ./cmd/readstates
 go build -tags ptrcache -o bin/readstates-ptrcache ./cmd/readstates
 
 echo "== latency under GC: $keys read states, $rate requests/s on $conns connections for $duration" | tee "$out/latency.txt"
-echo "== machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(go version | cut -d' ' -f3), $(date -u '+%F %H:%M UTC')" | tee -a "$out/latency.txt"
-pid=""
-data=""
-cleanup() {
-	[ -z "$pid" ] || { kill "$pid" 2>/dev/null; wait "$pid" 2>/dev/null || true; }
-	[ -z "$data" ] || rm -rf "$data"
-}
-trap cleanup EXIT
+machine | tee -a "$out/latency.txt"
 
 charts=()
 for v in $variants; do
 	bin=bin/readstates
 	[ "$v" = pointer-lru ] && bin=bin/readstates-ptrcache
-	port=$((20000 + RANDOM % 10000))
-	data=$(mktemp -d)
-	"$bin" --addr "127.0.0.1:$port" --data-dir "$data" --cache-entries "$keys" --log-level warn \
-		2>"$out/latency-$v.log" &
-	pid=$!
-	for _ in $(seq 100); do redis-cli -p "$port" ping >/dev/null 2>&1 && break; sleep 0.1; done
+	start_server "$bin" "$keys" "$out/latency-$v.log"
 	redis-cli -p "$port" info keyspace | grep -q "cache_implementation:$v" ||
 		{ echo "latency: $bin is not the $v build" >&2; exit 1; }
-	./bin/rsload -addr "127.0.0.1:$port" -keys "$keys" -preload -duration 0
-	# Let the preload's read-through settle before measuring.
-	sleep 5
-	./bin/rsload -addr "127.0.0.1:$port" -keys "$keys" -rate "$rate" -conns "$conns" \
-		-duration "$duration" -warmup 10s -label "$v" -out "$out/latency-$v.csv" | tee -a "$out/latency.txt"
-	kill "$pid"; wait "$pid" 2>/dev/null || true; pid=""
-	rm -rf "$data"; data=""
+	preload_and_measure "$keys" "$v" "$out/latency-$v.csv" | tee -a "$out/latency.txt"
+	stop_server
 	charts+=("$v=$out/latency-$v.csv")
 done
 ./bin/rschart -o "$out/latency.png" -skip 10 \

@@ -1,0 +1,35 @@
+# Shared by latency.sh and sweep.sh (sourced): one server at a time, on a
+# fresh port and data directory, stopped and its data removed on exit.
+
+pid=""
+data=""
+port=""
+
+machine() {
+	echo "== machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(go version | cut -d' ' -f3), $(date -u '+%F %H:%M UTC')"
+}
+
+stop_server() {
+	[ -z "$pid" ] || { kill "$pid" 2>/dev/null; wait "$pid" 2>/dev/null || true; }
+	[ -z "$data" ] || rm -rf "$data"
+	pid="" data=""
+}
+trap stop_server EXIT
+
+# start_server binary cache-entries logfile
+start_server() {
+	port=$((20000 + RANDOM % 10000))
+	data=$(mktemp -d)
+	"$1" --addr "127.0.0.1:$port" --data-dir "$data" --cache-entries "$2" --log-level warn 2>"$3" &
+	pid=$!
+	for _ in $(seq 100); do redis-cli -p "$port" ping >/dev/null 2>&1 && break; sleep 0.1; done
+}
+
+# preload_and_measure keys label csv: every read state loaded into the cache,
+# then rsload at $rate on $conns connections for $duration.
+preload_and_measure() {
+	./bin/rsload -addr "127.0.0.1:$port" -keys "$1" -preload -duration 0 | tail -1
+	sleep 5 # let the preload's read-through settle
+	./bin/rsload -addr "127.0.0.1:$port" -keys "$1" -rate "$rate" -conns "$conns" \
+		-duration "$duration" -warmup 10s -label "$2" -out "$3"
+}
