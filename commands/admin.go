@@ -25,6 +25,7 @@ func builtinParams() []Param {
 // case-insensitively as in Redis; no match is an empty map.
 func configGet(_ context.Context, d *Dispatcher, w Writer, s *Session, args [][]byte) {
 	params := append(builtinParams(), d.params...)
+	params = append(params, Param{percentilesParam, formatPercentiles(d.percentiles())})
 	var found []Param
 	seen := make([]bool, len(params))
 	for _, a := range args[2:] {
@@ -43,17 +44,31 @@ func configGet(_ context.Context, d *Dispatcher, w Writer, s *Session, args [][]
 	}
 }
 
-// CONFIG SET parameter value [parameter value ...]: nothing is settable at
-// run time, but setting a parameter to the value it has is accepted, so
-// that tools that "disable persistence" with CONFIG SET save "" work.
+// CONFIG SET parameter value [parameter value ...]: only
+// latency-tracking-info-percentiles can change at run time; setting
+// another parameter to the value it has is accepted, so that tools that
+// "disable persistence" with CONFIG SET save "" work. As in Redis, nothing
+// is set unless every pair is valid.
 func configSet(_ context.Context, d *Dispatcher, w Writer, s *Session, args [][]byte) {
 	if len(args)%2 != 0 {
 		s.writeError(w, wrongArity("config|set"))
 		return
 	}
 	params := append(builtinParams(), d.params...)
+	var pcts []float64
+	setPcts := false
 	for i := 2; i < len(args); i += 2 {
 		name := strings.ToLower(string(args[i]))
+		if name == percentilesParam {
+			ps, err := parsePercentiles(string(args[i+1]))
+			if err != nil {
+				b := appendCut([]byte("ERR CONFIG SET failed (possibly related to argument '"), args[i], 128)
+				s.writeError(w, string(append(b, "') - "+err.Error()...)))
+				return
+			}
+			pcts, setPcts = ps, true
+			continue
+		}
 		known := false
 		for _, p := range params {
 			if p.Name != name {
@@ -72,13 +87,17 @@ func configSet(_ context.Context, d *Dispatcher, w Writer, s *Session, args [][]
 			return
 		}
 	}
+	if setPcts {
+		d.pcts.Store(&pcts)
+	}
 	writeOK(w)
 }
 
 func configHelp(_ context.Context, _ *Dispatcher, w Writer, _ *Session, _ [][]byte) {
 	writeHelp(w, "CONFIG",
 		"GET <pattern>", "    Return parameters matching the glob-like <pattern> and their values.",
-		"SET <directive> <value>", "    Set the configuration <directive> to <value> (only to its current value: nothing is settable at run time).",
+		"SET <directive> <value>", "    Set the configuration <directive> to <value> (latency-tracking-info-percentiles; any other only to its current value).",
+		"RESETSTAT", "    Reset statistics reported by the INFO commandstats and latencystats sections.",
 		"HELP", "    Print this help.",
 	)
 }

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"strings"
+	"sync/atomic"
 	"time"
 )
 
@@ -36,6 +37,10 @@ type Config struct {
 	// Now is the clock for INFO uptime and CLIENT LIST ages; default
 	// time.Now.
 	Now func() time.Time
+	// Observe, if set, is called after every command with the command
+	// (nil if unknown), whether its reply was an error, and how long it
+	// took to run (the server's Prometheus metrics). It must not block.
+	Observe func(cmd *Command, failed bool, d time.Duration)
 }
 
 // Param is one CONFIG GET parameter.
@@ -87,6 +92,10 @@ type Dispatcher struct {
 
 	cmds  []*Command          // in table order; Command.Index is the position
 	byKey map[string]*Command // lower-case name -> command
+
+	cmdStats []cmdStats // by Command.Index
+	pcts     atomic.Pointer[[]float64]
+	observe  func(cmd *Command, failed bool, d time.Duration)
 }
 
 // New returns a Dispatcher.
@@ -103,7 +112,9 @@ func New(cfg Config) (*Dispatcher, error) {
 		version:     cfg.Version,
 		params:      cfg.Params,
 		now:         cfg.Now,
+		observe:     cfg.Observe,
 	}
+	d.pcts.Store(&defaultPercentiles)
 	if d.maxChannels <= 0 {
 		d.maxChannels = DefaultMaxChannels
 	}
@@ -123,6 +134,7 @@ func New(cfg Config) (*Dispatcher, error) {
 		c.Index = i
 		d.byKey[c.Name] = c
 	}
+	d.cmdStats = make([]cmdStats, len(d.cmds))
 	return d, nil
 }
 
@@ -140,36 +152,44 @@ const maxNameLen = 32
 // case-insensitively. ctx bounds the command's calls to the Backend.
 //
 // It returns the command run (nil for an unknown command or empty args)
-// and whether its reply was an error, for the server's metrics. Dispatch
-// never panics on any args, and does not keep args after it returns.
+// and whether its reply was an error. Its run time goes into the command
+// statistics (INFO commandstats, latencystats) and to Config.Observe.
+// Dispatch never panics on any args, and does not keep args after it
+// returns.
 func (d *Dispatcher) Dispatch(ctx context.Context, w Writer, s *Session, args [][]byte) (cmd *Command, failed bool) {
 	if s.closing {
 		return nil, false
 	}
+	start := time.Now()
 	s.commands.Add(1)
 	s.failed = false
 	if len(args) == 0 {
 		// redcon never delivers an empty command; answer rather than stay
 		// silent so the reply stream stays in step.
 		s.writeError(w, "ERR empty command")
+		d.record(nil, false, true, time.Since(start))
 		return nil, true
 	}
 	cmd = d.lookup(args[0])
 	if cmd == nil {
 		s.writeError(w, unknownCommand(args))
+		d.record(nil, false, true, time.Since(start))
 		return nil, true
 	}
 	// The order of the checks is Redis's: unknown command, arity, then
 	// authentication.
 	if !cmd.arityOK(len(args)) {
 		s.writeError(w, wrongArity(cmd.Name))
+		d.record(cmd, true, true, time.Since(start))
 		return cmd, true
 	}
 	if d.pass != "" && !s.authed && !cmd.noAuth {
 		s.writeError(w, "NOAUTH Authentication required.")
+		d.record(cmd, true, true, time.Since(start))
 		return cmd, true
 	}
 	cmd.run(ctx, d, w, s, args)
+	d.record(cmd, false, s.failed, time.Since(start))
 	return cmd, s.failed
 }
 

@@ -25,18 +25,23 @@ import (
 //   - stats: connections, commands, cache hits, misses and evictions under
 //     Redis's names (keyspace_hits, keyspace_misses, evicted_keys);
 //   - replication: role:master, so tools that look for a role find one;
-//   - keyspace: db0 with the cached read states, and the cache figures.
+//   - keyspace: db0 with the cached read states, and the cache figures;
+//   - commandstats, latencystats: per command, calls, run time and its
+//     percentiles (cmdstats.go); as in Redis, only with "all",
+//     "everything" or by name.
 //
-// "all", "everything" and "default" (or no argument) give every section;
-// an unknown section gives nothing, as in Redis.
+// "default" (or no argument) gives every section but the last two; an
+// unknown section gives nothing, as in Redis.
 func info(_ context.Context, d *Dispatcher, w Writer, s *Session, args [][]byte) {
 	want := map[string]bool{}
-	all := len(args) == 1
+	defaults, all := len(args) == 1, false
 	for _, a := range args[1:] {
 		sec := strings.ToLower(string(a))
 		switch sec {
-		case "all", "everything", "default":
-			all = true
+		case "all", "everything":
+			defaults, all = true, true
+		case "default":
+			defaults = true
 		default:
 			want[sec] = true
 		}
@@ -52,7 +57,8 @@ func info(_ context.Context, d *Dispatcher, w Writer, s *Session, args [][]byte)
 	now := d.now()
 	var b []byte
 	section := func(name string, fill func([]byte) []byte) {
-		if !all && !want[strings.ToLower(name)] {
+		inDefault := name != "Commandstats" && name != "Latencystats"
+		if !(all || defaults && inDefault) && !want[strings.ToLower(name)] {
 			return
 		}
 		if len(b) > 0 {
@@ -134,6 +140,8 @@ func info(_ context.Context, d *Dispatcher, w Writer, s *Session, args [][]byte)
 		b = fieldUint(b, "cache_evictions", es.Evictions)
 		return b
 	})
+	section("Commandstats", d.appendCommandStats)
+	section("Latencystats", d.appendLatencyStats)
 	s.writeVerbatim(w, b)
 }
 

@@ -135,6 +135,7 @@ func table() []*Command {
 	config.Subcommands = []*Command{
 		{Name: "config|get", Arity: -3, handler: configGet, Summary: "Returns the effective values of configuration parameters.", Since: "2.0.0", Complexity: "O(N) when N is the number of configuration parameters provided"},
 		{Name: "config|set", Arity: -4, handler: configSet, admin: true, Summary: "Sets configuration parameters in-flight.", Since: "2.0.0", Complexity: "O(N) when N is the number of configuration parameters provided"},
+		{Name: "config|resetstat", Arity: 2, handler: configResetStat, admin: true, Summary: "Resets the server's statistics.", Since: "2.0.0", Complexity: "O(1)"},
 		{Name: "config|help", Arity: 2, handler: configHelp, Summary: "Returns helpful text about the different subcommands.", Since: "5.0.0", Complexity: "O(1)"},
 	}
 	command := &Command{

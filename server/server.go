@@ -221,7 +221,12 @@ func New(cfg Config, backend Backend) (*Server, error) {
 	}
 	s.mu.clients = make(map[*client]struct{})
 	s.mu.drained = make(chan struct{})
+	var observe func(*commands.Command, bool, time.Duration)
+	if s.metrics != nil {
+		observe = s.metrics.observe
+	}
 	disp, err := commands.New(commands.Config{
+		Observe:     observe,
 		Backend:     backend,
 		Stats:       backend,
 		Host:        (*host)(s),
@@ -577,14 +582,7 @@ func (s *Server) handle(c redcon.Conn, cmd redcon.Command) {
 		c.Close() // flushes the replies so far
 		return
 	}
-	ctx := s.ctx
-	if s.metrics == nil {
-		s.disp.Dispatch(ctx, c, cl.sess, cmd.Args)
-	} else {
-		start := time.Now()
-		command, failed := s.disp.Dispatch(ctx, c, cl.sess, cmd.Args)
-		s.metrics.observe(command, failed, time.Since(start))
-	}
+	s.disp.Dispatch(s.ctx, c, cl.sess, cmd.Args)
 	if cl.sess.Closing() {
 		c.Close()
 	}

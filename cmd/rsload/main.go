@@ -29,6 +29,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/readstates/readstates/internal/latency"
 )
 
 // Ids are offset to snowflake-like 18-digit values, as real ids are.
@@ -50,6 +52,7 @@ type config struct {
 	out        string
 	label      string
 	preloadCon int
+	redis      bool // talk to redis-server with hash commands (see request)
 }
 
 func main() {
@@ -67,7 +70,16 @@ func main() {
 	flag.StringVar(&mixFlag, "mix", "incr=50,reset=20,get=25,mget=5", "command mix in percent (mget reads 10 channels)")
 	flag.StringVar(&c.out, "out", "", "write the per-second figures to this CSV file")
 	flag.StringVar(&c.label, "label", "", "name of this run in the summary")
+	target := flag.String("target", "readstates", "readstates, or redis: a redis-server sent the hash commands that come closest (HINCRBY, HSET, HMGET), the reference to measure against")
 	flag.Parse()
+	switch *target {
+	case "readstates":
+	case "redis":
+		c.redis = true
+	default:
+		fmt.Fprintln(os.Stderr, "rsload: -target must be readstates or redis")
+		os.Exit(2)
+	}
 	m, err := parseMix(mixFlag)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "rsload: -mix:", err)
@@ -140,7 +152,8 @@ func key(c config, k int64) (user, channel int64) {
 }
 
 // preload reads every read state once, pipelined, so the cache holds the
-// whole keyspace (a miss loads it through from the store).
+// whole keyspace (a miss loads it through from the store); against Redis
+// it writes every one, so the keyspace exists.
 func preload(ctx context.Context, c config) error {
 	start := time.Now()
 	var done atomic.Int64
@@ -185,7 +198,11 @@ func preloadRange(ctx context.Context, c config, lo, hi int64, done *atomic.Int6
 		buf = buf[:0]
 		for j := range n {
 			u, ch := key(c, k+j)
-			buf = appendCommand(buf, "RSGET", u, ch)
+			if c.redis {
+				buf = request(buf, c, opReset, u, ch, 0, nil)
+			} else {
+				buf = request(buf, c, opGet, u, ch, 0, nil)
+			}
 		}
 		if _, err := conn.Write(buf); err != nil {
 			return err
@@ -203,16 +220,20 @@ func preloadRange(ctx context.Context, c config, lo, hi int64, done *atomic.Int6
 
 // second holds what happened to the requests sent in one second.
 type second struct {
-	h    histogram
+	h    latency.Histogram
 	errs atomic.Uint64
 }
 
-// sample is the server's INFO figures at the start of a second.
+// sample is the server's INFO figures at the start of a second, and its
+// command latency (INFO latencystats) over the second before.
 type sample struct {
 	ok                                        bool
 	gcCycles, gcPauses                        float64
 	gcCPU, cpu, pauseSum, pauseMax, rss, heap float64
 	entries                                   float64
+	// The slowest command's p99.9 and p100 run time, in µs, since the
+	// previous sample (-1: not reported).
+	srvP999, srvMax float64
 }
 
 type batch struct {
@@ -276,7 +297,7 @@ func send(ctx context.Context, c config, conn net.Conn, fifo chan<- batch, start
 	defer tick.Stop()
 	var sent int64
 	var msg int64 = 1
-	var chans [11]int64
+	var chans10 [10]int64
 	for {
 		select {
 		case <-ctx.Done():
@@ -294,24 +315,23 @@ func send(ctx context.Context, c config, conn net.Conn, fifo chan<- batch, start
 		for range n {
 			u, ch := key(c, rng.Int64N(c.keys))
 			p := rng.IntN(100)
-			var b []byte
+			op, chans := opMGet, []int64(nil)
 			switch {
 			case p < c.mix.incr:
-				b = appendCommand(w.AvailableBuffer(), "RSINCR", u, ch, 1)
+				op = opIncr
 			case p < c.mix.incr+c.mix.reset:
+				op = opReset
 				msg++
-				b = appendCommand(w.AvailableBuffer(), "RSRESET", u, ch, msg)
 			case p < c.mix.incr+c.mix.reset+c.mix.get:
-				b = appendCommand(w.AvailableBuffer(), "RSGET", u, ch)
+				op = opGet
 			default:
-				chans[0] = u
 				first := rng.Int64N(c.channels)
-				for j := range int64(10) {
-					chans[1+j] = channelBase + (first+j)%c.channels
+				for j := range int64(len(chans10)) {
+					chans10[j] = channelBase + (first+j)%c.channels
 				}
-				b = appendCommand(w.AvailableBuffer(), "RSMGET", chans[:]...)
+				chans = chans10[:]
 			}
-			w.Write(b)
+			w.Write(request(w.AvailableBuffer(), c, op, u, ch, msg, chans))
 		}
 		fifo <- batch{at: time.Since(start), n: n}
 		if err := w.Flush(); err != nil {
@@ -319,6 +339,66 @@ func send(ctx context.Context, c config, conn net.Conn, fifo chan<- batch, start
 		}
 		sent += int64(n)
 	}
+}
+
+const (
+	opIncr = iota
+	opReset
+	opGet
+	opMGet
+)
+
+// request appends one request of the mix. Against Redis, a read state is
+// field <channel> (the mention count) and field m:<channel> (the last
+// message id) of hash rs:<user>; RSRESET's atomic read-and-clear has no
+// one-command equivalent there, so it becomes a plain HSET.
+func request(b []byte, c config, op int, u, ch, msg int64, chans []int64) []byte {
+	if !c.redis {
+		switch op {
+		case opIncr:
+			return appendCommand(b, "RSINCR", u, ch, 1)
+		case opReset:
+			return appendCommand(b, "RSRESET", u, ch, msg)
+		case opGet:
+			return appendCommand(b, "RSGET", u, ch)
+		}
+		b = appendArray(b, 2+len(chans))
+		b = appendBulk(b, "RSMGET")
+		b = appendBulkInt(b, "", u)
+		for _, x := range chans {
+			b = appendBulkInt(b, "", x)
+		}
+		return b
+	}
+	switch op {
+	case opIncr:
+		b = appendArray(b, 4)
+		b = appendBulk(b, "HINCRBY")
+		b = appendBulkInt(b, "rs:", u)
+		b = appendBulkInt(b, "", ch)
+		return appendBulk(b, "1")
+	case opReset:
+		b = appendArray(b, 6)
+		b = appendBulk(b, "HSET")
+		b = appendBulkInt(b, "rs:", u)
+		b = appendBulkInt(b, "", ch)
+		b = appendBulk(b, "0")
+		b = appendBulkInt(b, "m:", ch)
+		return appendBulkInt(b, "", msg)
+	case opGet:
+		b = appendArray(b, 4)
+		b = appendBulk(b, "HMGET")
+		b = appendBulkInt(b, "rs:", u)
+		b = appendBulkInt(b, "", ch)
+		return appendBulkInt(b, "m:", ch)
+	}
+	b = appendArray(b, 2+len(chans))
+	b = appendBulk(b, "HMGET")
+	b = appendBulkInt(b, "rs:", u)
+	for _, x := range chans {
+		b = appendBulkInt(b, "", x)
+	}
+	return b
 }
 
 // receive reads the replies in order and files each latency under the
@@ -335,13 +415,15 @@ func receive(r *bufio.Reader, fifo <-chan batch, start time.Time, secs []second)
 			case err != nil:
 				return fmt.Errorf("read reply: %w", err)
 			}
-			s.h.record(time.Since(start) - b.at)
+			s.h.Record(time.Since(start) - b.at)
 		}
 	}
 	return nil
 }
 
-// poll samples the server's INFO at the start of every second.
+// poll samples the server's INFO at the start of every second. The
+// server's command statistics are cleared after each sample (CONFIG
+// RESETSTAT), so each sample's latencystats cover one second.
 func poll(ctx context.Context, addr string, start time.Time, samples []sample) {
 	conn, r, err := dial(addr)
 	if err != nil {
@@ -349,45 +431,92 @@ func poll(ctx context.Context, addr string, start time.Time, samples []sample) {
 	}
 	defer conn.Close()
 	go func() { <-ctx.Done(); conn.SetDeadline(time.Now()) }()
+	setup := appendArray(nil, 4)
+	for _, a := range []string{"CONFIG", "SET", "latency-tracking-info-percentiles", "50 99 99.9 100"} {
+		setup = appendBulk(setup, a)
+	}
+	if _, err := conn.Write(setup); err != nil {
+		return
+	}
+	if err := skipReply(r); err != nil {
+		fmt.Fprintln(os.Stderr, "rsload: no server-side latency:", err)
+	}
+	var req []byte
+	for _, cmd := range [][]string{{"INFO", "default", "latencystats"}, {"CONFIG", "RESETSTAT"}} {
+		req = appendArray(req, len(cmd))
+		for _, a := range cmd {
+			req = appendBulk(req, a)
+		}
+	}
 	for i := range samples {
 		select {
 		case <-ctx.Done():
 			return
 		case <-time.After(time.Until(start.Add(time.Duration(i) * time.Second))):
 		}
-		if _, err := conn.Write(appendCommand(nil, "INFO")); err != nil {
+		if _, err := conn.Write(req); err != nil {
 			return
 		}
 		text, err := readBulk(r)
 		if err != nil {
 			return
 		}
+		if err := skipReply(r); err != nil && i == 0 {
+			fmt.Fprintln(os.Stderr, "rsload: CONFIG RESETSTAT:", err)
+		}
 		samples[i] = parseInfo(text)
+		if i == 0 {
+			samples[i].srvP999, samples[i].srvMax = -1, -1
+		}
 	}
 }
 
 func parseInfo(text string) sample {
 	f := map[string]float64{}
+	srvP999, srvMax := -1.0, -1.0
 	for _, line := range strings.Split(text, "\r\n") {
 		name, val, ok := strings.Cut(line, ":")
 		if !ok {
+			continue
+		}
+		if cmd, ok := strings.CutPrefix(name, "latency_percentiles_usec_"); ok {
+			if strings.HasPrefix(cmd, "info") || strings.HasPrefix(cmd, "config") {
+				continue // the sampling's own commands
+			}
+			for _, kv := range strings.Split(val, ",") {
+				p, v, _ := strings.Cut(kv, "=")
+				x, err := strconv.ParseFloat(v, 64)
+				switch {
+				case err != nil:
+				case p == "p99.9":
+					srvP999 = max(srvP999, x)
+				case p == "p100":
+					srvMax = max(srvMax, x)
+				}
+			}
 			continue
 		}
 		if v, err := strconv.ParseFloat(val, 64); err == nil {
 			f[name] = v
 		}
 	}
+	cpu, ok := f["process_cpu_seconds"]
+	if !ok { // redis-server
+		cpu = f["used_cpu_sys"] + f["used_cpu_user"]
+	}
 	return sample{
 		ok:       true,
 		gcCycles: f["go_gc_cycles"],
 		gcPauses: f["go_gc_pauses"],
 		gcCPU:    f["go_gc_cpu_seconds"],
-		cpu:      f["process_cpu_seconds"],
+		cpu:      cpu,
 		pauseSum: f["go_gc_pause_seconds_total"],
 		pauseMax: f["go_gc_pause_max_seconds"],
 		rss:      f["used_memory_rss"],
 		heap:     f["go_heap_objects_bytes"],
 		entries:  f["cached_read_states"],
+		srvP999:  srvP999,
+		srvMax:   srvMax,
 	}
 }
 
@@ -400,21 +529,21 @@ func report(c config, secs []second, samples []sample) error {
 		}
 	}
 	skip := min(int(c.warmup/time.Second), len(secs)-1)
-	var all histogram
+	var all latency.Histogram
 	var errs uint64
 	var worst999, worstMax time.Duration
 	var p999s []time.Duration
 	for i := skip; i < len(secs); i++ {
 		s := &secs[i]
-		all.merge(&s.h)
+		all.Merge(&s.h)
 		errs += s.errs.Load()
-		if s.h.n.Load() == 0 {
+		if s.h.Count() == 0 {
 			continue
 		}
-		p := s.h.quantile(0.999)
+		p := s.h.Quantile(0.999)
 		p999s = append(p999s, p)
 		worst999 = max(worst999, p)
-		worstMax = max(worstMax, time.Duration(s.h.max.Load()))
+		worstMax = max(worstMax, s.h.Max())
 	}
 	el := float64(len(secs) - skip)
 	label := c.label
@@ -422,10 +551,24 @@ func report(c config, secs []second, samples []sample) error {
 		label = c.addr
 	}
 	fmt.Printf("== %s: %d requests in %.0f s (%.0f/s, target %.0f/s), %d error replies\n",
-		label, all.n.Load(), el, float64(all.n.Load())/el, c.rate, errs)
+		label, all.Count(), el, float64(all.Count())/el, c.rate, errs)
 	fmt.Printf("latency: p50 %s µs, p99 %s µs, p99.9 %s µs, max %s µs; per second: median p99.9 %s µs, worst p99.9 %s µs, worst max %s µs\n",
-		us(all.quantile(0.5)), us(all.quantile(0.99)), us(all.quantile(0.999)), us(all.quantile(1)),
+		us(all.Quantile(0.5)), us(all.Quantile(0.99)), us(all.Quantile(0.999)), us(all.Quantile(1)),
 		us(median(p999s)), us(worst999), us(worstMax))
+	// Sample i+1 holds the server's latency over second i.
+	var srv999 []time.Duration
+	var srvWorst999, srvMax float64
+	for i := skip + 1; i < len(samples); i++ {
+		if p := samples[i]; p.ok && p.srvP999 >= 0 {
+			srv999 = append(srv999, time.Duration(p.srvP999*1e3))
+			srvWorst999 = max(srvWorst999, p.srvP999)
+			srvMax = max(srvMax, p.srvMax)
+		}
+	}
+	if len(srv999) > 0 {
+		fmt.Printf("server-side (command run time, slowest command): per second: median p99.9 %s µs, worst p99.9 %.1f µs, max %.1f µs\n",
+			us(median(srv999)), srvWorst999, srvMax)
+	}
 	a, b := samples[skip], samples[len(samples)-1]
 	if a.ok && b.ok {
 		gcFrac := 0.0
@@ -468,16 +611,22 @@ func writeCSV(path string, secs []second, samples []sample) error {
 	}
 	w := csv.NewWriter(f)
 	w.Write([]string{"second", "requests", "errors", "p50_us", "p99_us", "p999_us", "max_us",
-		"gc_cycles", "gc_cpu_s", "cpu_s", "rss_bytes", "heap_bytes"})
+		"gc_cycles", "gc_cpu_s", "cpu_s", "rss_bytes", "heap_bytes", "server_p999_us", "server_max_us"})
 	for i := range secs {
 		s := &secs[i]
-		row := []string{strconv.Itoa(i), strconv.FormatUint(s.h.n.Load(), 10), strconv.FormatUint(s.errs.Load(), 10),
-			us(s.h.quantile(0.5)), us(s.h.quantile(0.99)), us(s.h.quantile(0.999)), us(s.h.quantile(1))}
+		row := []string{strconv.Itoa(i), strconv.FormatUint(s.h.Count(), 10), strconv.FormatUint(s.errs.Load(), 10),
+			us(s.h.Quantile(0.5)), us(s.h.Quantile(0.99)), us(s.h.Quantile(0.999)), us(s.h.Quantile(1))}
 		if i < len(samples) && samples[i].ok {
 			p := samples[i]
 			row = append(row, ff(p.gcCycles), ff(p.gcCPU), ff(p.cpu), ff(p.rss), ff(p.heap))
 		} else {
 			row = append(row, "", "", "", "", "")
+		}
+		if i+1 < len(samples) && samples[i+1].ok && samples[i+1].srvP999 >= 0 {
+			p := samples[i+1]
+			row = append(row, ff(p.srvP999), ff(p.srvMax))
+		} else {
+			row = append(row, "", "")
 		}
 		w.Write(row)
 	}

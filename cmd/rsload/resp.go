@@ -11,23 +11,38 @@ import (
 // appendCommand appends a RESP array of bulk strings: the command, then
 // integer arguments (every argument of the read-state commands is one).
 func appendCommand(b []byte, name string, args ...int64) []byte {
-	b = append(b, '*')
-	b = strconv.AppendInt(b, int64(1+len(args)), 10)
-	b = append(b, "\r\n$"...)
-	b = strconv.AppendInt(b, int64(len(name)), 10)
-	b = append(b, "\r\n"...)
-	b = append(b, name...)
-	b = append(b, "\r\n"...)
-	var num [20]byte
+	b = appendArray(b, 1+len(args))
+	b = appendBulk(b, name)
 	for _, a := range args {
-		s := strconv.AppendInt(num[:0], a, 10)
-		b = append(b, '$')
-		b = strconv.AppendInt(b, int64(len(s)), 10)
-		b = append(b, "\r\n"...)
-		b = append(b, s...)
-		b = append(b, "\r\n"...)
+		b = appendBulkInt(b, "", a)
 	}
 	return b
+}
+
+func appendArray(b []byte, n int) []byte {
+	b = append(b, '*')
+	b = strconv.AppendInt(b, int64(n), 10)
+	return append(b, "\r\n"...)
+}
+
+func appendBulk(b []byte, s string) []byte {
+	b = append(b, '$')
+	b = strconv.AppendInt(b, int64(len(s)), 10)
+	b = append(b, "\r\n"...)
+	b = append(b, s...)
+	return append(b, "\r\n"...)
+}
+
+// appendBulkInt appends the bulk string prefix+v without allocating.
+func appendBulkInt(b []byte, prefix string, v int64) []byte {
+	var num [20]byte
+	d := strconv.AppendInt(num[:0], v, 10)
+	b = append(b, '$')
+	b = strconv.AppendInt(b, int64(len(prefix)+len(d)), 10)
+	b = append(b, "\r\n"...)
+	b = append(b, prefix...)
+	b = append(b, d...)
+	return append(b, "\r\n"...)
 }
 
 // errReply is a RESP error reply (the server's answer, not a broken stream).

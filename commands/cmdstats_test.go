@@ -1,0 +1,125 @@
+package commands
+
+import (
+	"context"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+// run dispatches one command on s and returns its raw reply.
+func run(d *Dispatcher, s *Session, a ...string) string {
+	w := &bufWriter{}
+	d.Dispatch(context.Background(), w, s, args(a...))
+	return string(w.b)
+}
+
+func TestCommandStats(t *testing.T) {
+	var observed []string
+	d, _ := newTestDispatcher(t, func(c *Config) {
+		c.Observe = func(cmd *Command, failed bool, el time.Duration) {
+			name := "unknown"
+			if cmd != nil {
+				name = cmd.Name
+			}
+			observed = append(observed, name+":"+strconv.FormatBool(failed))
+		}
+	})
+	s := NewSession(1, "127.0.0.1:5000", "b", time.Time{})
+	run(d, s, "RSINCR", "1", "2")
+	run(d, s, "RSINCR", "1", "2", "5")
+	run(d, s, "rsincr", "1", "x") // ran: an error reply
+	run(d, s, "RSINCR", "1")      // rejected: arity
+	run(d, s, "NOSUCH")           // unknown: not in the stats
+	run(d, s, "RSGET", "1", "2")
+	info := run(d, s, "INFO", "commandstats")
+	for _, want := range []*regexp.Regexp{
+		regexp.MustCompile(`cmdstat_rsincr:calls=3,usec=\d+,usec_per_call=\d+\.\d\d,rejected_calls=1,failed_calls=1\r\n`),
+		regexp.MustCompile(`cmdstat_rsget:calls=1,usec=\d+,usec_per_call=\d+\.\d\d,rejected_calls=0,failed_calls=0\r\n`),
+	} {
+		if !want.MatchString(info) {
+			t.Errorf("INFO commandstats = %q, want a line matching %v", info, want)
+		}
+	}
+	if strings.Contains(info, "nosuch") || strings.Contains(info, "cmdstat_rsreset") {
+		t.Errorf("INFO commandstats lists a command not run: %q", info)
+	}
+	wantObserved := "rsincr:false rsincr:false rsincr:true rsincr:true unknown:true rsget:false info:false"
+	if got := strings.Join(observed, " "); got != wantObserved {
+		t.Errorf("observed %q, want %q", got, wantObserved)
+	}
+
+	lat := run(d, s, "INFO", "latencystats")
+	re := regexp.MustCompile(`latency_percentiles_usec_rsincr:p50=(\d+\.\d{3}),p99=(\d+\.\d{3}),p99\.9=(\d+\.\d{3})\r\n`)
+	m := re.FindStringSubmatch(lat)
+	if m == nil {
+		t.Fatalf("INFO latencystats = %q, want %v", lat, re)
+	}
+	p50, _ := strconv.ParseFloat(m[1], 64)
+	p999, _ := strconv.ParseFloat(m[3], 64)
+	if p50 > p999 {
+		t.Errorf("p50 %v > p99.9 %v", p50, p999)
+	}
+
+	// Neither section is in the default INFO; both are in INFO all.
+	if def := run(d, s, "INFO"); strings.Contains(def, "cmdstat_") || strings.Contains(def, "latency_percentiles") {
+		t.Errorf("INFO (default) has command statistics: %q", def)
+	}
+	if all := run(d, s, "INFO", "all"); !strings.Contains(all, "# Commandstats") || !strings.Contains(all, "# Latencystats") {
+		t.Errorf("INFO all lacks the command statistics: %q", all)
+	}
+
+	if got := run(d, s, "CONFIG", "RESETSTAT"); got != "+OK\r\n" {
+		t.Fatalf("CONFIG RESETSTAT = %q", got)
+	}
+	after := run(d, s, "INFO", "commandstats", "latencystats")
+	if strings.Contains(after, "rsincr") || strings.Contains(after, "rsget") {
+		t.Errorf("after CONFIG RESETSTAT: %q", after)
+	}
+}
+
+func TestLatencyPercentilesConfig(t *testing.T) {
+	d, _ := newTestDispatcher(t, nil)
+	s := NewSession(1, "127.0.0.1:5000", "b", time.Time{})
+	get := func() string { return run(d, s, "CONFIG", "GET", "latency-tracking-info-percentiles") }
+	if got, want := get(), "*2\r\n$33\r\nlatency-tracking-info-percentiles\r\n$10\r\n50 99 99.9\r\n"; got != want {
+		t.Fatalf("CONFIG GET = %q, want %q", got, want)
+	}
+	for _, bad := range []string{"50 101", "x", "-1", "NaN", strings.Repeat("1 ", 17)} {
+		got := run(d, s, "CONFIG", "SET", "latency-tracking-info-percentiles", bad)
+		if !strings.HasPrefix(got, "-ERR CONFIG SET failed") {
+			t.Errorf("CONFIG SET percentiles %q = %q, want an error", bad, got)
+		}
+	}
+	// A bad pair anywhere sets nothing.
+	if got := run(d, s, "CONFIG", "SET", "latency-tracking-info-percentiles", "90", "appendonly", "yes"); !strings.HasPrefix(got, "-ERR") {
+		t.Errorf("CONFIG SET with a bad pair = %q, want an error", got)
+	}
+	if got := get(); !strings.HasSuffix(got, "$10\r\n50 99 99.9\r\n") {
+		t.Errorf("after failed sets, CONFIG GET = %q", got)
+	}
+	if got := run(d, s, "CONFIG", "SET", "latency-tracking-info-percentiles", "50 99.99 100"); got != "+OK\r\n" {
+		t.Fatalf("CONFIG SET = %q", got)
+	}
+	run(d, s, "PING")
+	lat := run(d, s, "INFO", "latencystats")
+	if !regexp.MustCompile(`latency_percentiles_usec_ping:p50=\d+\.\d{3},p99\.99=\d+\.\d{3},p100=\d+\.\d{3}\r\n`).MatchString(lat) {
+		t.Errorf("INFO latencystats = %q", lat)
+	}
+	if got := run(d, s, "CONFIG", "SET", "latency-tracking-info-percentiles", ""); got != "+OK\r\n" {
+		t.Fatalf("CONFIG SET empty = %q", got)
+	}
+	if lat := run(d, s, "INFO", "latencystats"); strings.Contains(lat, "latency_percentiles_usec") {
+		t.Errorf("with no percentiles, INFO latencystats = %q", lat)
+	}
+}
+
+func TestResetStatIsAdmin(t *testing.T) {
+	d, _ := newTestDispatcher(t, nil)
+	remote := NewSession(1, "10.1.2.3:5000", "b", time.Time{})
+	if got := run(d, remote, "CONFIG", "RESETSTAT"); !strings.HasPrefix(got, "-DENIED CONFIG RESETSTAT") {
+		t.Errorf("CONFIG RESETSTAT from another host = %q, want DENIED", got)
+	}
+}
