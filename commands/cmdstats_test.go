@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/readstates/readstates/persist"
 )
 
 // run dispatches one command on s and returns its raw reply.
@@ -121,5 +123,34 @@ func TestResetStatIsAdmin(t *testing.T) {
 	remote := NewSession(1, "10.1.2.3:5000", "b", time.Time{})
 	if got := run(d, remote, "CONFIG", "RESETSTAT"); !strings.HasPrefix(got, "-DENIED CONFIG RESETSTAT") {
 		t.Errorf("CONFIG RESETSTAT from another host = %q, want DENIED", got)
+	}
+}
+
+// TestDeferred: a command whose backend call would block writes nothing,
+// is left Deferred and uncounted, and runs normally the next time.
+func TestDeferred(t *testing.T) {
+	d, b := newTestDispatcher(t, nil)
+	s := NewSession(1, "127.0.0.1:5000", "b", time.Time{})
+	for _, cmd := range [][]string{
+		{"RSINCR", "9006", "1"}, {"RSRESET", "9006", "1", "5"}, {"RSGET", "9006", "1"}, {"RSMGET", "9006", "1", "2"},
+	} {
+		b.failUsers[9006] = persist.ErrWouldBlock
+		if got := run(d, s, cmd...); got != "" || !s.Deferred() {
+			t.Fatalf("%v: reply %q, deferred %v; want no reply, deferred", cmd, got, s.Deferred())
+		}
+		if n := s.Commands(); n != 0 {
+			t.Fatalf("%v: %d commands counted, want 0", cmd, n)
+		}
+		delete(b.failUsers, 9006)
+		if got := run(d, s, cmd...); got == "" || s.Deferred() {
+			t.Fatalf("%v again: reply %q, deferred %v; want a reply", cmd, got, s.Deferred())
+		}
+		if n := s.Commands(); n != 1 {
+			t.Fatalf("%v: %d commands counted, want 1", cmd, n)
+		}
+		s.commands.Store(0)
+	}
+	if st := run(d, s, "INFO", "commandstats"); !strings.Contains(st, "cmdstat_rsincr:calls=1,") {
+		t.Errorf("deferred runs counted in INFO commandstats: %q", st)
 	}
 }

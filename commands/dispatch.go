@@ -156,13 +156,19 @@ const maxNameLen = 32
 // statistics (INFO commandstats, latencystats) and to Config.Observe.
 // Dispatch never panics on any args, and does not keep args after it
 // returns.
+//
+// Under a context from persist.WithoutWaiting, a command that would wait
+// (a read-through to the database) changes nothing, writes no reply, and
+// leaves s.Deferred() true: the caller runs the same args again with a
+// context that may wait, on a goroutine that may block. Only then is the
+// command counted.
 func (d *Dispatcher) Dispatch(ctx context.Context, w Writer, s *Session, args [][]byte) (cmd *Command, failed bool) {
 	if s.closing {
 		return nil, false
 	}
 	start := time.Now()
 	s.commands.Add(1)
-	s.failed = false
+	s.failed, s.deferred = false, false
 	if len(args) == 0 {
 		// redcon never delivers an empty command; answer rather than stay
 		// silent so the reply stream stays in step.
@@ -189,6 +195,10 @@ func (d *Dispatcher) Dispatch(ctx context.Context, w Writer, s *Session, args []
 		return cmd, true
 	}
 	cmd.run(ctx, d, w, s, args)
+	if s.deferred {
+		s.commands.Add(^uint64(0)) // counted when it runs
+		return cmd, false
+	}
 	d.record(cmd, false, s.failed, time.Since(start))
 	return cmd, s.failed
 }

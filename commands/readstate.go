@@ -45,7 +45,7 @@ func rsIncr(ctx context.Context, d *Dispatcher, w Writer, s *Session, args [][]b
 	}
 	n, err := d.backend.Incr(ctx, k, delta)
 	if err != nil {
-		s.writeError(w, backendError(err))
+		s.writeBackendError(w, err)
 		return
 	}
 	w.WriteInt64(int64(n))
@@ -67,7 +67,7 @@ func rsReset(ctx context.Context, d *Dispatcher, w Writer, s *Session, args [][]
 	}
 	prev, err := d.backend.Reset(ctx, k, msgID, setMsg)
 	if err != nil {
-		s.writeError(w, backendError(err))
+		s.writeBackendError(w, err)
 		return
 	}
 	w.WriteInt64(int64(prev))
@@ -81,7 +81,7 @@ func rsGet(ctx context.Context, d *Dispatcher, w Writer, s *Session, args [][]by
 	}
 	st, err := d.backend.Get(ctx, k)
 	if err != nil {
-		s.writeError(w, backendError(err))
+		s.writeBackendError(w, err)
 		return
 	}
 	writeState(w, st)
@@ -121,13 +121,24 @@ func rsMGet(ctx context.Context, d *Dispatcher, w Writer, s *Session, args [][]b
 	// One call, so that the engine can load the missing read states
 	// concurrently: a cold RSMGET costs about one database round trip.
 	if err := d.backend.GetMany(ctx, user, ids, states); err != nil {
-		s.writeError(w, backendError(err))
+		s.writeBackendError(w, err)
 		return
 	}
 	w.WriteArray(len(states))
 	for _, st := range states {
 		writeState(w, st)
 	}
+}
+
+// writeBackendError replies with backendError(err), except for
+// persist.ErrWouldBlock: the command changed nothing and is deferred (see
+// Dispatch), so it writes nothing.
+func (s *Session) writeBackendError(w Writer, err error) {
+	if errors.Is(err, persist.ErrWouldBlock) {
+		s.deferred = true
+		return
+	}
+	s.writeError(w, backendError(err))
 }
 
 // maxErrText bounds the part of a backend error repeated to the client.

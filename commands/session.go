@@ -29,9 +29,12 @@ type Session struct {
 	authed  bool
 	closing bool // the last reply was the last one: close after flushing
 	failed  bool // the current command's reply is an error
-	scratch []byte
-	ids     []int64       // RSMGET's channel_ids
-	states  []cache.State // RSMGET's results before they are written
+	// deferred: the current command would have waited under a context
+	// that forbids it, and wrote no reply (see Dispatch).
+	deferred bool
+	scratch  []byte
+	ids      []int64       // RSMGET's channel_ids
+	states   []cache.State // RSMGET's results before they are written
 
 	// Readable by any goroutine.
 	proto    atomic.Int32
@@ -55,6 +58,14 @@ func NewSession(id int64, addr, laddr string, now time.Time) *Session {
 	s.proto.Store(RESP2)
 	return s
 }
+
+// Deferred reports whether the last Dispatch deferred its command: it
+// would have waited, under a context from persist.WithoutWaiting, so it
+// ran no further and wrote no reply.
+func (s *Session) Deferred() bool { return s.deferred }
+
+// Addr returns the client's address ("ip:port").
+func (s *Session) Addr() string { return s.addr }
 
 // ID returns the connection's id.
 func (s *Session) ID() int64 { return s.id }

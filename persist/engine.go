@@ -233,6 +233,9 @@ const maxParallelLoads = 16
 // least as long as channels. Cached states cost no allocation; missing ones
 // are loaded concurrently, so a multi-get of cold states takes about one
 // database round trip, not one per channel. On error, out is incomplete.
+//
+// Under a context from WithoutWaiting, Incr, Reset, Get and GetMany fail
+// with ErrWouldBlock, changing nothing, where they would read through.
 func (e *Engine) GetMany(ctx context.Context, user int64, channels []int64, out []cache.State) error {
 	if e.closed.Load() {
 		return ErrClosed
@@ -245,6 +248,9 @@ func (e *Engine) GetMany(ctx context.Context, user int64, channels []int64, out 
 	found = found[:len(channels)]
 	if e.table.GetMany(user, channels, out, found) == 0 {
 		return nil
+	}
+	if !MayWait(ctx) {
+		return ErrWouldBlock
 	}
 	var missing []int
 	for i, ok := range found {
@@ -278,6 +284,9 @@ func (e *Engine) GetMany(ctx context.Context, user int64, channels []int64, out 
 }
 
 func (e *Engine) readThrough(ctx context.Context, k cache.Key, attempt int) error {
+	if !MayWait(ctx) {
+		return ErrWouldBlock
+	}
 	if attempt >= maxLoadAttempts {
 		return fmt.Errorf("read state %d/%d evicted %d times while being loaded: the cache is too small for the load", k.User, k.Channel, attempt)
 	}

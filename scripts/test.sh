@@ -2,7 +2,8 @@
 # The project's whole test run, as CI runs it (make test):
 #   1. vet, then unit and end-to-end tests under the race detector, on the
 #      embedded store, with real clients (redis-cli, redis-benchmark,
-#      go-redis, redis-py);
+#      go-redis, redis-py), on both connection layers (event loops, and a
+#      goroutine per connection);
 #   2. a real Cassandra 5.0 node started from Maven Central jars
 #      (scripts/cassandra/cassandra.sh), the Cassandra store and the
 #      server's durability guarantees tested against it, the node stopped.
@@ -18,6 +19,9 @@ go vet -tags ptrcache ./...
 echo "== unit and end-to-end tests (race detector)"
 go test -race -count=1 -timeout 20m ./...
 go test -race -count=1 -tags ptrcache ./cache/ ./persist/ # the benchmark's pointer-LRU baseline
+# The connection layer for TLS and other systems (a goroutine per
+# connection) under the same suites as the default event loops.
+READSTATES_TEST_EVENT_LOOPS=-1 go test -race -count=1 ./server/ ./tests/
 
 echo "== the patched redcon (third_party/redcon, its own module)"
 (cd third_party/redcon && go vet ./ && go test -count=1 ./)

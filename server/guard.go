@@ -68,6 +68,10 @@ type respGuard struct {
 	left   int64 // payload bytes left in the bulk
 	size   int64 // bytes of the current command so far
 	end    int   // set by scan: the end of the last command in its input
+	// With trackEnds, scan also lists the end of every command in its
+	// input (the event loop runs them one by one).
+	trackEnds bool
+	ends      []int
 	// Inline commands, checked as redcon splits them (its errors would
 	// drop the commands read before them in the same read).
 	argStart bool // at the start of an inline argument
@@ -92,6 +96,7 @@ var (
 // that ends in b (0 if none does).
 func (g *respGuard) scan(b []byte) (int, error) {
 	g.end = 0
+	g.ends = g.ends[:0]
 	for i := 0; i < len(b); i++ {
 		if g.state == stBulkData {
 			// Skip the payload in one step.
@@ -131,7 +136,8 @@ func (g *respGuard) scan(b []byte) (int, error) {
 		case stInline:
 			switch c {
 			case '\n':
-				g.state, g.end = stStart, i+1
+				g.state = stStart
+				g.commandEnd(i + 1)
 			case ' ':
 				g.argStart = true
 			case '"', '\'':
@@ -161,7 +167,8 @@ func (g *respGuard) scan(b []byte) (int, error) {
 			case ' ':
 				g.state, g.argStart = stInline, true
 			case '\n':
-				g.state, g.end = stStart, i+1
+				g.state = stStart
+				g.commandEnd(i + 1)
 			case '\r':
 				g.state = stClosedCR
 			default:
@@ -171,7 +178,8 @@ func (g *respGuard) scan(b []byte) (int, error) {
 			if c != '\n' {
 				return i, errQuotes
 			}
-			g.state, g.end = stStart, i+1
+			g.state = stStart
+			g.commandEnd(i + 1)
 		case stCount:
 			if c == '\r' && g.digits > 0 {
 				g.state = stCountLF
@@ -220,11 +228,19 @@ func (g *respGuard) scan(b []byte) (int, error) {
 			g.args--
 			g.state = stDollar
 			if g.args == 0 {
-				g.state, g.end = stStart, i+1
+				g.state = stStart
+				g.commandEnd(i + 1)
 			}
 		}
 	}
 	return len(b), nil
+}
+
+func (g *respGuard) commandEnd(i int) {
+	g.end = i
+	if g.trackEnds {
+		g.ends = append(g.ends, i)
+	}
 }
 
 // digit adds a decimal digit to g.num, refusing non-digits and values

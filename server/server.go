@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"runtime"
 	"slices"
 	"strconv"
 	"sync"
@@ -68,6 +69,11 @@ type Config struct {
 	// DefaultTLSHandshakeTimeout), which holds one of MaxClients while it
 	// runs.
 	TLSHandshakeTimeout time.Duration
+	// EventLoops is how many epoll event loops serve plaintext
+	// connections on Linux (default: GOMAXPROCS, at most 4; negative: a
+	// goroutine per connection, redcon's own server, which also serves
+	// TLS and other systems). See loop_linux.go.
+	EventLoops int
 	// MetricsAddr, if set, serves Prometheus metrics at /metrics on this
 	// address (e.g. ":9121").
 	MetricsAddr string
@@ -131,6 +137,7 @@ type Server struct {
 	limits  limits
 
 	closing  atomic.Bool // set once by Shutdown or Close; read per command
+	forced   atomic.Bool // set once by release: close every connection now
 	nextID   atomic.Int64
 	accepted atomic.Uint64
 	rejected atomic.Uint64
@@ -139,6 +146,9 @@ type Server struct {
 	ctx   context.Context
 	ready chan struct{} // closed when Serve is listening
 	done  chan struct{} // closed when Serve has returned
+
+	loopsWG  sync.WaitGroup // the event loops' goroutines
+	deferred *deferPool     // runs the event loops' deferred commands
 
 	mu struct {
 		sync.Mutex
@@ -154,10 +164,12 @@ type Server struct {
 		clients    map[*client]struct{}
 		closedCmds uint64        // commands run on connections now closed
 		drained    chan struct{} // closed when closed and no clients are left
+		loops      []*eventLoop
 	}
 }
 
-// client is one connection: its session and its guarded net.Conn.
+// client is one connection: its session, and its guarded net.Conn if it
+// is served by redcon (nil on an event loop).
 type client struct {
 	sess *commands.Session
 	gc   *guardConn
@@ -188,6 +200,12 @@ func New(cfg Config, backend Backend) (*Server, error) {
 		cfg.OutputLimit = DefaultOutputLimit
 	case cfg.OutputLimit < 0:
 		cfg.OutputLimit = 0
+	}
+	switch {
+	case cfg.EventLoops == 0:
+		cfg.EventLoops = min(runtime.GOMAXPROCS(0), 4)
+	case cfg.EventLoops < 0:
+		cfg.EventLoops = 0
 	}
 	if cfg.TLSHandshakeTimeout <= 0 {
 		cfg.TLSHandshakeTimeout = DefaultTLSHandshakeTimeout
@@ -352,9 +370,11 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		s.release()
 	}()
 
-	rs := redcon.NewServerNetwork(ln.Addr().Network(), ln.Addr().String(), s.handle, s.accept, s.closed)
-	rs.SetIdleClose(s.cfg.IdleTimeout)
+	loops := s.useLoops(ln)
 	attrs := []any{"addr", ln.Addr().String(), "tls", s.cfg.TLS != nil}
+	if loops {
+		attrs = append(attrs, "event_loops", s.cfg.EventLoops)
+	}
 	s.mu.Lock()
 	if s.mu.metricsLn != nil {
 		attrs = append(attrs, "metrics_addr", s.mu.metricsLn.Addr().String())
@@ -363,15 +383,27 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	s.log.Info("ready", attrs...)
 	close(s.ready)
 
-	err := rs.Serve(gl) // returns once gl.Accept reports the closed socket
-	// redcon has closed every connection it had; wait until their
-	// goroutines are gone, so no command runs after Serve returns.
+	// Both accept loops return once gl.Accept reports the closed socket,
+	// which it holds back until release (see guardListener).
+	var err error
+	if loops {
+		err = s.serveLoops(gl)
+	} else {
+		rs := redcon.NewServerNetwork(ln.Addr().Network(), ln.Addr().String(), s.handle, s.accept, s.closed)
+		rs.SetIdleClose(s.cfg.IdleTimeout)
+		err = rs.Serve(gl)
+	}
+	// Every connection is closed or closing; wait until they are gone, so
+	// no command runs after Serve returns.
 	s.beginClose()
 	s.release()
 	s.mu.Lock()
 	drained, msrv, explicit := s.mu.drained, s.mu.metricsSrv, s.mu.explicit
 	s.mu.Unlock()
 	<-drained
+	if loops {
+		s.stopLoops()
+	}
 	if msrv != nil {
 		msrv.Close()
 	}
@@ -482,9 +514,12 @@ func (s *Server) beginClose() {
 	}
 	conns := make([]net.Conn, 0, len(s.mu.clients))
 	for cl := range s.mu.clients {
-		conns = append(conns, cl.gc.Conn)
+		if cl.gc != nil {
+			conns = append(conns, cl.gc.Conn)
+		}
 	}
 	s.mu.Unlock()
+	s.wakeLoops() // they close their connections as they finish
 	// A connection blocked reading returns at once, and its Read reports
 	// EOF because closing is set (see guardConn.Read).
 	now := time.Now()
@@ -497,17 +532,20 @@ func (s *Server) beginClose() {
 // connection left, and the commands' context is canceled.
 func (s *Server) release() {
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	if s.mu.released {
+		s.mu.Unlock()
 		return
 	}
 	s.mu.released = true
+	s.forced.Store(true)
 	if s.mu.ln != nil {
 		close(s.mu.ln.release)
 	}
 	if s.mu.cancel != nil {
 		s.mu.cancel()
 	}
+	s.mu.Unlock()
+	s.wakeLoops()
 }
 
 // accept is redcon's accept callback, called on the accept loop.
@@ -546,10 +584,14 @@ func (s *Server) accept(c redcon.Conn) bool {
 // closed is redcon's callback when a connection's goroutine ends. redcon
 // holds its server lock here.
 func (s *Server) closed(c redcon.Conn, err error) {
-	cl, ok := c.Context().(*client)
-	if !ok {
-		return
+	if cl, ok := c.Context().(*client); ok {
+		s.forget(cl, err)
 	}
+}
+
+// forget removes a closed connection, once no command of it runs; err is
+// why it was closed.
+func (s *Server) forget(cl *client, err error) {
 	s.mu.Lock()
 	delete(s.mu.clients, cl)
 	s.mu.closedCmds += cl.sess.Commands()
@@ -565,10 +607,10 @@ func (s *Server) closed(c redcon.Conn, err error) {
 	if errors.As(err, &lerr) {
 		// As Redis logs a client closed for its output buffer: the
 		// operator should learn that a client does not keep up.
-		s.log.Warn("client closed: it does not take its replies", "id", cl.sess.ID(), "remote", c.RemoteAddr(), "name", cl.sess.Name(), "err", err)
+		s.log.Warn("client closed: it does not take its replies", "id", cl.sess.ID(), "remote", cl.sess.Addr(), "name", cl.sess.Name(), "err", err)
 		return
 	}
-	s.log.Debug("connection closed", "id", cl.sess.ID(), "remote", c.RemoteAddr(), "err", err)
+	s.log.Debug("connection closed", "id", cl.sess.ID(), "remote", cl.sess.Addr(), "err", err)
 }
 
 // handle is redcon's command handler, called on the connection's

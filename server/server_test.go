@@ -10,6 +10,8 @@ import (
 	"math"
 	"net"
 	"net/http"
+	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -17,6 +19,7 @@ import (
 
 	"github.com/readstates/readstates/cache"
 	"github.com/readstates/readstates/commands"
+	"github.com/readstates/readstates/persist"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -38,6 +41,9 @@ func (b *fakeBackend) Incr(ctx context.Context, k cache.Key, delta int64) (int32
 	b.mu.Lock()
 	block := b.block
 	b.mu.Unlock()
+	if block != nil && !persist.MayWait(ctx) {
+		return 0, persist.ErrWouldBlock // as the engine on a miss: run me where I may block
+	}
 	if block != nil {
 		b.started <- struct{}{}
 		select {
@@ -57,6 +63,12 @@ func (b *fakeBackend) Incr(ctx context.Context, k cache.Key, delta int64) (int32
 	st.MentionCount = int32(max(n, 0))
 	b.m[k] = st
 	return st.MentionCount, nil
+}
+
+func (b *fakeBackend) state(k cache.Key) cache.State {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.m[k]
 }
 
 func (b *fakeBackend) Reset(_ context.Context, k cache.Key, msgID int64, setMsg bool) (int32, error) {
@@ -119,10 +131,25 @@ type testServer struct {
 	errc    chan error // Serve's result
 }
 
+// testEventLoops is Config.EventLoops for the tests: from
+// READSTATES_TEST_EVENT_LOOPS (-1: a goroutine per connection), else the
+// default. scripts/test.sh runs the tests with both connection layers.
+func testEventLoops(t testing.TB) int {
+	v := os.Getenv("READSTATES_TEST_EVENT_LOOPS")
+	if v == "" {
+		return 0
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil {
+		t.Fatalf("READSTATES_TEST_EVENT_LOOPS=%q: %v", v, err)
+	}
+	return n
+}
+
 func startServer(t *testing.T, mod func(*Config)) *testServer {
 	t.Helper()
 	b := newFakeBackend()
-	cfg := Config{Logger: testLogger(t), Version: "test"}
+	cfg := Config{Logger: testLogger(t), Version: "test", EventLoops: testEventLoops(t)}
 	if mod != nil {
 		mod(&cfg)
 	}
@@ -309,7 +336,7 @@ func TestQuitStopsPipeline(t *testing.T) {
 	c.send("RSINCR 1 1\r\nQUIT\r\nRSINCR 1 1\r\n")
 	c.expect(":1\r\n+OK\r\n")
 	c.expectEOF()
-	if got := ts.backend.m[cache.Key{User: 1, Channel: 1}].MentionCount; got != 1 {
+	if got := ts.backend.state(cache.Key{User: 1, Channel: 1}).MentionCount; got != 1 {
 		t.Fatalf("mention_count = %d: a command after QUIT ran", got)
 	}
 }
@@ -444,7 +471,7 @@ func TestShutdownGraceful(t *testing.T) {
 	if err := <-ts.errc; !errors.Is(err, ErrServerClosed) {
 		t.Fatalf("Serve = %v, want ErrServerClosed", err)
 	}
-	if got := ts.backend.m[cache.Key{User: 1, Channel: 1}].MentionCount; got != 1 {
+	if got := ts.backend.state(cache.Key{User: 1, Channel: 1}).MentionCount; got != 1 {
 		t.Fatalf("mention_count = %d, want 1: the pipelined RSINCR ran after shutdown began", got)
 	}
 	calls := ts.backend.callCount()

@@ -10,6 +10,8 @@
 //   - READSTATES_SERVER_RACE=1|0: build the server with or without -race;
 //     by default it follows the test binary (go test -race builds a race
 //     server, so a data race in the server fails the test that hit it).
+//   - READSTATES_TEST_EVENT_LOOPS=n: run the servers with --event-loops n
+//     (-1: a goroutine per connection; scripts/test.sh runs both layers).
 package tests
 
 import (
@@ -297,6 +299,9 @@ func serverEnv() []string {
 		default:
 			env = append(env, kv)
 		}
+	}
+	if v := os.Getenv("READSTATES_TEST_EVENT_LOOPS"); v != "" {
+		env = append(env, "READSTATES_EVENT_LOOPS="+v)
 	}
 	return append(env, "GORACE="+gorace)
 }

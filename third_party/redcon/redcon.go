@@ -789,6 +789,32 @@ func newServerReader(rd io.Reader) *Reader {
 	return r
 }
 
+// CommandParser parses commands held in memory (readstates patch), for a
+// server that reads its sockets itself (readstates' event loop). It is
+// the server reader's parser in reuse mode: the zero value is ready, and a
+// warmed-up parser allocates nothing for RESP commands.
+type CommandParser struct{ rd Reader }
+
+// Parse parses raw, which must hold exactly one whole command (RESP or
+// inline). The command's Raw and Args alias raw and the parser's buffers:
+// they are valid until the next Parse. A blank inline line is no command:
+// Args is empty and the error nil.
+func (p *CommandParser) Parse(raw []byte) (Command, error) {
+	p.rd.buf, p.rd.start, p.rd.end, p.rd.reuse, p.rd.rd = raw, 0, len(raw), true, nil
+	var leftover int
+	cmds, err := p.rd.readCommands(&leftover)
+	p.rd.buf = nil
+	switch {
+	case err == errIncompleteCommand && leftover == 0:
+		return Command{}, nil
+	case err != nil:
+		return Command{}, err
+	case len(cmds) != 1 || leftover != 0:
+		return Command{}, &errProtocol{"expected one command"}
+	}
+	return cmds[0], nil
+}
+
 // own returns cmds, copied if they alias the reader's buffers.
 func (rd *Reader) own(cmds []Command) []Command {
 	if !rd.reuse || len(cmds) == 0 {

@@ -120,3 +120,39 @@ func TestReuseReaderDoesNotAllocate(t *testing.T) {
 		t.Fatalf("%v allocations per pipeline of 200 commands", a)
 	}
 }
+
+func TestCommandParser(t *testing.T) {
+	var p CommandParser
+	for _, tc := range []struct {
+		raw  string
+		args []string
+	}{
+		{"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$0\r\n\r\n", []string{"SET", "k", ""}},
+		{"PING a \"b c\"\r\n", []string{"PING", "a", "b c"}},
+		{"PING\n", []string{"PING"}},
+		{"   \r\n", nil},
+	} {
+		cmd, err := p.Parse([]byte(tc.raw))
+		if err != nil {
+			t.Fatalf("Parse(%q): %v", tc.raw, err)
+		}
+		if len(cmd.Args) != len(tc.args) {
+			t.Fatalf("Parse(%q) = %q, want %q", tc.raw, cmd.Args, tc.args)
+		}
+		for i := range tc.args {
+			if string(cmd.Args[i]) != tc.args[i] {
+				t.Fatalf("Parse(%q) = %q, want %q", tc.raw, cmd.Args, tc.args)
+			}
+		}
+	}
+	for _, bad := range []string{"*1\r\n$3\r\nGET\r\n*1\r\n$3\r\nGET\r\n", "*1\r\n$3\r\nGE", "*x\r\n"} {
+		if _, err := p.Parse([]byte(bad)); err == nil {
+			t.Errorf("Parse(%q): no error", bad)
+		}
+	}
+	raw := []byte("*3\r\n$6\r\nRSINCR\r\n$2\r\n42\r\n$1\r\n7\r\n")
+	p.Parse(raw)
+	if n := testing.AllocsPerRun(100, func() { p.Parse(raw) }); n != 0 {
+		t.Fatalf("Parse allocates %v times per command", n)
+	}
+}
