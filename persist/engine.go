@@ -535,8 +535,11 @@ func (e *Engine) runWriter(ctx context.Context) {
 			runtime.Gosched() // a long backlog must not keep the commands off the CPU
 			continue
 		}
-		e.stats.writeErrors.Add(1)
 		e.requeue(batch)
+		if ctx.Err() != nil {
+			return // stopped mid-write (shutdown): Close writes the batch again
+		}
+		e.stats.writeErrors.Add(1)
 		if backoff == 0 {
 			e.log.Warn("store write failed; retrying", "records", len(batch), "err", err)
 			backoff = 50 * time.Millisecond
