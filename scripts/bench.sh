@@ -31,14 +31,23 @@ echo "== 1. cache table (sizes $sizes)"
 keyspace=$((range * range))
 echo "== 2. server vs redis-server (redis-benchmark -c $clients -n $requests -r $range: $keyspace read states / keys, $rounds rounds)"
 go build -o bin/readstates ./cmd/readstates
-port_rs=$((20000 + RANDOM % 10000)); port_redis=$((port_rs + 1))
-data=$(mktemp -d)
-./bin/readstates --addr 127.0.0.1:$port_rs --data-dir "$data" --cache-entries $((2 * keyspace)) --log-level warn &
-rs_pid=$!
+base=$((20000 + RANDOM % 10000))
+# readstates three ways: its default (an event loop per core), one event
+# loop (Redis's one thread of commands), and a goroutine per connection.
+variants=("loops:--event-loops 0" "loop1:--event-loops 1" "goroutines:--event-loops -1")
+pids=() ports=() dirs=()
+trap 'kill ${pids[*]} 2>/dev/null; wait 2>/dev/null; rm -rf ${dirs[*]}' EXIT
+for i in "${!variants[@]}"; do
+	port=$((base + i)) data=$(mktemp -d)
+	# shellcheck disable=SC2086 # the variant's flags split on purpose
+	./bin/readstates --addr 127.0.0.1:$port --data-dir "$data" --cache-entries $((2 * keyspace)) --log-level warn ${variants[$i]#*:} &
+	pids+=($!) ports+=($port) dirs+=("$data")
+done
+port_redis=$((base + ${#variants[@]}))
 redis-server --port $port_redis --bind 127.0.0.1 --save '' --appendonly no --daemonize no --loglevel warning >"$out/redis-server.log" &
 redis_pid=$!
-trap 'kill $rs_pid $redis_pid 2>/dev/null; wait 2>/dev/null; rm -rf "$data"' EXIT
-for p in $port_rs $port_redis; do
+pids+=($redis_pid)
+for p in "${ports[@]}" $port_redis; do
 	for _ in $(seq 100); do redis-cli -p $p ping >/dev/null 2>&1 && break; sleep 0.1; done
 done
 
@@ -55,31 +64,47 @@ bench() {
 		'BEGIN { printf "%s %.2f\n", r, t / hz * 1e6 / n }'
 }
 # The same keyspace on both sides: RSINCR's two ids and the Redis key's
-# two ids are independent __rand_int__ draws. Warm both first: the first
-# pass loads the keyspace (into the cache here, into memory in Redis).
-requests=$((3 * keyspace)) bench $rs_pid $port_rs 16 RSINCR __rand_int__ __rand_int__ >/dev/null
-requests=$((3 * keyspace)) bench $redis_pid $port_redis 16 INCR "s:__rand_int__:__rand_int__" >/dev/null
-requests=$((3 * keyspace)) bench $redis_pid $port_redis 16 HINCRBY "h:__rand_int__" __rand_int__ 1 >/dev/null
+# two ids are independent __rand_int__ draws. Warm everything first: ten
+# passes over the keyspace's size touch all but 0.005% of it (into the
+# cache here, into memory in Redis). Then let the write-behind write the
+# warm-up out, so an idle server does not flush under another's run.
+warm=$((10 * keyspace))
+for i in "${!variants[@]}"; do
+	requests=$warm bench "${pids[$i]}" "${ports[$i]}" 16 RSINCR __rand_int__ __rand_int__ >/dev/null
+done
+requests=$warm bench $redis_pid $port_redis 16 INCR "s:__rand_int__:__rand_int__" >/dev/null
+requests=$warm bench $redis_pid $port_redis 16 HINCRBY "h:__rand_int__" __rand_int__ 1 >/dev/null
+for p in "${ports[@]}"; do
+	for _ in $(seq 120); do
+		redis-cli -p "$p" info persistence | grep -q '^rdb_changes_since_last_save:0' && break
+		sleep 1
+	done
+done
 {
-	printf '%-5s %-2s %10s %10s %10s %8s %8s %9s %9s %9s\n' round P RSINCR/s INCR/s HINCRBY/s 'vs INCR' 'vs HINCR' 'µs/req RS' 'µs/req IN' 'µs/req HI'
+	printf '%-5s %-2s %-10s %10s %10s %10s %8s %8s %9s %9s\n' round P readstates RSINCR/s INCR/s HINCRBY/s 'vs INCR' 'vs HINCR' 'µs/req RS' 'µs/req IN'
 	for r in $(seq "$rounds"); do
 		for pipe in 1 16; do
-			read -r a ca < <(bench $rs_pid $port_rs $pipe RSINCR __rand_int__ __rand_int__)
 			read -r b cb < <(bench $redis_pid $port_redis $pipe INCR "s:__rand_int__:__rand_int__")
-			read -r c cc < <(bench $redis_pid $port_redis $pipe HINCRBY "h:__rand_int__" __rand_int__ 1)
-			awk -v r="$r" -v p="$pipe" -v a="$a" -v b="$b" -v c="$c" -v ca="$ca" -v cb="$cb" -v cc="$cc" \
-				'BEGIN { printf "%-5s %-2s %10s %10s %10s %8.2f %8.2f %9s %9s %9s\n", r, p, a, b, c, a / b, a / c, ca, cb, cc }'
+			read -r c _ < <(bench $redis_pid $port_redis $pipe HINCRBY "h:__rand_int__" __rand_int__ 1)
+			for i in "${!variants[@]}"; do
+				read -r a ca < <(bench "${pids[$i]}" "${ports[$i]}" $pipe RSINCR __rand_int__ __rand_int__)
+				awk -v r="$r" -v p="$pipe" -v v="${variants[$i]%%:*}" -v a="$a" -v b="$b" -v c="$c" -v ca="$ca" -v cb="$cb" \
+					'BEGIN { printf "%-5s %-2s %-10s %10s %10s %10s %8.2f %8.2f %9s %9s\n", r, p, v, a, b, c, a / b, a / c, ca, cb }'
+			done
 		done
 	done
 } | tee "$out/server.txt"
-# Median over rounds of each ratio, per pipeline depth.
+# Median over rounds of each ratio, per variant and pipeline depth.
 median() { sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
-for pipe in 1 16; do
-	col() { awk -v p="$pipe" "\$2 == p { print $1 }" "$out/server.txt" | median; }
-	printf 'P=%-2s median of %s rounds: RSINCR/INCR %sx, RSINCR/HINCRBY %sx; server CPU per request, readstates/redis (INCR): %.2fx\n' \
-		"$pipe" "$rounds" "$(col '$6')" "$(col '$7')" "$(col '$8 / $9')"
+for v in "${variants[@]}"; do
+	v=${v%%:*}
+	for pipe in 1 16; do
+		col() { awk -v p="$pipe" -v v="$v" "\$2 == p && \$3 == v { print $1 }" "$out/server.txt" | median; }
+		printf '%-10s P=%-2s median of %s rounds: RSINCR/INCR %sx, RSINCR/HINCRBY %sx; server CPU per request, readstates/redis (INCR): %.2fx\n' \
+			"$v" "$pipe" "$rounds" "$(col '$7')" "$(col '$8')" "$(col '$9 / $10')"
+	done
 done | tee -a "$out/server.txt"
-kill $rs_pid $redis_pid 2>/dev/null; wait 2>/dev/null || true; rm -rf "$data"; trap - EXIT
+kill "${pids[@]}" 2>/dev/null; wait 2>/dev/null || true; rm -rf "${dirs[@]}"; trap - EXIT
 
 [ "${LATENCY:-1}" = 0 ] || { echo "== 3. latency under GC"; bash scripts/latency.sh; }
 [ "${SWEEP:-1}" = 0 ] || { echo "== 4. size sweep"; bash scripts/sweep.sh; }

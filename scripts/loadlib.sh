@@ -25,11 +25,23 @@ start_server() {
 	for _ in $(seq 100); do redis-cli -p "$port" ping >/dev/null 2>&1 && break; sleep 0.1; done
 }
 
-# preload_and_measure keys label csv: every read state loaded into the cache,
-# then rsload at $rate on $conns connections for $duration.
+# start_redis logfile: the reference redis-server (no persistence), in
+# place of a readstates server.
+start_redis() {
+	port=$((20000 + RANDOM % 10000))
+	redis-server --port "$port" --bind 127.0.0.1 --save '' --appendonly no --daemonize no --loglevel warning >"$1" 2>&1 &
+	pid=$!
+	for _ in $(seq 100); do redis-cli -p "$port" ping >/dev/null 2>&1 && break; sleep 0.1; done
+}
+
+# preload_and_measure keys label csv [rsload flags]: every read state loaded
+# into the cache (or written, into Redis), then rsload at $rate on $conns
+# connections for $duration.
 preload_and_measure() {
-	./bin/rsload -addr "127.0.0.1:$port" -keys "$1" -preload -duration 0 | tail -1
+	local keys=$1 label=$2 csv=$3
+	shift 3
+	./bin/rsload -addr "127.0.0.1:$port" -keys "$keys" -preload -duration 0 "$@" | tail -1
 	sleep 5 # let the preload's read-through settle
-	./bin/rsload -addr "127.0.0.1:$port" -keys "$1" -rate "$rate" -conns "$conns" \
-		-duration "$duration" -warmup 10s -label "$2" -out "$3"
+	./bin/rsload -addr "127.0.0.1:$port" -keys "$keys" -rate "$rate" -conns "$conns" \
+		-duration "$duration" -warmup 10s -label "$label" -out "$csv" "$@"
 }

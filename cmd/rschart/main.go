@@ -1,6 +1,8 @@
 // Command rschart draws the per-second latency that rsload records (its
 // -out CSV files) as a PNG, one line per run, with the server's GC cycles
 // marked: Discord's "latency over time" chart, for scripts/latency.sh.
+// With -server it draws the server-side latency (the commands' own run
+// time) instead of what the clients saw.
 //
 //	rschart -o latency.png -title "..." arena=arena.csv pointer-lru=ptr.csv
 package main
@@ -36,6 +38,7 @@ func main() {
 	out := flag.String("o", "latency.png", "PNG file to write")
 	title := flag.String("title", "readstates: latency per second under GC", "chart title")
 	skip := flag.Int("skip", 0, "leading seconds to leave out (warm-up)")
+	server := flag.Bool("server", false, "draw the server-side latency (the commands' run time, rsload's server_* columns) instead of the client's")
 	flag.Usage = func() {
 		fmt.Fprintln(flag.CommandLine.Output(), "usage: rschart [-o file.png] [-title t] [-skip s] label=file.csv ...")
 		flag.PrintDefaults()
@@ -52,7 +55,7 @@ func main() {
 			fmt.Fprintf(os.Stderr, "rschart: %q is not label=file.csv\n", arg)
 			os.Exit(2)
 		}
-		r, err := readRun(label, path, *skip)
+		r, err := readRun(label, path, *skip, *server)
 		if err != nil {
 			fmt.Fprintln(os.Stderr, "rschart:", err)
 			os.Exit(1)
@@ -68,7 +71,11 @@ func main() {
 	}
 }
 
-func readRun(label, path string, skip int) (run, error) {
+func readRun(label, path string, skip int, server bool) (run, error) {
+	p999Col, maxCol := "p999_us", "max_us"
+	if server {
+		p999Col, maxCol = "server_p999_us", "server_max_us"
+	}
 	r := run{label: label}
 	f, err := os.Open(path)
 	if err != nil {
@@ -86,7 +93,7 @@ func readRun(label, path string, skip int) (run, error) {
 	for i, name := range rows[0] {
 		col[name] = i
 	}
-	for _, name := range []string{"second", "requests", "p999_us", "max_us", "gc_cycles"} {
+	for _, name := range []string{"second", "requests", p999Col, maxCol, "gc_cycles"} {
 		if _, ok := col[name]; !ok {
 			return r, fmt.Errorf("%s: no column %q", path, name)
 		}
@@ -108,8 +115,11 @@ func readRun(label, path string, skip int) (run, error) {
 		if n, _ := num(row, "requests"); n == 0 || int(s) < skip {
 			continue
 		}
-		p, _ := num(row, "p999_us")
-		m, _ := num(row, "max_us")
+		p, ok1 := num(row, p999Col)
+		m, ok2 := num(row, maxCol)
+		if !ok1 || !ok2 {
+			continue // the server reported no latency for this second
+		}
 		r.sec = append(r.sec, s-float64(skip))
 		r.p999 = append(r.p999, p)
 		r.max = append(r.max, m)
