@@ -31,8 +31,15 @@ type EngineConfig struct {
 	// entries stay pinned in the cache, and when nothing can be evicted
 	// new read states are refused with cache.ErrFull.
 	MaxPending int
-	// WriteBatch is the most records given to one Store.Write (default 1024).
+	// WriteBatch is the most records given to one Store.Write (default
+	// 1024). A store that groups a write's records (Cassandra, one batch
+	// per user) groups more of them in a larger one.
 	WriteBatch int
+	// Writers is how many Store.Writes may run at once (default 1). More
+	// keep a store with round trips (Cassandra) busy while a write waits
+	// for its slowest part; each key is in at most one write at a time,
+	// and stamps keep the newest state whatever order writes end in.
+	Writers int
 	// FullWait is how long an operation that needs room in a full cache
 	// waits for the writer to make some before it fails with
 	// cache.ErrFull (default 500ms). It absorbs bursts; in an outage it is
@@ -69,6 +76,7 @@ type Engine struct {
 	flushInterval time.Duration
 	maxPending    int
 	writeBatch    int
+	writers       int
 	fullWait      time.Duration
 	observeLoad   func(time.Duration)
 	closed        atomic.Bool
@@ -79,8 +87,9 @@ type Engine struct {
 		queue   keyQueue // keys of pending records not in a write
 		// written is closed and replaced whenever records leave pending.
 		written chan struct{}
-		// inflightSince is the oldest enqueue time in the write under way.
-		inflightSince int64
+		// inflightSince[w] is the oldest enqueue time in writer w's write
+		// under way (0: none).
+		inflightSince []int64
 	}
 	wake chan struct{} // cap 1: the queue has work
 
@@ -126,6 +135,7 @@ func NewEngine(cfg EngineConfig) (*Engine, error) {
 	if cfg.WriteBatch <= 0 {
 		cfg.WriteBatch = 1024
 	}
+	cfg.Writers = max(cfg.Writers, 1)
 	if cfg.FullWait <= 0 {
 		cfg.FullWait = 500 * time.Millisecond
 	}
@@ -138,12 +148,14 @@ func NewEngine(cfg EngineConfig) (*Engine, error) {
 		flushInterval: cfg.FlushInterval,
 		maxPending:    cfg.MaxPending,
 		writeBatch:    cfg.WriteBatch,
+		writers:       cfg.Writers,
 		fullWait:      cfg.FullWait,
 		observeLoad:   cfg.ObserveLoad,
 		wake:          make(chan struct{}, 1),
 		flights:       make(map[cache.Key]*flight),
 	}
 	e.mu.pending = make(map[cache.Key]pendingRecord)
+	e.mu.inflightSince = make([]int64, cfg.Writers)
 	e.mu.queue = newKeyQueue(cfg.MaxPending)
 	e.mu.written = make(chan struct{})
 	t, err := cache.New(cache.Config{Entries: cfg.CacheEntries, WriteBack: e.writeBack, Now: cfg.Now})
@@ -379,11 +391,7 @@ func (e *Engine) reserve(ctx context.Context, k cache.Key) (bool, error) {
 // after Run has returned.
 func (e *Engine) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		e.runWriter(ctx)
-	}()
+	e.startWriters(ctx, &wg)
 	ticker := time.NewTicker(max(e.flushInterval/2, time.Millisecond))
 	defer ticker.Stop()
 	for {
@@ -418,14 +426,11 @@ func (e *Engine) Sync(ctx context.Context) error {
 func (e *Engine) Close(ctx context.Context) error {
 	e.closed.Store(true)
 	wctx, stop := context.WithCancel(ctx)
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		e.runWriter(wctx)
-	}()
+	var writers sync.WaitGroup
+	e.startWriters(wctx, &writers)
 	err := e.Sync(ctx)
 	stop()
-	<-done
+	writers.Wait()
 	if err != nil {
 		st := e.Stats()
 		e.log.Error("unwritten read states at close", "dirty", st.Dirty, "pending", st.Pending, "err", err)
@@ -509,16 +514,24 @@ func (e *Engine) waitWritten(ctx context.Context) error {
 	}
 }
 
-// runWriter writes the pending queue, oldest first, one batch at a time,
-// retrying failures with backoff until ctx is done.
-func (e *Engine) runWriter(ctx context.Context) {
+// startWriters starts the writers, which run until ctx is done.
+func (e *Engine) startWriters(ctx context.Context, wg *sync.WaitGroup) {
+	for w := range e.writers {
+		wg.Go(func() { e.runWriter(ctx, w) })
+	}
+}
+
+// runWriter is writer w: it writes the pending queue, oldest first, one
+// batch at a time, retrying failures with backoff until ctx is done.
+func (e *Engine) runWriter(ctx context.Context, w int) {
 	batch := make([]Record, 0, e.writeBatch)
 	backoff := time.Duration(0)
 	for {
-		batch = e.takeBatch(batch[:0])
+		batch = e.takeBatch(batch[:0], w)
 		if len(batch) == 0 {
 			select {
 			case <-e.wake:
+				e.wakeNext()
 				continue
 			case <-ctx.Done():
 				return
@@ -531,11 +544,11 @@ func (e *Engine) runWriter(ctx context.Context) {
 			}
 			backoff = 0
 			e.stats.writes.Add(uint64(len(batch)))
-			e.ack(batch)
+			e.ack(batch, w)
 			runtime.Gosched() // a long backlog must not keep the commands off the CPU
 			continue
 		}
-		e.requeue(batch)
+		e.requeue(batch, w)
 		if ctx.Err() != nil {
 			return // stopped mid-write (shutdown): Close writes the batch again
 		}
@@ -556,19 +569,37 @@ func (e *Engine) runWriter(ctx context.Context) {
 	}
 }
 
-// takeBatch moves up to writeBatch keys off the queue into a write.
-func (e *Engine) takeBatch(batch []Record) []Record {
+// wakeNext passes a wake-up on while the queue has more than one writer
+// can take, so that idle writers join in.
+func (e *Engine) wakeNext() {
+	if e.writers == 1 {
+		return
+	}
+	e.mu.Lock()
+	more := e.mu.queue.size > e.writeBatch
+	e.mu.Unlock()
+	if more {
+		select {
+		case e.wake <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// takeBatch moves up to writeBatch keys off the queue into writer w's
+// write.
+func (e *Engine) takeBatch(batch []Record, w int) []Record {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	e.mu.inflightSince = 0
+	e.mu.inflightSince[w] = 0
 	for len(batch) < cap(batch) {
 		k, ok := e.mu.queue.popFront()
 		if !ok {
 			break
 		}
 		rec := e.mu.pending[k]
-		if e.mu.inflightSince == 0 {
-			e.mu.inflightSince = rec.since
+		if e.mu.inflightSince[w] == 0 {
+			e.mu.inflightSince[w] = rec.since
 		}
 		batch = append(batch, Record{Key: k, State: rec.state, Stamp: rec.stamp})
 	}
@@ -577,7 +608,7 @@ func (e *Engine) takeBatch(batch []Record) []Record {
 
 // ack removes written records from pending, unless a newer state of the
 // key arrived during the write: that one is queued again.
-func (e *Engine) ack(batch []Record) {
+func (e *Engine) ack(batch []Record, w int) {
 	e.mu.Lock()
 	for _, r := range batch {
 		if cur := e.mu.pending[r.Key]; cur.stamp == r.Stamp {
@@ -586,19 +617,19 @@ func (e *Engine) ack(batch []Record) {
 			e.mu.queue.pushBack(r.Key)
 		}
 	}
-	e.mu.inflightSince = 0
+	e.mu.inflightSince[w] = 0
 	close(e.mu.written)
 	e.mu.written = make(chan struct{})
 	e.mu.Unlock()
 }
 
 // requeue puts a failed batch back at the front of the queue, in order.
-func (e *Engine) requeue(batch []Record) {
+func (e *Engine) requeue(batch []Record, w int) {
 	e.mu.Lock()
 	for i := len(batch) - 1; i >= 0; i-- {
 		e.mu.queue.pushFront(batch[i].Key)
 	}
-	e.mu.inflightSince = 0
+	e.mu.inflightSince[w] = 0
 	e.mu.Unlock()
 }
 
@@ -639,7 +670,12 @@ func (e *Engine) Stats() Stats {
 	}
 	e.mu.Lock()
 	st.Pending = int64(len(e.mu.pending))
-	oldest := e.mu.inflightSince
+	var oldest int64
+	for _, since := range e.mu.inflightSince {
+		if since != 0 && (oldest == 0 || since < oldest) {
+			oldest = since
+		}
+	}
 	if k, ok := e.mu.queue.front(); ok && (oldest == 0 || e.mu.pending[k].since < oldest) {
 		oldest = e.mu.pending[k].since
 	}

@@ -24,6 +24,9 @@ type fakeStore struct {
 	failLoad  atomic.Bool
 	loads     atomic.Int64
 	loadGate  chan struct{} // if set, Load waits for it
+	// writeDelay, if set, is how long a Write takes (outside the lock), so
+	// concurrent writes overlap.
+	writeDelay time.Duration
 }
 
 func newFakeStore() *fakeStore { return &fakeStore{rows: map[cache.Key]Record{}} }
@@ -44,6 +47,9 @@ func (s *fakeStore) Load(ctx context.Context, k cache.Key) (cache.State, error) 
 func (s *fakeStore) Write(ctx context.Context, recs []Record) error {
 	if s.failWrite.Load() {
 		return fmt.Errorf("fake: %w", ErrUnavailable)
+	}
+	if s.writeDelay > 0 {
+		time.Sleep(s.writeDelay)
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -211,8 +217,15 @@ func (e *Engine) flightCount() int {
 // TestEngineChurnIsExact: many goroutines on a key space far larger than
 // the cache, with flushes; every final value equals the model's.
 func TestEngineChurnIsExact(t *testing.T) {
+	for _, writers := range []int{1, 4} {
+		t.Run(fmt.Sprintf("writers=%d", writers), func(t *testing.T) { testChurn(t, writers) })
+	}
+}
+
+func testChurn(t *testing.T, writers int) {
 	st := newFakeStore()
-	e := startEngine(t, EngineConfig{Store: st, CacheEntries: 200, FlushInterval: 10 * time.Millisecond, MaxPending: 64, WriteBatch: 16})
+	st.writeDelay = 100 * time.Microsecond // writes overlap
+	e := startEngine(t, EngineConfig{Store: st, CacheEntries: 200, FlushInterval: 10 * time.Millisecond, MaxPending: 64, WriteBatch: 16, Writers: writers})
 	const workers, ops, users = 8, 3000, 500
 	want := make([][]int64, workers) // per worker: its own channel, so counts are exact
 	var wg sync.WaitGroup

@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
 # Installs what the tests and benchmarks need beyond Go, Java 17 and Maven:
 # redis-cli and redis-benchmark (real clients the end-to-end tests drive),
-# redis-server (the reference the benchmarks compare against), and the
-# redis-py client. Idempotent; needs root (or sudo) for apt-get.
+# redis-server (the reference the benchmarks compare against), openssl (the
+# readiness probe of a TLS Cassandra node), and the redis-py client. Idempotent; needs root (or sudo) for apt-get.
 set -euo pipefail
 
 need_apt=()
 command -v redis-cli >/dev/null 2>&1 || need_apt+=(redis-tools)
 command -v redis-benchmark >/dev/null 2>&1 || need_apt+=(redis-tools)
 command -v redis-server >/dev/null 2>&1 || need_apt+=(redis-server)
+command -v openssl >/dev/null 2>&1 || need_apt+=(openssl) # cassandra.sh's TLS probe
 if ((${#need_apt[@]})); then
 	sudo=""
 	[ "$(id -u)" -eq 0 ] || sudo="sudo"
@@ -23,7 +24,7 @@ if ! python3 -c 'import redis' 2>/dev/null; then
 	python3 -m pip install -q --disable-pip-version-check 'redis>=5,<7'
 fi
 
-for tool in go java mvn redis-cli redis-benchmark redis-server; do
+for tool in go java mvn redis-cli redis-benchmark redis-server openssl; do
 	command -v "$tool" >/dev/null || { echo "deps: $tool is missing" >&2; exit 1; }
 done
 echo "deps: ok ($(go version | cut -d' ' -f3), java $(java -version 2>&1 | head -1 | cut -d'"' -f2), $(redis-cli --version))"

@@ -1,5 +1,15 @@
 // Package server serves the readstates commands over the Redis protocol
-// (RESP2, and RESP3 after HELLO 3) with github.com/tidwall/redcon.
+// (RESP2, and RESP3 after HELLO 3), parsed and encoded with
+// github.com/tidwall/redcon.
+//
+// Two connection layers run the same guard, limits and commands:
+//   - on Linux, plaintext connections are served by epoll event loops
+//     (loop_linux.go, Config.EventLoops, one per core by default): each
+//     loop reads every ready socket, runs the commands and writes the
+//     replies, as Redis does; a command that must wait for the database (a
+//     cache miss) runs on a pooled goroutine while its connection waits;
+//   - with TLS, elsewhere, or with Config.EventLoops < 0, every connection
+//     has a goroutine: redcon's own server (server.go).
 //
 // What it promises:
 //   - Every request is answered in order; pipelining works. A request that
@@ -11,16 +21,17 @@
 //     (its reply is flushed) and is closed, and once Shutdown returns no
 //     command is running or will run, so the engine can be closed.
 //   - A client costs a bounded amount however it behaves: requests are
-//     run in batches of one large request plus at most 64 KiB of small
-//     ones, a client that takes no replies for Config.WriteTimeout (or is
-//     sent more than Config.OutputLimit at once) is closed, and a TLS
-//     handshake has Config.TLSHandshakeTimeout.
+//     read 64 KiB at a time and run whole, replies a client does not take
+//     are held up to a bound (then it is no longer read), a client that
+//     takes no replies for Config.WriteTimeout, or has more than
+//     Config.OutputLimit of them pending, is closed, and a TLS handshake
+//     has Config.TLSHandshakeTimeout.
 //   - With TLS (Config.TLS) the same limits apply to the decrypted stream.
-//   - Without a password, admin commands (SHUTDOWN, CONFIG SET) are refused
-//     to clients not on the loopback interface.
-//   - Metrics (Prometheus) cost nothing per command when disabled, and no
-//     allocation when enabled.
+//   - Without a password, admin commands (SHUTDOWN, CONFIG SET, CONFIG
+//     RESETSTAT) are refused to clients not on the loopback interface.
+//   - The command path allocates nothing; metrics (Prometheus) cost
+//     nothing per command when disabled, and no allocation when enabled.
 //
 // Connection state (protocol version, authentication, name) lives in one
-// commands.Session per connection, set as redcon's connection context.
+// commands.Session per connection.
 package server

@@ -47,18 +47,18 @@ type Config struct {
 	// commands.DefaultMaxChannels).
 	MaxChannels int
 	// WriteTimeout closes a connection whose client takes none of its
-	// replies for this long, once the socket's buffers are full: a client
-	// that pipelines and never reads would otherwise hold its goroutine and
-	// its replies forever (default DefaultWriteTimeout; negative: never).
+	// replies for this long while some are waiting to be sent: a client
+	// that pipelines and never reads would otherwise hold its replies (and
+	// with a goroutine per connection, the goroutine) forever (default
+	// DefaultWriteTimeout; negative: never).
 	WriteTimeout time.Duration
-	// OutputLimit closes a connection instead of sending it more than this
-	// many bytes of replies at once, as Redis's hard
-	// client-output-buffer-limit does (default DefaultOutputLimit;
-	// negative: none). redcon sends the replies of a batch of pipelined
-	// requests in one write, and the server keeps a batch to one large
-	// request plus 64 KiB of small ones, so with the default limits no
-	// batch comes near it: it is a backstop for a raised MaxChannels or
-	// MaxBulkBytes.
+	// OutputLimit closes a connection that has more than this many bytes of
+	// replies at once, counted before the socket takes them, as Redis's
+	// hard client-output-buffer-limit does (default DefaultOutputLimit;
+	// negative: none). A batch of requests is one large request plus
+	// 64 KiB of small ones, and an event loop stops reading from a client
+	// with 1 MiB of replies pending, so with the default limits only a
+	// raised MaxChannels or MaxBulkBytes comes near it.
 	OutputLimit int
 	// TLS, if set, makes the server speak TLS only (on Addr, or the
 	// listener given to Serve). It is cloned; its MinVersion is raised to

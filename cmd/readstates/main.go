@@ -50,6 +50,13 @@ func run(args []string, lookupEnv func(string) (string, bool), stderr io.Writer)
 	return 0
 }
 
+// The write-behind's shape for Cassandra (for Pebble, the engine's
+// defaults: one writer of 1,024 records, a local commit each).
+const (
+	cassandraWriteBatch = 8192
+	cassandraWriters    = 4
+)
+
 // serve runs the server until ctx is done, then shuts down in order:
 // connections (the commands in flight finish), the engine's write-behind,
 // the final flush, the store.
@@ -86,14 +93,22 @@ func serve(ctx context.Context, stop func(), o *options, log *slog.Logger) (err 
 		metrics = server.NewMetrics()
 		observeLoad = metrics.ObserveLoad
 	}
-	engine, err := persist.NewEngine(persist.EngineConfig{
+	ecfg := persist.EngineConfig{
 		Store:         store,
 		CacheEntries:  o.cacheEntries,
 		FlushInterval: o.flushInterval,
 		MaxPending:    o.maxPending,
 		ObserveLoad:   observeLoad,
 		Logger:        log,
-	})
+	}
+	if len(o.cassandra.Hosts) > 0 {
+		// A Cassandra write is round trips: a larger one groups more of a
+		// user's rows into one batch, and several at once keep
+		// --cassandra-concurrency requests in flight while one waits for
+		// its slowest (BENCHMARKS.md, Cassandra flush throughput).
+		ecfg.WriteBatch, ecfg.Writers = cassandraWriteBatch, cassandraWriters
+	}
+	engine, err := persist.NewEngine(ecfg)
 	if err != nil {
 		return fmt.Errorf("engine: %w", err)
 	}

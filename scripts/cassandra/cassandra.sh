@@ -37,6 +37,13 @@
 #   CASSANDRA_JAVA            java binary to use        (default: JAVA_HOME, PATH, /usr/lib/jvm/java-17*)
 #   CASSANDRA_JVM_EXTRA_OPTS  extra JVM options (word-split), e.g. -XX:TieredStopAtLevel=1
 #                             (C1 only: about 1/3 less CPU to start, slower steady state)
+#   CASSANDRA_LIB_DIR         the jars                  (default $CASSANDRA_HOME_DIR/lib;
+#                             a second node can share the first one's)
+#   CASSANDRA_SECURE          1: clients must log in (PasswordAuthenticator, the
+#                             default superuser cassandra/cassandra) and speak TLS
+#                             (client_encryption_options, a self-signed certificate
+#                             for $CASSANDRA_LISTEN_ADDRESS made with keytool; its PEM
+#                             is conf/node.pem, the CA for clients)
 #   CASSANDRA_COMMITLOG_SYNC  periodic (default, like production: a SIGKILL loses acked
 #                             writes of the last CASSANDRA_COMMITLOG_SYNC_PERIOD, 10000ms),
 #                             batch (fsync before ack: kill9 loses nothing acked; slower),
@@ -59,7 +66,8 @@ START_TIMEOUT="${CASSANDRA_START_TIMEOUT:-180}"
 STOP_TIMEOUT="${CASSANDRA_STOP_TIMEOUT:-60}"
 COMMITLOG_SYNC="${CASSANDRA_COMMITLOG_SYNC:-periodic}"
 
-LIB_DIR="$HOME_DIR/lib"
+LIB_DIR="${CASSANDRA_LIB_DIR:-$HOME_DIR/lib}"
+SECURE="${CASSANDRA_SECURE:-0}"
 CONF_DIR="$HOME_DIR/conf"
 DATA_DIR="$HOME_DIR/data"
 LOG_DIR="$HOME_DIR/log"
@@ -140,8 +148,46 @@ commitlog_yaml() {
   esac
 }
 
+# The keystore and its certificate (PEM), made once per home directory.
+KEYSTORE="$CONF_DIR/node.p12"
+KEYSTORE_PASS=readstates-test
+NODE_PEM="$CONF_DIR/node.pem"
+
+make_keystore() {
+  [[ -f "$KEYSTORE" && -f "$NODE_PEM" ]] && return 0
+  local keytool
+  keytool="$(dirname "$(readlink -f "$(command -v "$JAVA_BIN")")")/keytool"
+  [[ -x "$keytool" ]] || die "no keytool next to $JAVA_BIN"
+  rm -f "$KEYSTORE" "$NODE_PEM"
+  "$keytool" -genkeypair -alias node -keyalg RSA -keysize 2048 -validity 3650 \
+    -dname "CN=$LISTEN_ADDR" -ext "san=ip:$LISTEN_ADDR" \
+    -keystore "$KEYSTORE" -storetype PKCS12 -storepass "$KEYSTORE_PASS" -keypass "$KEYSTORE_PASS" >/dev/null 2>&1 ||
+    die "keytool could not make $KEYSTORE"
+  "$keytool" -exportcert -rfc -alias node -keystore "$KEYSTORE" -storepass "$KEYSTORE_PASS" -file "$NODE_PEM" >/dev/null 2>&1 ||
+    die "keytool could not export $NODE_PEM"
+}
+
+security_yaml() {
+  if [[ "$SECURE" != 1 ]]; then
+    printf 'authenticator: AllowAllAuthenticator\nauthorizer: AllowAllAuthorizer\n'
+    return
+  fi
+  cat <<YAML
+authenticator: PasswordAuthenticator
+authorizer: CassandraAuthorizer
+client_encryption_options:
+  enabled: true
+  optional: false
+  keystore: $KEYSTORE
+  keystore_password: $KEYSTORE_PASS
+  store_type: PKCS12
+  require_client_auth: false
+YAML
+}
+
 write_conf() {
   commitlog_yaml >/dev/null   # validate CASSANDRA_COMMITLOG_SYNC here, not inside $(...)
+  if [[ "$SECURE" == 1 ]]; then mkdir -p "$CONF_DIR"; make_keystore; fi
   mkdir -p "$CONF_DIR" "$CONF_DIR/triggers" "$DATA_DIR/data" "$DATA_DIR/commitlog" "$DATA_DIR/saved_caches" \
            "$DATA_DIR/hints" "$DATA_DIR/cdc_raw" "$LOG_DIR"
   cat >"$CONF_DIR/cassandra.yaml.tmp" <<EOF
@@ -172,8 +218,7 @@ $(commitlog_yaml)
 commitlog_segment_size: 32MiB
 commitlog_total_space: 512MiB
 
-authenticator: AllowAllAuthenticator
-authorizer: AllowAllAuthorizer
+$(security_yaml)
 auto_snapshot: false
 snapshot_before_compaction: false
 hinted_handoff_enabled: false
@@ -255,6 +300,12 @@ port_open() { # $1 = port
 # Send a native-protocol v4 OPTIONS frame and expect a SUPPORTED response
 # (response version byte 0x84, opcode 0x06). Proves the CQL layer answers.
 cql_answers() {
+  if [[ "$SECURE" == 1 ]]; then
+    # The plaintext probe below cannot speak TLS: a verified TLS handshake
+    # shows the native transport is up.
+    timeout 3 openssl s_client -connect "$LISTEN_ADDR:$CQL_PORT" -CAfile "$NODE_PEM" -verify_return_error </dev/null >/dev/null 2>&1
+    return
+  fi
   timeout 3 bash -c '
     exec 3<>"/dev/tcp/$0/$1" || exit 1
     printf "\x04\x00\x00\x01\x05\x00\x00\x00\x00" >&3
@@ -518,6 +569,8 @@ CASSANDRA_JMX_PORT=$JMX_PORT
 CASSANDRA_START_TIMEOUT=$START_TIMEOUT
 CASSANDRA_STOP_TIMEOUT=$STOP_TIMEOUT
 CASSANDRA_COMMITLOG_SYNC=$COMMITLOG_SYNC
+CASSANDRA_LIB_DIR=$LIB_DIR
+CASSANDRA_SECURE=$SECURE
 EOF
 }
 
