@@ -748,10 +748,10 @@ func TestCassandraFlushThroughput(t *testing.T) {
 	// The ceiling: the same rows (other users) from gocql, in the shape the
 	// server's store uses (one UNLOGGED batch per user of at most 100
 	// rows, 16 in flight), and as single-row INSERTs. And the shape the
-	// server's flush really produces: its writer takes the queue 1,024
-	// records at a time, in the cache's hash order, so a user's rows are
-	// spread over many writes; each write is grouped by user and waited
-	// for before the next.
+	// server's flush had before its writes grew: one writer taking the
+	// queue 1,024 records at a time, in the cache's hash order, so a
+	// user's rows were spread over many writes; each write grouped by user
+	// and waited for before the next.
 	s, err := cassandraSession(t)
 	if err != nil {
 		t.Fatal(err)
@@ -859,7 +859,7 @@ func TestCassandraFlushThroughput(t *testing.T) {
 	fmt.Fprintf(&b, "| gocql, UNLOGGED batch per user (100 rows), %d in flight (ceiling) | %.2f | %s |\n", conc, batchTime.Seconds(), rate(batchTime))
 	fmt.Fprintf(&b, "| gocql, single-row INSERT, %d in flight | %.2f | %s |\n", conc, singleTime.Seconds(), rate(singleTime))
 	fmt.Fprintf(&b, "| gocql, single-row INSERT, 64 in flight | %.2f | %s |\n", single64Time.Seconds(), rate(single64Time))
-	fmt.Fprintf(&b, "| gocql, the flush's shape: 1,024 random rows a round, by user (%.2f rows a request), %d in flight | %.2f | %s |\n",
+	fmt.Fprintf(&b, "| gocql, the flush's former shape: 1,024 random rows a round, by user (%.2f rows a request), %d in flight | %.2f | %s |\n",
 		float64(shapeRows)/float64(shapeReqs), conc, shapeTime.Seconds(), rate(shapeTime))
 	fmt.Fprintf(&b, "\nreadstates / batch ceiling: %.2f; readstates / single-row: %.2f\n",
 		batchTime.Seconds()/flushTime.Seconds(), singleTime.Seconds()/flushTime.Seconds())

@@ -53,7 +53,7 @@ func run(args []string, lookupEnv func(string) (string, bool), stderr io.Writer)
 // The write-behind's shape for Cassandra (for Pebble, the engine's
 // defaults: one writer of 1,024 records, a local commit each).
 const (
-	cassandraWriteBatch = 8192
+	cassandraWriteBatch = 32768
 	cassandraWriters    = 4
 )
 
