@@ -81,10 +81,14 @@ type eventLoop struct {
 	}
 }
 
-// finished is a deferred command's outcome.
+// finished is a deferred command's outcome: the replies to it and to the
+// commands after it that ran too, the first ranEnds of c.ends, which end
+// at c.in[ran].
 type finished struct {
-	c     *loopConn
-	reply []byte
+	c       *loopConn
+	reply   []byte
+	ran     int
+	ranEnds int
 }
 
 type loopConn struct {
@@ -96,11 +100,14 @@ type loopConn struct {
 	out    []byte // replies not yet sent
 	events uint32 // epoll interest registered
 
-	busy    bool  // a deferred command runs on its own goroutine
-	closed  bool  // the socket is closed
-	perr    error // protocol error, to answer once the commands before it ran
-	closing bool  // answer nothing more: close when out is sent
-	linger  bool  // after out is sent: shut down writes, drain input, close
+	busy bool // a deferred command runs on its own goroutine
+	// deferred is the command to run off the loop once c.in is settled
+	// (see startDeferred).
+	deferred [][]byte
+	closed   bool  // the socket is closed
+	perr     error // protocol error, to answer once the commands before it ran
+	closing  bool  // answer nothing more: close when out is sent
+	linger   bool  // after out is sent: shut down writes, drain input, close
 	// lingering: writes are shut down, input is drained until EOF,
 	// lingerBytes or the deadline.
 	lingering  bool
@@ -347,7 +354,7 @@ func (l *eventLoop) handleWake() bool {
 		l.add(c)
 	}
 	for _, f := range done {
-		l.deferredDone(f.c, f.reply)
+		l.deferredDone(f)
 	}
 	s := l.s
 	if s.forced.Load() {
@@ -445,6 +452,12 @@ func (l *eventLoop) ready(c *loopConn, ev uint32) {
 // runPending runs the whole commands buffered in c.in, after target.
 func (l *eventLoop) runPending(c *loopConn) {
 	rest, restEnds := l.runFrom(c, c.in, c.ends)
+	l.keepRest(c, rest, restEnds)
+}
+
+// keepRest makes c.in and c.ends what was not run of them: rest, a tail of
+// c.in, and restEnds, a tail of c.ends.
+func (l *eventLoop) keepRest(c *loopConn, rest []byte, restEnds []int) {
 	done := len(c.in) - len(rest)
 	c.in = c.in[:copy(c.in, rest)]
 	c.ends = c.ends[:copy(c.ends, restEnds)]
@@ -486,7 +499,7 @@ func (l *eventLoop) runFrom(c *loopConn, buf []byte, ends []int) (rest []byte, r
 		s.disp.Dispatch(l.ctx, &l.rw, sess, cmd.Args)
 		if sess.Deferred() {
 			c.busy = true
-			l.deferCommand(c, cmd.Args)
+			c.deferred = ownArgs(cmd.Args)
 		} else if sess.Closing() { // QUIT, SHUTDOWN
 			c.closing = true
 		}
@@ -504,9 +517,8 @@ func (l *eventLoop) target(c *loopConn) {
 	}
 }
 
-// deferCommand runs a command that would wait on a goroutine that may
-// block; args alias the read buffer, so they are copied first.
-func (l *eventLoop) deferCommand(c *loopConn, args [][]byte) {
+// ownArgs copies args, which alias a read buffer.
+func ownArgs(args [][]byte) [][]byte {
 	n := 0
 	for _, a := range args {
 		n += len(a)
@@ -517,7 +529,18 @@ func (l *eventLoop) deferCommand(c *loopConn, args [][]byte) {
 		data = append(data, a...)
 		own[i] = data[len(data)-len(a):]
 	}
-	l.s.deferred.run(deferredCmd{l: l, c: c, args: own})
+	return own
+}
+
+// startDeferred hands c's deferred command to a goroutine that may block.
+// It is called once c.in holds what follows the command, because that
+// goroutine then runs those commands too: while c is busy the loop leaves
+// c.in, c.ends and the session alone, and a pipeline of misses pays one
+// hand-over per batch, not one per miss.
+func (l *eventLoop) startDeferred(c *loopConn) {
+	args := c.deferred
+	c.deferred = nil
+	l.s.deferred.run(deferredCmd{l: l, c: c, args: args})
 }
 
 // deferredCmd is a command that runs off its loop.
@@ -554,12 +577,12 @@ func (p *deferPool) run(j deferredCmd) {
 func (p *deferPool) work(j deferredCmd) {
 	idle := time.NewTimer(deferIdle)
 	defer idle.Stop()
+	var parser redcon.CommandParser
 	for {
-		var w loopWriter
-		p.s.disp.Dispatch(p.s.ctx, &w, j.c.cl.sess, j.args)
+		f := p.runDeferred(j, &parser)
 		l := j.l
 		l.mu.Lock()
-		l.mu.finished = append(l.mu.finished, finished{c: j.c, reply: w.b})
+		l.mu.finished = append(l.mu.finished, f)
 		l.mu.Unlock()
 		l.wake()
 		idle.Reset(deferIdle)
@@ -573,19 +596,45 @@ func (p *deferPool) work(j deferredCmd) {
 	}
 }
 
-// deferredDone sends a deferred command's reply and runs what the client
-// sent after it.
-func (l *eventLoop) deferredDone(c *loopConn, reply []byte) {
+// runDeferred runs j's command, then the whole commands its client sent
+// after it, until one asks to close or the server is closing.
+func (p *deferPool) runDeferred(j deferredCmd, parser *redcon.CommandParser) finished {
+	s, c := p.s, j.c
+	sess := c.cl.sess
+	var w loopWriter
+	s.disp.Dispatch(s.ctx, &w, sess, j.args)
+	f := finished{c: c}
+	start, i := 0, 0
+	for ; i < len(c.ends) && !sess.Closing() && !s.closing.Load(); i++ {
+		end := c.ends[i]
+		cmd, err := parser.Parse(c.in[start:end])
+		if err != nil {
+			break // the loop finds it again, and answers it
+		}
+		start = end
+		if len(cmd.Args) > 0 {
+			s.disp.Dispatch(s.ctx, &w, sess, cmd.Args)
+		}
+	}
+	f.reply, f.ran, f.ranEnds = w.b, start, i
+	return f
+}
+
+// deferredDone sends the replies of a deferred command (and of those its
+// goroutine ran after it) and runs what is left.
+func (l *eventLoop) deferredDone(f finished) {
+	c := f.c
 	c.busy = false
 	if c.closed {
 		l.s.forget(c.cl, nil) // its socket was closed while it ran
 		return
 	}
+	l.keepRest(c, c.in[f.ran:], c.ends[f.ranEnds:])
 	if c.cl.sess.Closing() || l.s.closing.Load() {
 		c.closing = true
 	}
 	l.target(c)
-	l.rw.b = append(l.rw.b, reply...)
+	l.rw.b = append(l.rw.b, f.reply...)
 	l.runPending(c)
 	l.send(c)
 }
@@ -593,6 +642,9 @@ func (l *eventLoop) deferredDone(c *loopConn, reply []byte) {
 // send writes the replies gathered in the reply writer; what the socket
 // does not take waits in c.out.
 func (l *eventLoop) send(c *loopConn) {
+	if c.deferred != nil {
+		l.startDeferred(c)
+	}
 	b, pending := l.rw.b, l.rw.conn
 	l.rw = loopWriter{}
 	if pending {
@@ -756,8 +808,9 @@ func (l *eventLoop) closeConn(c *loopConn, err error) {
 	_ = unix.EpollCtl(l.epfd, unix.EPOLL_CTL_DEL, c.fd, nil)
 	unix.Close(c.fd)
 	delete(l.conns, c.fd)
-	c.in, c.ends, c.out = nil, nil, nil
+	c.out = nil
 	if !c.busy {
+		c.in, c.ends = nil, nil // a busy connection's goroutine still reads them
 		l.s.forget(c.cl, err)
 	}
 }
