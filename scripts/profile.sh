@@ -24,7 +24,7 @@ load() { # requests pipeline command...
 	local n=$1 p=$2; shift 2
 	redis-benchmark -p $port -c 50 -n "$n" -r "$range" -P "$p" -q "$@" 2>/dev/null | tr '\r' '\n' | grep 'requests per second' | tail -1
 }
-load $((3 * keyspace)) 16 RSINCR __rand_int__ __rand_int__ # warm: every read state cached
+load $((10 * keyspace)) 16 RSINCR __rand_int__ __rand_int__ # warm: all but 0.005% of the read states cached
 # Let the warm-up's writes reach the store, so the profile sees the steady state.
 sleep 3
 curl -sf -o "$out/profile-allocs-before.pb.gz" "http://127.0.0.1:$pport/debug/pprof/allocs"
