@@ -20,5 +20,11 @@
 //     zero state that a later flush would write over the real one.
 //   - Writes carry stamps that strictly increase per key, and every Store
 //     keeps the highest: Cassandra by USING TIMESTAMP, Pebble by a merge
-//     operator. A retried or late write never rolls a state back.
+//     operator. A retried or late write never rolls a state back. A key is
+//     in at most one write at a time, however many writers run
+//     (EngineConfig.Writers).
+//   - Under a context from WithoutWaiting, an operation never waits: what
+//     the cache cannot serve alone fails with ErrWouldBlock having changed
+//     nothing (the server's event loops run commands so, and hand those to
+//     a goroutine that may wait).
 package persist

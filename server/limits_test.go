@@ -67,11 +67,13 @@ func (c *spyConn) RemoteAddr() net.Addr {
 	return c.Conn.RemoteAddr()
 }
 
-// startOn serves on ln (wrapped by the test) like startServer.
+// startOn serves on ln with a fake backend until the test ends. A
+// listener the test wraps is served with a goroutine per connection (the
+// event loops need the socket itself).
 func startOn(t *testing.T, ln net.Listener, mod func(*Config)) *testServer {
 	t.Helper()
 	b := newFakeBackend()
-	cfg := Config{Logger: testLogger(t), Version: "test"}
+	cfg := Config{Logger: testLogger(t), Version: "test", EventLoops: testEventLoops(t)}
 	if mod != nil {
 		mod(&cfg)
 	}

@@ -148,34 +148,11 @@ func testEventLoops(t testing.TB) int {
 
 func startServer(t *testing.T, mod func(*Config)) *testServer {
 	t.Helper()
-	b := newFakeBackend()
-	cfg := Config{Logger: testLogger(t), Version: "test", EventLoops: testEventLoops(t)}
-	if mod != nil {
-		mod(&cfg)
-	}
-	s, err := New(cfg, b)
-	if err != nil {
-		t.Fatal(err)
-	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	ts := &testServer{Server: s, backend: b, addr: ln.Addr().String(), errc: make(chan error, 1)}
-	go func() { ts.errc <- s.Serve(context.Background(), ln) }()
-	select {
-	case <-s.Ready():
-	case err := <-ts.errc:
-		t.Fatalf("Serve: %v", err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		if err := s.Shutdown(ctx); err != nil {
-			t.Errorf("Shutdown: %v", err)
-		}
-	})
-	return ts
+	return startOn(t, ln, mod)
 }
 
 func (ts *testServer) client(t *testing.T, opt *redis.Options) *redis.Client {

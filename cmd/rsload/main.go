@@ -362,13 +362,7 @@ func request(b []byte, c config, op int, u, ch, msg int64, chans []int64) []byte
 		case opGet:
 			return appendCommand(b, "RSGET", u, ch)
 		}
-		b = appendArray(b, 2+len(chans))
-		b = appendBulk(b, "RSMGET")
-		b = appendBulkInt(b, "", u)
-		for _, x := range chans {
-			b = appendBulkInt(b, "", x)
-		}
-		return b
+		return appendMulti(b, "RSMGET", "", u, chans)
 	}
 	switch op {
 	case opIncr:
@@ -392,9 +386,14 @@ func request(b []byte, c config, op int, u, ch, msg int64, chans []int64) []byte
 		b = appendBulkInt(b, "", ch)
 		return appendBulkInt(b, "m:", ch)
 	}
+	return appendMulti(b, "HMGET", "rs:", u, chans)
+}
+
+// appendMulti appends name key chans...: a multi-get of one user's channels.
+func appendMulti(b []byte, name, keyPrefix string, u int64, chans []int64) []byte {
 	b = appendArray(b, 2+len(chans))
-	b = appendBulk(b, "HMGET")
-	b = appendBulkInt(b, "rs:", u)
+	b = appendBulk(b, name)
+	b = appendBulkInt(b, keyPrefix, u)
 	for _, x := range chans {
 		b = appendBulkInt(b, "", x)
 	}
