@@ -3,6 +3,7 @@ package server
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"io"
 	"math/rand/v2"
 	"strings"
@@ -98,16 +99,40 @@ func FuzzGuard(f *testing.F) {
 			t.Fatalf("whole: %d, %v; split: %d, %v", n, err, m, serr)
 		}
 		// What the guard accepts, redcon must take without any error.
+		var want [][][]byte
 		rd := redcon.NewReader(bytes.NewReader(in[:n]))
 		for {
-			_, rerr := rd.ReadCommands()
+			cmds, rerr := rd.ReadCommands()
 			if rerr == nil {
+				for _, c := range cmds {
+					want = append(want, c.Args)
+				}
 				continue
 			}
 			if errors.Is(rerr, io.EOF) {
 				break
 			}
 			t.Fatalf("guard accepted %q but redcon says %v", in[:n], rerr)
+		}
+		// The event loops cut the input at the guard's command ends and
+		// parse each command alone: the same commands as redcon's reader.
+		ends := respGuard{lim: testLimits(), trackEnds: true}
+		ends.scan(in[:n])
+		var parser redcon.CommandParser
+		var got [][][]byte
+		start := 0
+		for _, end := range ends.ends {
+			cmd, perr := parser.Parse(in[start:end])
+			if perr != nil {
+				t.Fatalf("command %q (of %q): %v", in[start:end], in[:n], perr)
+			}
+			if len(cmd.Args) > 0 {
+				got = append(got, cmd.Args)
+			}
+			start = end
+		}
+		if fmt.Sprintf("%q", got) != fmt.Sprintf("%q", want) {
+			t.Fatalf("%q: commands cut at the guard's ends %q, redcon's reader %q", in[:n], got, want)
 		}
 		// And the errors of framing and quoting (not the limits, which
 		// redcon lacks) it refuses, redcon refuses too, once the line is
