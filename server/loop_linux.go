@@ -176,12 +176,15 @@ func (s *Server) stopLoops() {
 		l.wake()
 	}
 	s.loopsWG.Wait()
-	for _, l := range loops {
-		l.closeFDs()
-	}
 	if p := s.deferred; p != nil {
 		close(p.stop)
 		p.wg.Wait()
+	}
+	// Last: a deferred command's goroutine wakes its loop after handing
+	// its reply over, and the loop may have read it (and let the server
+	// drain) before that wake-up is written.
+	for _, l := range loops {
+		l.closeFDs()
 	}
 }
 
@@ -661,6 +664,9 @@ func (l *eventLoop) send(c *loopConn) {
 		if err != nil && err != unix.EAGAIN && err != unix.EINTR {
 			l.closeConn(c, err)
 			return
+		}
+		if n > 0 {
+			c.stallSince = time.Time{} // the client took some
 		}
 		if n < len(b) {
 			c.out = append(c.out, b[max(n, 0):]...)
