@@ -22,6 +22,10 @@ go test -race -count=1 -tags ptrcache ./cache/ ./persist/ # the benchmark's poin
 # The connection layer for TLS and other systems (a goroutine per
 # connection) under the same suites as the default event loops.
 READSTATES_TEST_EVENT_LOOPS=-1 go test -race -count=1 ./server/ ./tests/
+# The allocation tests, without the race detector (which allocates on its
+# own, so they are left out of the runs above), on both layers.
+go test -count=1 -run 'Alloc' ./...
+READSTATES_TEST_EVENT_LOOPS=-1 go test -count=1 -run 'Alloc' ./server/
 
 echo "== the patched redcon (third_party/redcon, its own module)"
 (cd third_party/redcon && go vet ./ && go test -count=1 ./)

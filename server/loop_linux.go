@@ -433,28 +433,55 @@ func (l *eventLoop) ready(c *loopConn, ev uint32) {
 		data = data[:k]
 	}
 	l.target(c)
-	if len(c.in) == 0 {
-		// The common case: whole commands, run from the read buffer.
-		rest, restEnds := l.runFrom(c, data, c.guard.ends)
-		done := len(data) - len(rest)
-		c.in = append(c.in, rest...)
-		for _, e := range restEnds {
-			c.ends = append(c.ends, e-done)
+	ends, from := c.guard.ends, 0
+	if len(c.in) > 0 {
+		if len(c.ends) > 0 {
+			// Whole commands wait (the connection was paused): the new
+			// input goes behind them.
+			off := len(c.in)
+			c.in = append(c.in, data...)
+			for _, e := range ends {
+				c.ends = append(c.ends, off+e)
+			}
+			l.runPending(c)
+			l.send(c)
+			return
 		}
-	} else {
-		off := len(c.in)
-		c.in = append(c.in, data...)
-		for _, e := range c.guard.ends {
-			c.ends = append(c.ends, off+e)
+		if len(ends) == 0 { // still no whole command
+			c.in = append(c.in, data...)
+			l.send(c)
+			return
 		}
+		// c.in holds the start of one command: complete it and run it,
+		// then go on in the read buffer. So c.in never holds more than
+		// one command, and a streamed pipeline is not copied.
+		c.in = append(c.in, data[:ends[0]]...)
+		c.ends = append(c.ends, len(c.in))
 		l.runPending(c)
+		from, ends = ends[0], ends[1:]
+		if len(c.in) > 0 { // it was deferred, or the connection closes
+			off := len(c.in) - from
+			c.in = append(c.in, data[from:]...)
+			for _, e := range ends {
+				c.ends = append(c.ends, off+e)
+			}
+			l.send(c)
+			return
+		}
+	}
+	// The common case: whole commands, run from the read buffer.
+	rest, restEnds := l.runFrom(c, data, from, ends)
+	done := len(data) - len(rest)
+	c.in = append(c.in, rest...)
+	for _, e := range restEnds {
+		c.ends = append(c.ends, e-done)
 	}
 	l.send(c)
 }
 
 // runPending runs the whole commands buffered in c.in, after target.
 func (l *eventLoop) runPending(c *loopConn) {
-	rest, restEnds := l.runFrom(c, c.in, c.ends)
+	rest, restEnds := l.runFrom(c, c.in, 0, c.ends)
 	l.keepRest(c, rest, restEnds)
 }
 
@@ -472,12 +499,12 @@ func (l *eventLoop) keepRest(c *loopConn, rest []byte, restEnds []int) {
 	}
 }
 
-// runFrom runs the commands of buf that end at ends, in order, until one
-// is deferred or the connection is to close; the replies go to the reply
-// writer (see target). It returns what of buf was not run, and the ends
-// of the whole commands in it.
-func (l *eventLoop) runFrom(c *loopConn, buf []byte, ends []int) (rest []byte, restEnds []int) {
-	start := 0
+// runFrom runs the commands of buf from offset from that end at ends, in
+// order, until one is deferred or the connection is to close; the replies
+// go to the reply writer (see target). It returns what of buf was not run,
+// and the ends (offsets in buf) of the whole commands in it.
+func (l *eventLoop) runFrom(c *loopConn, buf []byte, from int, ends []int) (rest []byte, restEnds []int) {
+	start := from
 	s := l.s
 	for i, end := range ends {
 		if c.busy || c.closing {
