@@ -34,7 +34,14 @@ type Config struct {
 	// the entry stays dirty: it is pinned until a later call accepts it.
 	// It must not call the Table. Nil drops evicted changes (tests only).
 	WriteBack func(s Snapshot) bool
-	// Now is the clock for snapshot stamps (default time.Now).
+	// OnChange, if set, is called with the shard's lock held after every
+	// operation that alters a read state, with the state after it and a
+	// stamp of its own (a journal records it). Stamps of one key's changes
+	// and snapshots all come from one clock, so they are ordered as the
+	// changes were. It must not block for long (it delays every operation
+	// on the shard) and must not call the Table.
+	OnChange func(s Snapshot)
+	// Now is the wall clock that stamps follow (default time.Now).
 	Now func() time.Time
 }
 
@@ -105,14 +112,21 @@ func hashKey(k Key) uint64 {
 	return xxhash.Sum64(b[:])
 }
 
-// stampClock issues the stamps of snapshots.
+// stampClock issues the stamps of snapshots: a hybrid clock that follows
+// the wall clock while it moves forward, and otherwise counts up from the
+// highest stamp it has issued or observed. Correctness never depends on the
+// wall clock: a stamp is above every stamp observed before it (the stored
+// stamps of loaded read states, see Table.Fill and Table.Observe), so a
+// change is written above what the store holds even after a restart on a
+// clock that is behind.
 type stampClock struct {
 	now       func() time.Time
 	lastStamp atomic.Int64
 }
 
 // stamp returns a timestamp in microseconds, greater than any it returned
-// before, so two snapshots are ordered even within one microsecond.
+// or observed before, so two snapshots are ordered even within one
+// microsecond.
 func (c *stampClock) stamp() int64 {
 	now := c.now().UnixMicro()
 	for {
@@ -123,3 +137,18 @@ func (c *stampClock) stamp() int64 {
 		}
 	}
 }
+
+// observe raises the clock so that every later stamp is above stamp.
+func (c *stampClock) observe(stamp int64) {
+	for {
+		last := c.lastStamp.Load()
+		if stamp <= last || c.lastStamp.CompareAndSwap(last, stamp) {
+			return
+		}
+	}
+}
+
+// Observe makes every stamp the table issues from now on greater than
+// stamp: the caller has seen a read state stored with it (a journal
+// replayed at start, say).
+func (t *Table) Observe(stamp int64) { t.observe(stamp) }

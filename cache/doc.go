@@ -50,7 +50,12 @@
 //   - Snapshots carry a stamp from a clock that strictly increases, taken
 //     under the shard lock: a later state of a key always has a higher
 //     stamp, so a store that keeps the highest stamp is never rolled back
-//     by a late write.
+//     by a late write. The clock follows the wall clock but never issues a
+//     stamp below one passed to Fill or Observe (the stored stamps), so a
+//     wall clock behind the store cannot put a change below an old one.
+//   - OnChange, if set, sees every change as it is made (the state after
+//     it, with a stamp of the same clock), under the shard lock: a journal
+//     of changes needs nothing else to be replayed in order.
 //   - Read-through: Reserve puts a loading placeholder where a missing key
 //     goes, so no other state of the key can appear while the caller loads
 //     it; Fill or Abort ends the load.
@@ -58,7 +63,8 @@
 // # Concurrency
 //
 // All methods are safe for concurrent use. Each shard has one mutex; an
-// operation holds exactly one shard lock, and OnEvict runs under it.
+// operation holds exactly one shard lock, and WriteBack and OnChange run
+// under it.
 //
 // # Benchmark baseline
 //

@@ -46,6 +46,7 @@ type Table struct {
 	shards    []shard
 	shardBits uint
 	writeBack func(Snapshot) bool
+	onChange  func(Snapshot)
 	stampClock
 }
 
@@ -81,6 +82,7 @@ func New(cfg Config) (*Table, error) {
 		shards:    make([]shard, shards),
 		shardBits: uint(bits.TrailingZeros(uint(shards))),
 		writeBack: cfg.WriteBack,
+		onChange:  cfg.OnChange,
 	}
 	t.now = cfg.Now
 	if t.now == nil {
@@ -126,10 +128,14 @@ func (s *shard) lookupLocked(k Key) *lruItem {
 	return el.Value.(*lruItem)
 }
 
-func (s *shard) changedLocked(it *lruItem) {
+// changedLocked marks it dirty and reports the change to OnChange.
+func (t *Table) changedLocked(s *shard, it *lruItem) {
 	if !it.dirty {
 		s.dirty++
 		it.dirty = true
+	}
+	if t.onChange != nil {
+		t.onChange(t.snapshotLocked(it))
 	}
 }
 
@@ -171,7 +177,7 @@ func (t *Table) Incr(k Key, delta int64) (int32, error) {
 	}
 	if next != cur {
 		it.state.MentionCount = int32(next)
-		s.changedLocked(it)
+		t.changedLocked(s, it)
 	}
 	s.mu.Unlock()
 	return int32(next), nil
@@ -194,7 +200,7 @@ func (t *Table) Reset(k Key, msgID int64, setMsg bool) (int32, error) {
 		if setMsg {
 			it.state.LastMessageID = msgID
 		}
-		s.changedLocked(it)
+		t.changedLocked(s, it)
 	}
 	s.mu.Unlock()
 	return prev, nil
@@ -245,9 +251,11 @@ func (t *Table) Reserve(k Key) (bool, error) {
 	return true, nil
 }
 
-// Fill turns k's loading placeholder into a clean entry holding st.
-// It does nothing if k has no placeholder.
-func (t *Table) Fill(k Key, st State) {
+// Fill turns k's loading placeholder into a clean entry holding st, read
+// with stamp: every later stamp of the table is above it. It does nothing
+// if k has no placeholder.
+func (t *Table) Fill(k Key, st State, stamp int64) {
+	t.observe(stamp)
 	s := t.shardOf(k)
 	s.mu.Lock()
 	if el, ok := s.items[k]; ok {

@@ -47,6 +47,7 @@ type Table struct {
 	shards    []shard
 	shardBits uint
 	writeBack func(Snapshot) bool
+	onChange  func(Snapshot)
 	release   func() error
 	stampClock
 }
@@ -96,6 +97,7 @@ func New(cfg Config) (*Table, error) {
 		shards:    make([]shard, shards),
 		shardBits: uint(bits.TrailingZeros(uint(shards))),
 		writeBack: cfg.WriteBack,
+		onChange:  cfg.OnChange,
 		release:   release,
 	}
 	t.now = cfg.Now
@@ -160,10 +162,14 @@ func (s *shard) lookupLocked(k Key, home uint64) *entry {
 	return e
 }
 
-func (s *shard) changedLocked(e *entry) {
+// changedLocked marks e dirty and reports the change to OnChange.
+func (t *Table) changedLocked(s *shard, e *entry) {
 	if e.meta&metaDirty == 0 {
 		s.dirty++
 		e.meta |= metaDirty
+	}
+	if t.onChange != nil {
+		t.onChange(t.snapshotLocked(e))
 	}
 }
 
@@ -205,7 +211,7 @@ func (t *Table) Incr(k Key, delta int64) (int32, error) {
 	}
 	if next != cur {
 		e.mentions = int32(next)
-		s.changedLocked(e)
+		t.changedLocked(s, e)
 	}
 	s.mu.Unlock()
 	return int32(next), nil
@@ -228,7 +234,7 @@ func (t *Table) Reset(k Key, msgID int64, setMsg bool) (int32, error) {
 		if setMsg {
 			e.lastMsg = msgID
 		}
-		s.changedLocked(e)
+		t.changedLocked(s, e)
 	}
 	s.mu.Unlock()
 	return prev, nil
@@ -285,9 +291,11 @@ func (t *Table) Reserve(k Key) (bool, error) {
 	return true, nil
 }
 
-// Fill turns k's loading placeholder into a clean entry holding st.
-// It does nothing if k has no placeholder.
-func (t *Table) Fill(k Key, st State) {
+// Fill turns k's loading placeholder into a clean entry holding st, which
+// the caller read with the given stamp (0: never written): every later
+// stamp of the table is above it. It does nothing if k has no placeholder.
+func (t *Table) Fill(k Key, st State, stamp int64) {
+	t.observe(stamp)
 	s, home := t.locate(k)
 	s.mu.Lock()
 	if i, ok := s.findLocked(k, home); ok && s.slots[i].meta&metaLoading != 0 {

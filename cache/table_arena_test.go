@@ -70,7 +70,7 @@ func fill(tb *Table, n int) {
 	for i := range n {
 		k := Key{User: int64(i), Channel: int64(i) * 31}
 		if ok, _ := tb.Reserve(k); ok {
-			tb.Fill(k, State{MentionCount: 1, LastMessageID: int64(i)})
+			tb.Fill(k, State{MentionCount: 1, LastMessageID: int64(i)}, 0)
 		}
 	}
 }

@@ -29,7 +29,7 @@ func load(t testing.TB, tb *Table, k Key, st State) {
 		t.Fatalf("Reserve(%v): %v", k, err)
 	}
 	if ok {
-		tb.Fill(k, st)
+		tb.Fill(k, st, 0)
 	}
 }
 
@@ -206,7 +206,7 @@ func TestReserveFillAbort(t *testing.T) {
 	if st := tb.Stats(); st.Entries != 0 {
 		t.Fatalf("entries after Abort: %d", st.Entries)
 	}
-	tb.Fill(k, State{1, 1}) // no placeholder: nothing happens
+	tb.Fill(k, State{1, 1}, 0) // no placeholder: nothing happens
 	if _, err := tb.Get(k); !errors.Is(err, ErrMiss) {
 		t.Fatalf("Fill without Reserve inserted: %v", err)
 	}
@@ -286,8 +286,8 @@ func TestLoadingPlaceholdersAreNotEvicted(t *testing.T) {
 	if _, err := tb.Reserve(Key{1, 3}); !errors.Is(err, ErrFull) {
 		t.Fatalf("got %v, want ErrFull", err)
 	}
-	tb.Fill(Key{1, 1}, State{})
-	tb.Fill(Key{1, 2}, State{})
+	tb.Fill(Key{1, 1}, State{}, 0)
+	tb.Fill(Key{1, 2}, State{}, 0)
 	if ok, err := tb.Reserve(Key{1, 3}); !ok || err != nil {
 		t.Fatalf("Reserve after fill: %v %v", ok, err)
 	}
@@ -491,7 +491,7 @@ func TestConcurrentChurn(t *testing.T) {
 						t.Error(err)
 						return
 					} else if ok {
-						tb.Fill(k, st)
+						tb.Fill(k, st, 0)
 					}
 				}
 			}
@@ -590,5 +590,80 @@ func TestHitRatioNearExactLRU(t *testing.T) {
 		if rt < rl-2 {
 			t.Errorf("zipf s=%.2f: table %.2f%% is more than 2 points below exact LRU %.2f%%", s, rt, rl)
 		}
+	}
+}
+
+// A stamp is above every stamp the table has seen stored, whatever the
+// wall clock says: a clock behind the stored stamps (a restart after an
+// NTP step back, another host) must not write a change below them.
+func TestStampsAboveObservedStamps(t *testing.T) {
+	now := time.UnixMicro(1_000_000)
+	var snaps []Snapshot
+	tb := newTable(t, Config{Entries: 16, Now: func() time.Time { return now }, WriteBack: func(s Snapshot) bool {
+		snaps = append(snaps, s)
+		return true
+	}})
+	k := Key{User: 42, Channel: 7}
+	stored := now.Add(time.Hour).UnixMicro() // written by a run whose clock was an hour ahead
+	if ok, err := tb.Reserve(k); !ok || err != nil {
+		t.Fatalf("Reserve: %v %v", ok, err)
+	}
+	tb.Fill(k, State{MentionCount: 5}, stored)
+	if _, err := tb.Reset(k, 1100, true); err != nil {
+		t.Fatal(err)
+	}
+	tb.Flush(0)
+	if len(snaps) != 1 || snaps[0].Stamp <= stored {
+		t.Fatalf("snapshot after a load stamped %d: got %+v, want one above it", stored, snaps)
+	}
+	// Observe raises the clock the same way, for any key.
+	tb.Observe(stored + 1000)
+	k2 := Key{User: 1, Channel: 1}
+	load(t, tb, k2, State{})
+	if _, err := tb.Incr(k2, 1); err != nil {
+		t.Fatal(err)
+	}
+	tb.Flush(0)
+	if last := snaps[len(snaps)-1]; last.Key != k2 || last.Stamp <= stored+1000 {
+		t.Fatalf("after Observe(%d): got %+v", stored+1000, last)
+	}
+	// When the wall clock passes the observed stamps, stamps follow it.
+	now = now.Add(2 * time.Hour)
+	if _, err := tb.Incr(k2, 1); err != nil {
+		t.Fatal(err)
+	}
+	tb.Flush(0)
+	if last := snaps[len(snaps)-1]; last.Stamp != now.UnixMicro() {
+		t.Fatalf("clock ahead again: stamp %d, want %d", last.Stamp, now.UnixMicro())
+	}
+}
+
+// OnChange sees every change that alters a state, with the state after it,
+// and stamps that increase and stay below the snapshot that follows.
+func TestOnChange(t *testing.T) {
+	var changes, snaps []Snapshot
+	tb := newTable(t, Config{Entries: 16,
+		OnChange:  func(s Snapshot) { changes = append(changes, s) },
+		WriteBack: func(s Snapshot) bool { snaps = append(snaps, s); return true }})
+	k := Key{User: 42, Channel: 7}
+	load(t, tb, k, State{})
+	tb.Incr(k, 3)
+	tb.Incr(k, 0)         // no change
+	tb.Reset(k, 0, false) // a change: 3 -> 0
+	tb.Reset(k, 0, false) // no change
+	tb.Reset(k, 9, true)  // a change: last message 9
+	tb.Get(k)
+	tb.Flush(0)
+	want := []State{{3, 0}, {0, 0}, {0, 9}}
+	if len(changes) != len(want) {
+		t.Fatalf("got %d changes %+v, want %v", len(changes), changes, want)
+	}
+	for i, c := range changes {
+		if c.Key != k || c.State != want[i] || (i > 0 && c.Stamp <= changes[i-1].Stamp) {
+			t.Errorf("change %d: %+v, want state %v with a stamp above the last", i, c, want[i])
+		}
+	}
+	if len(snaps) != 1 || snaps[0].State != want[2] || snaps[0].Stamp <= changes[2].Stamp {
+		t.Errorf("snapshot %+v: want the last state, stamped after the changes", snaps)
 	}
 }

@@ -1,6 +1,6 @@
 // Package commands parses, validates and answers the commands of the
 // readstates server: the read-state commands of the wire contract
-// (RSINCR, RSRESET, RSGET, RSMGET; see shared/spec/commands.md) and the
+// (RSINCR, RSRESET, RSGET, RSMGET; see docs/commands.md) and the
 // Redis commands that clients and tools send on their own (PING, HELLO,
 // AUTH, CLIENT, INFO, CONFIG, COMMAND, ...).
 //

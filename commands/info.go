@@ -20,8 +20,9 @@ import (
 //   - memory: used_memory (the Go runtime's) and Go heap and GC figures. The
 //     cache arenas are outside the Go heap (see package cache) and show
 //     only in used_memory_rss;
-//   - persistence: the write-behind backlog (dirty, pending), the last
-//     flush and its lag, store writes, loads and errors;
+//   - persistence: the journal (aof_*: size, fsync policy, status), the
+//     write-behind backlog (dirty, pending), the last flush and its lag,
+//     store writes, loads and errors, stored stamps seen ahead of the clock;
 //   - stats: connections, commands, cache hits, misses and evictions under
 //     Redis's names (keyspace_hits, keyspace_misses, evicted_keys);
 //   - replication: role:master, so tools that look for a role find one;
@@ -92,7 +93,26 @@ func info(_ context.Context, d *Dispatcher, w Writer, s *Session, args [][]byte)
 	section("Memory", func(b []byte) []byte { return appendMemory(b) })
 	section("Persistence", func(b []byte) []byte {
 		b = field(b, "loading", "0")
-		b = field(b, "aof_enabled", "0")
+		aof := "0"
+		if es.JournalOn {
+			aof = "1"
+		}
+		b = field(b, "aof_enabled", aof)
+		if es.JournalOn {
+			// The journal is this server's append-only file; Redis's
+			// names where they mean the same.
+			b = field(b, "aof_fsync", es.Journal.Policy)
+			b = fieldInt(b, "aof_current_size", es.Journal.Bytes)
+			b = fieldInt(b, "aof_segments", es.Journal.Segments)
+			b = fieldUint(b, "aof_appended_records", es.Journal.Appended)
+			b = fieldUint(b, "aof_fsyncs", es.Journal.Fsyncs)
+			status := "ok"
+			if es.Journal.Failing {
+				status = "err"
+			}
+			b = field(b, "aof_last_write_status", status)
+		}
+		b = fieldUint(b, "stamps_ahead_of_clock_total", es.StampsAhead)
 		b = fieldInt(b, "rdb_changes_since_last_save", es.Dirty+es.Pending)
 		b = fieldInt(b, "rdb_last_save_time", unixOrZero(es.LastFlush))
 		b = fieldInt(b, "dirty_read_states", es.Dirty)

@@ -10,7 +10,7 @@ import (
 	"github.com/readstates/readstates/persist"
 )
 
-// The read-state commands of the wire contract (shared/spec/commands.md).
+// The read-state commands of the wire contract (docs/commands.md).
 // Each parses and validates every argument before it calls the backend, so
 // an error reply never changes a read state.
 
@@ -149,7 +149,9 @@ const maxErrText = 200
 //   - cache.ErrOverflow: the increment would pass 2147483647 (ERR ... overflow);
 //   - cache.ErrFull: the write-behind backlog is full, so the change is refused
 //     rather than risk losing older ones (TRYAGAIN);
-//   - persist.ErrUnavailable: a read-through could not reach the store (TRYAGAIN).
+//   - persist.ErrUnavailable: a read-through could not reach the store (TRYAGAIN);
+//   - persist.ErrJournal: the journal cannot be written (MISCONF, as Redis's
+//     reply when its append-only file cannot be).
 func backendError(err error) string {
 	switch {
 	case errors.Is(err, cache.ErrOverflow):
@@ -160,6 +162,9 @@ func backendError(err error) string {
 		// The wrapped text usually repeats the sentinel's; say it once.
 		return "TRYAGAIN read state store unavailable: " +
 			strings.TrimPrefix(errText(err), persist.ErrUnavailable.Error()+": ")
+	case errors.Is(err, persist.ErrJournal):
+		// Redis's reply when its append-only file cannot be written.
+		return "MISCONF " + errText(err) + "; changes are refused until it can (this one was not made)"
 	case errors.Is(err, persist.ErrClosed):
 		return "TRYAGAIN server shutting down: the command was not run"
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):

@@ -150,7 +150,8 @@ func openCassandra(ctx context.Context, cfg CassandraConfig, logger *slog.Logger
 		session: session,
 		insertCQL: "INSERT INTO " + ks + ".read_states (user_id, channel_id, mention_count, last_message_id)" +
 			" VALUES (?, ?, ?, ?) USING TIMESTAMP ?",
-		loadCQL:  "SELECT mention_count, last_message_id FROM " + ks + ".read_states WHERE user_id = ? AND channel_id = ?",
+		loadCQL: "SELECT mention_count, last_message_id, WRITETIME(mention_count), WRITETIME(last_message_id)" +
+			" FROM " + ks + ".read_states WHERE user_id = ? AND channel_id = ?",
 		inflight: make(chan struct{}, cfg.Concurrency),
 	}
 	logger.Info("cassandra store ready", "hosts", cfg.Hosts, "keyspace", ks, "consistency", cons.String())
@@ -319,21 +320,25 @@ func cassandraCreateSchema(ctx context.Context, s *gocql.Session, cfg CassandraC
 	return nil
 }
 
-// Load returns the State stored for k, or the zero State if k was never
-// written. It reads at the configured consistency, so with R + W > RF it
-// sees every Write that returned nil.
-func (c *Cassandra) Load(ctx context.Context, k cache.Key) (cache.State, error) {
+// Load returns the State stored for k and its stamp (the cells' write
+// time, which every Write sets to Record.Stamp), or the zero State and 0 if
+// k was never written. It reads at the configured consistency, so with
+// R + W > RF it sees every Write that returned nil.
+func (c *Cassandra) Load(ctx context.Context, k cache.Key) (cache.State, int64, error) {
 	var s cache.State
+	var countStamp, msgStamp int64 // 0 for a null cell
 	q := c.session.Query(c.loadCQL, k.User, k.Channel).WithContext(ctx).Idempotent(true)
-	err := q.Scan(&s.MentionCount, &s.LastMessageID)
+	err := q.Scan(&s.MentionCount, &s.LastMessageID, &countStamp, &msgStamp)
 	q.Release()
 	if errors.Is(err, gocql.ErrNotFound) {
-		return cache.State{}, nil
+		return cache.State{}, 0, nil
 	}
 	if err != nil {
-		return cache.State{}, cassandraError(err, "load read state %d/%d", k.User, k.Channel)
+		return cache.State{}, 0, cassandraError(err, "load read state %d/%d", k.User, k.Channel)
 	}
-	return s, nil
+	// Both cells are written together; a row written by hand, or partly
+	// deleted, may differ: the higher one bounds the next write.
+	return s, max(countStamp, msgStamp), nil
 }
 
 // Write stores recs: one single-partition UNLOGGED batch per user (split

@@ -228,7 +228,7 @@ func TestCassandraOutage(t *testing.T) {
 		t.Helper()
 		ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
 		defer cancel()
-		if _, err := c.Load(ctx, k); !errors.Is(err, ErrUnavailable) {
+		if _, _, err := c.Load(ctx, k); !errors.Is(err, ErrUnavailable) {
 			t.Errorf("%s: Load: got %v, want ErrUnavailable", what, err)
 		}
 		if err := c.Write(ctx, []Record{rec}); !errors.Is(err, ErrUnavailable) {
@@ -243,7 +243,7 @@ func TestCassandraOutage(t *testing.T) {
 			rec.Stamp++
 			err := c.Write(ctx, []Record{rec})
 			if err == nil {
-				_, err = c.Load(ctx, k)
+				_, _, err = c.Load(ctx, k)
 			}
 			cancel()
 			if err == nil {
@@ -460,4 +460,19 @@ func BenchmarkCassandraWrite(b *testing.B) {
 			b.ReportMetric(float64(n)*float64(stamp)/b.Elapsed().Seconds(), "records/s")
 		})
 	}
+}
+
+// The clock scenario on a real node: WRITETIME comes back with each load,
+// so a run on a clock behind the stored stamps still writes above them.
+func TestCassandraEngineClockStepBack(t *testing.T) {
+	cfg := cassandraTestConfig()
+	c := openTestCassandra(t, cfg, nil) // creates the keyspace, drops it at the end
+	_ = c
+	testClockStepBack(t, func(t *testing.T) (Store, func()) {
+		s, err := OpenCassandra(t.Context(), cfg, cassandraTestLogger(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s, func() { s.Close() }
+	})
 }

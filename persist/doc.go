@@ -11,7 +11,14 @@
 //     new read states are refused with cache.ErrFull instead.
 //   - Every change is handed to the writer within the flush interval, and
 //     on Close (graceful shutdown) everything is written before it returns.
-//     A crash (kill -9) loses at most what changed in the last flush
+//   - With a journal (EngineConfig.Journal), every change is appended to it
+//     under its shard lock, before the operation returns, and the journal
+//     is replayed into the queue by NewEngine: a crash loses only what the
+//     journal had not yet handed to the kernel (see package journal), with
+//     the Store reachable or not, and a Close that cannot reach the Store
+//     leaves everything in the journal. The periodic flush also cuts the
+//     journal (Engine.checkpoint), so it stays bounded by the backlog.
+//     Without a journal, a crash loses what changed in the last flush
 //     interval plus what was queued but not yet written.
 //   - Read-through never returns a state older than the newest: a miss
 //     looks at the pending queue before the database, atomically with
@@ -20,7 +27,11 @@
 //     zero state that a later flush would write over the real one.
 //   - Writes carry stamps that strictly increase per key, and every Store
 //     keeps the highest: Cassandra by USING TIMESTAMP, Pebble by a merge
-//     operator. A retried or late write never rolls a state back. A key is
+//     operator. A retried or late write never rolls a state back. Loads
+//     return the stored stamp and the cache's clock never issues a stamp
+//     below one it has loaded, so a write is above what the Store holds
+//     whatever the wall clock says (a restart after a clock step back, a
+//     process moved to another host). A key is
 //     in at most one write at a time, however many writers run
 //     (EngineConfig.Writers).
 //   - Under a context from WithoutWaiting, an operation never waits: what

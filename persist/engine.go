@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/readstates/readstates/cache"
+	"github.com/readstates/readstates/persist/journal"
 )
 
 // EngineConfig configures an Engine. Zero values take the documented
@@ -49,8 +50,15 @@ type EngineConfig struct {
 	// read made by read-through.
 	ObserveLoad func(time.Duration)
 	Logger      *slog.Logger
-	// Now is the clock of write stamps (default time.Now).
+	// Now is the wall clock that write stamps follow (default time.Now);
+	// stamps stay above every stamp loaded from the store whatever it
+	// says.
 	Now func() time.Time
+	// Journal, if set, is the local journal every change is recorded in
+	// before it is acknowledged. NewEngine opens it and queues what it
+	// holds for writing (before any command can run), and Close releases
+	// it once everything is written; see package journal.
+	Journal *journal.Options
 }
 
 // Engine is the read-state service: the cache in front, the Store behind,
@@ -79,6 +87,7 @@ type Engine struct {
 	writers       int
 	fullWait      time.Duration
 	observeLoad   func(time.Duration)
+	now           func() time.Time
 	closed        atomic.Bool
 
 	mu struct {
@@ -96,9 +105,14 @@ type Engine struct {
 	flightMu sync.Mutex
 	flights  map[cache.Key]*flight
 
+	journal *journal.Journal // nil: none
+	// checkpointBuf is reused by checkpoint; only Run's goroutine uses it.
+	checkpointBuf []cache.Snapshot
+
 	stats struct {
 		loads, loadErrors, writes, writeErrors, retries, flushCycles atomic.Uint64
-		lastFlush                                                    atomic.Int64
+		stampsAhead                                                  atomic.Uint64
+		lastFlush, lastStampWarn                                     atomic.Int64
 	}
 }
 
@@ -119,6 +133,10 @@ const maxLoadAttempts = 8
 
 // ErrClosed is returned by operations on a closed Engine.
 var ErrClosed = errors.New("read state engine closed")
+
+// ErrJournal is returned by a change refused because the journal cannot be
+// written: it could not be made durable. Nothing was changed.
+var ErrJournal = errors.New("journal cannot be written")
 
 // NewEngine returns an engine with an empty cache. Run starts its
 // write-behind; Close writes what is left.
@@ -142,6 +160,9 @@ func NewEngine(cfg EngineConfig) (*Engine, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
 	e := &Engine{
 		store:         cfg.Store,
 		log:           cfg.Logger,
@@ -151,6 +172,7 @@ func NewEngine(cfg EngineConfig) (*Engine, error) {
 		writers:       cfg.Writers,
 		fullWait:      cfg.FullWait,
 		observeLoad:   cfg.ObserveLoad,
+		now:           cfg.Now,
 		wake:          make(chan struct{}, 1),
 		flights:       make(map[cache.Key]*flight),
 	}
@@ -158,12 +180,79 @@ func NewEngine(cfg EngineConfig) (*Engine, error) {
 	e.mu.inflightSince = make([]int64, cfg.Writers)
 	e.mu.queue = newKeyQueue(cfg.MaxPending)
 	e.mu.written = make(chan struct{})
-	t, err := cache.New(cache.Config{Entries: cfg.CacheEntries, WriteBack: e.writeBack, Now: cfg.Now})
+	ccfg := cache.Config{Entries: cfg.CacheEntries, WriteBack: e.writeBack, Now: cfg.Now}
+	var maxStamp int64
+	if cfg.Journal != nil {
+		jopts := *cfg.Journal
+		jopts.Logger = cmp.Or(jopts.Logger, cfg.Logger)
+		j, rp, err := journal.Open(jopts, func(s cache.Snapshot) {
+			e.replay(s)
+			maxStamp = max(maxStamp, s.Stamp)
+		})
+		if err != nil {
+			return nil, fmt.Errorf("persist: %w", err)
+		}
+		e.journal = j
+		ccfg.OnChange = j.Append
+		if rp.Records > 0 || rp.TornBytes > 0 || rp.Skipped > 0 {
+			e.log.Info("journal replayed: its read states are queued for writing",
+				"dir", jopts.Dir, "segments", rp.Segments, "records", rp.Records,
+				"read_states", len(e.mu.pending), "torn_bytes", rp.TornBytes, "skipped_records", rp.Skipped)
+		}
+	}
+	t, err := cache.New(ccfg)
 	if err != nil {
+		if e.journal != nil {
+			e.journal.Close()
+		}
 		return nil, fmt.Errorf("persist: %w", err)
 	}
+	t.Observe(maxStamp)
 	e.table = t
+	if len(e.mu.pending) > 0 {
+		e.wake <- struct{}{} // the writers start on the replayed records
+	}
 	return e, nil
+}
+
+// replay queues a record read back from the journal, keeping the newest
+// of each key. Read-through serves the queue before the store, so the
+// replayed states are what commands see; the writers write them behind.
+// The journal segments they came from are released by the first
+// checkpoint, once they are written or recorded again.
+func (e *Engine) replay(s cache.Snapshot) {
+	old, queued := e.mu.pending[s.Key]
+	if queued && old.stamp >= s.Stamp {
+		return
+	}
+	rec := pendingRecord{state: s.State, stamp: s.Stamp, since: old.since}
+	if !queued {
+		rec.since = time.Now().UnixNano()
+		e.mu.queue.pushBack(s.Key)
+	}
+	e.mu.pending[s.Key] = rec
+}
+
+// journalCheck refuses a change while the journal cannot be written.
+func (e *Engine) journalCheck() error {
+	if e.journal == nil {
+		return nil
+	}
+	if err := e.journal.Err(); err != nil {
+		return fmt.Errorf("%w: %v", ErrJournal, err)
+	}
+	return nil
+}
+
+// commit makes a change that was made durable as the journal's policy
+// promises before it is acknowledged (under always: fsynced). A failure
+// here is logged by the journal and refuses the next changes; this one is
+// made already, in memory and on its way to the store, so it is
+// acknowledged.
+func (e *Engine) commit() {
+	if e.journal != nil {
+		_ = e.journal.Commit()
+	}
 }
 
 // writeBack is the cache's WriteBack hook: it queues s unless the queue is
@@ -194,9 +283,15 @@ func (e *Engine) Incr(ctx context.Context, k cache.Key, delta int64) (int32, err
 	if e.closed.Load() {
 		return 0, ErrClosed
 	}
+	if err := e.journalCheck(); err != nil {
+		return 0, err
+	}
 	for attempt := 0; ; attempt++ {
 		n, err := e.table.Incr(k, delta)
 		if err != cache.ErrMiss {
+			if err == nil {
+				e.commit()
+			}
 			return n, err
 		}
 		if err := e.readThrough(ctx, k, attempt); err != nil {
@@ -211,9 +306,15 @@ func (e *Engine) Reset(ctx context.Context, k cache.Key, msgID int64, setMsg boo
 	if e.closed.Load() {
 		return 0, ErrClosed
 	}
+	if err := e.journalCheck(); err != nil {
+		return 0, err
+	}
 	for attempt := 0; ; attempt++ {
 		n, err := e.table.Reset(k, msgID, setMsg)
 		if err != cache.ErrMiss {
+			if err == nil {
+				e.commit()
+			}
 			return n, err
 		}
 		if err := e.readThrough(ctx, k, attempt); err != nil {
@@ -343,11 +444,11 @@ func (e *Engine) fetch(ctx context.Context, k cache.Key) error {
 	rec, ok := e.mu.pending[k]
 	e.mu.Unlock()
 	if ok {
-		e.table.Fill(k, rec.state)
+		e.table.Fill(k, rec.state, rec.stamp)
 		return nil
 	}
 	start := time.Now()
-	st, err := e.store.Load(ctx, k)
+	st, stamp, err := e.store.Load(ctx, k)
 	if e.observeLoad != nil {
 		e.observeLoad(time.Since(start))
 	}
@@ -357,8 +458,28 @@ func (e *Engine) fetch(ctx context.Context, k cache.Key) error {
 		e.table.Abort(k)
 		return fmt.Errorf("load read state %d/%d: %w", k.User, k.Channel, err)
 	}
-	e.table.Fill(k, st)
+	e.checkStamp(k, stamp)
+	e.table.Fill(k, st, stamp)
 	return nil
+}
+
+// checkStamp warns, at most once a minute, when a stored stamp is ahead of
+// the wall clock: the clock was stepped back, or a writer's clock runs
+// ahead. Nothing is lost (the table stamps the next change above it), but
+// an operator should know.
+func (e *Engine) checkStamp(k cache.Key, stamp int64) {
+	now := e.now()
+	ahead := time.Duration(stamp-now.UnixMicro()) * time.Microsecond
+	if ahead <= time.Second {
+		return
+	}
+	e.stats.stampsAhead.Add(1)
+	last := e.stats.lastStampWarn.Load()
+	if now.UnixNano()-last < int64(time.Minute) || !e.stats.lastStampWarn.CompareAndSwap(last, now.UnixNano()) {
+		return
+	}
+	e.log.Warn("a stored write stamp is ahead of the wall clock: changes are stamped above it; check the clocks of this host and of every writer",
+		"user", k.User, "channel", k.Channel, "ahead", ahead, "stamps_ahead_total", e.stats.stampsAhead.Load())
 }
 
 // reserve is cache.Table.Reserve that, while the cache is full of pinned
@@ -400,11 +521,70 @@ func (e *Engine) Run(ctx context.Context) error {
 			wg.Wait()
 			return nil
 		case <-ticker.C:
-			if err := e.flushAll(ctx, e.flushInterval*3/8); err != nil && ctx.Err() == nil {
-				e.log.Error("flush", "err", err)
-			}
+			e.flushAndCheckpoint(ctx, e.flushInterval*3/8)
 		}
 	}
+}
+
+// flushAndCheckpoint is one periodic flush, paced over pace (see flushAll). With a journal it also cuts
+// the journal: the segments closed before the flush hold changes that the
+// flush has handed to the queue (or that were written); once the queue is
+// recorded again after them, or written, they are deleted.
+func (e *Engine) flushAndCheckpoint(ctx context.Context, pace time.Duration) {
+	var mark journal.Mark
+	rotated := false
+	if e.journal != nil {
+		m, err := e.journal.Rotate()
+		if err != nil {
+			e.log.Error("journal rotate", "err", err)
+		} else {
+			mark, rotated = m, true
+		}
+	}
+	if err := e.flushAll(ctx, pace); err != nil {
+		if ctx.Err() == nil {
+			e.log.Error("flush", "err", err)
+		}
+		return
+	}
+	if rotated {
+		if err := e.checkpoint(mark); err != nil {
+			e.log.Error("journal checkpoint", "err", err)
+		}
+	}
+}
+
+// checkpoint releases the journal segments up to mark.
+//
+// REQUIRES: every change recorded in them has left the cache for the
+// queue or the store (a flush pass that began after the Rotate that
+// returned mark has completed). Then each of those changes is in the store
+// or in the queue's newest state of its key, so recording the queue again
+// in the active segment covers all of them. That is done only when it
+// makes the journal smaller; otherwise the segments wait for the writers
+// and a later checkpoint (while the database is down, the journal grows to
+// at most about twice the queue).
+func (e *Engine) checkpoint(mark journal.Mark) error {
+	closed := e.journal.ClosedBytes(mark)
+	e.mu.Lock()
+	n := len(e.mu.pending)
+	if int64(n)*40 >= closed {
+		e.mu.Unlock()
+		return nil
+	}
+	buf := e.checkpointBuf[:0]
+	for k, rec := range e.mu.pending {
+		buf = append(buf, cache.Snapshot{Key: k, State: rec.state, Stamp: rec.stamp})
+	}
+	e.mu.Unlock()
+	for _, s := range buf {
+		e.journal.Append(s)
+	}
+	e.checkpointBuf = buf[:0]
+	if err := e.journal.Sync(); err != nil {
+		return err
+	}
+	return e.journal.Release(mark)
 }
 
 // Sync hands every dirty read state to the writer and waits until all
@@ -433,8 +613,32 @@ func (e *Engine) Close(ctx context.Context) error {
 	writers.Wait()
 	if err != nil {
 		st := e.Stats()
+		if e.journal != nil {
+			if jerr := e.journal.Close(); jerr == nil {
+				// Every change is in the journal, fsynced: the next start
+				// replays it and writes it.
+				e.log.Warn("read states not written to the store at close are kept in the journal; the next start writes them",
+					"dirty", st.Dirty, "pending", st.Pending, "err", err)
+				return e.table.Close()
+			} else {
+				err = errors.Join(err, jerr)
+			}
+		}
 		e.log.Error("unwritten read states at close", "dirty", st.Dirty, "pending", st.Pending, "err", err)
 		return fmt.Errorf("close: %d dirty and %d pending read states not written: %w", st.Dirty, st.Pending, err)
+	}
+	if e.journal != nil {
+		// Everything is in the store: the journal has nothing to replay.
+		m, err := e.journal.Rotate()
+		if err == nil {
+			err = e.journal.Release(m)
+		}
+		if cerr := e.journal.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			e.log.Warn("journal not emptied at close (the next start replays it: harmless)", "err", err)
+		}
 	}
 	return e.table.Close()
 }
@@ -643,6 +847,12 @@ type Stats struct {
 	Loads, LoadErrors            uint64
 	Writes, WriteErrors, Retries uint64 // records written, failed writes, retries
 	FlushCycles                  uint64
+	// StampsAhead counts stamps loaded from the store that were ahead of
+	// the wall clock by more than a second.
+	StampsAhead uint64
+	// Journal is the journal's figures; zero without one.
+	Journal   journal.Stats
+	JournalOn bool
 	// LastFlush is the start of the last completed flush; every change
 	// older than it has left the cache for the queue.
 	LastFlush time.Time
@@ -663,6 +873,7 @@ func (e *Engine) Stats() Stats {
 		Loads: e.stats.loads.Load(), LoadErrors: e.stats.loadErrors.Load(),
 		Writes: e.stats.writes.Load(), WriteErrors: e.stats.writeErrors.Load(),
 		Retries: e.stats.retries.Load(), FlushCycles: e.stats.flushCycles.Load(),
+		StampsAhead:         e.stats.stampsAhead.Load(),
 		CacheImplementation: cache.Implementation,
 	}
 	if ns := e.stats.lastFlush.Load(); ns != 0 {

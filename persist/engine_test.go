@@ -31,17 +31,17 @@ type fakeStore struct {
 
 func newFakeStore() *fakeStore { return &fakeStore{rows: map[cache.Key]Record{}} }
 
-func (s *fakeStore) Load(ctx context.Context, k cache.Key) (cache.State, error) {
+func (s *fakeStore) Load(ctx context.Context, k cache.Key) (cache.State, int64, error) {
 	s.loads.Add(1)
 	if s.loadGate != nil {
 		<-s.loadGate
 	}
 	if s.failLoad.Load() {
-		return cache.State{}, fmt.Errorf("fake: %w", ErrUnavailable)
+		return cache.State{}, 0, fmt.Errorf("fake: %w", ErrUnavailable)
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.rows[k].State, nil
+	return s.rows[k].State, s.rows[k].Stamp, nil
 }
 
 func (s *fakeStore) Write(ctx context.Context, recs []Record) error {

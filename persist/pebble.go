@@ -89,33 +89,33 @@ func openPebbleFS(dir string, fs vfs.FS, logger *slog.Logger) (*Pebble, error) {
 	return &Pebble{db: db, logger: logger}, nil
 }
 
-// Load returns the newest State written for k, or the zero State if k was
-// never written. The context is only checked before reading: a local read
+// Load returns the newest State written for k and its stamp, or the zero
+// State and 0 if k was never written. The context is only checked before reading: a local read
 // does not block on anything a context could cancel.
-func (p *Pebble) Load(ctx context.Context, k cache.Key) (cache.State, error) {
+func (p *Pebble) Load(ctx context.Context, k cache.Key) (cache.State, int64, error) {
 	if err := ctx.Err(); err != nil {
-		return cache.State{}, fmt.Errorf("pebble: load read state %d/%d: %w", k.User, k.Channel, err)
+		return cache.State{}, 0, fmt.Errorf("pebble: load read state %d/%d: %w", k.User, k.Channel, err)
 	}
 	p.mu.RLock()
 	defer p.mu.RUnlock()
 	if p.db == nil {
-		return cache.State{}, fmt.Errorf("pebble: load read state %d/%d: %w", k.User, k.Channel, pebble.ErrClosed)
+		return cache.State{}, 0, fmt.Errorf("pebble: load read state %d/%d: %w", k.User, k.Channel, pebble.ErrClosed)
 	}
 	var key [pebbleKeyLen]byte
 	putPebbleKey(key[:], k)
 	v, closer, err := p.db.Get(key[:])
 	if errors.Is(err, pebble.ErrNotFound) {
-		return cache.State{}, nil
+		return cache.State{}, 0, nil
 	}
 	if err != nil {
-		return cache.State{}, fmt.Errorf("pebble: load read state %d/%d: %w", k.User, k.Channel, err)
+		return cache.State{}, 0, fmt.Errorf("pebble: load read state %d/%d: %w", k.User, k.Channel, err)
 	}
 	defer closer.Close()
-	_, s, err := decodePebbleValue(v)
+	stamp, s, err := decodePebbleValue(v)
 	if err != nil {
-		return cache.State{}, fmt.Errorf("pebble: load read state %d/%d: %w", k.User, k.Channel, err)
+		return cache.State{}, 0, fmt.Errorf("pebble: load read state %d/%d: %w", k.User, k.Channel, err)
 	}
-	return s, nil
+	return s, stamp, nil
 }
 
 // Write stores recs in one atomic batch and returns once it is fsynced.

@@ -176,7 +176,7 @@ func TestPebbleCloseTwiceAndUseAfterClose(t *testing.T) {
 		t.Fatalf("second Close: got %v, want nil", err)
 	}
 	k := cache.Key{User: 1, Channel: 1}
-	if _, err := p.Load(t.Context(), k); !errors.Is(err, pebble.ErrClosed) {
+	if _, _, err := p.Load(t.Context(), k); !errors.Is(err, pebble.ErrClosed) {
 		t.Errorf("Load after Close: got %v, want pebble.ErrClosed", err)
 	}
 	if err := p.Write(t.Context(), []Record{{Key: k, Stamp: 1}}); !errors.Is(err, pebble.ErrClosed) {

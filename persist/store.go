@@ -23,12 +23,15 @@ type Record struct {
 // Store is the durable home of read states.
 //
 // Implementations are safe for concurrent use. Write is idempotent (the same
-// records may be written again after a timeout). Load returns the zero State
+// records may be written again after a timeout). Load returns the State of
+// the record kept for the key and its Stamp, or the zero State and stamp 0
 // for a key that was never written. Load after a successful Write of a key
 // returns that write or a newer one (read-your-writes), which the
-// read-through path relies on.
+// read-through path relies on. The stamp is what keeps the next write of
+// the key above the stored one whatever the wall clock says (see
+// cache.Table.Fill).
 type Store interface {
-	Load(ctx context.Context, k cache.Key) (cache.State, error)
+	Load(ctx context.Context, k cache.Key) (st cache.State, stamp int64, err error)
 	Write(ctx context.Context, recs []Record) error
 	Close() error
 }

@@ -31,6 +31,36 @@ func testStore(t *testing.T, open func(t *testing.T) Store) {
 		}
 	})
 
+	// The stamp comes back with the state: the engine's next write of the
+	// key must go above it, whatever the wall clock says.
+	t.Run("LoadReturnsStamp", func(t *testing.T) {
+		s := open(t)
+		k := cache.Key{User: storetestUser(), Channel: 9}
+		wantStamp := func(want int64, st cache.State) {
+			t.Helper()
+			var got cache.State
+			var stamp int64
+			var err error
+			for try := 0; try < 5; try++ { // a freshly started node may time out once
+				if got, stamp, err = s.Load(t.Context(), k); err == nil {
+					break
+				}
+			}
+			if err != nil || stamp != want || got != st {
+				t.Fatalf("Load(%v): got %+v stamp %d err %v, want %+v stamp %d", k, got, stamp, err, st, want)
+			}
+		}
+		wantStamp(0, cache.State{})
+		// An hour ahead of the clock, as a run with a fast clock leaves it.
+		ahead := time.Now().Add(time.Hour).UnixMicro()
+		storetestWrite(t, s, Record{Key: k, State: cache.State{MentionCount: 5}, Stamp: ahead})
+		wantStamp(ahead, cache.State{MentionCount: 5})
+		storetestWrite(t, s, Record{Key: k, State: cache.State{LastMessageID: 1100}, Stamp: time.Now().UnixMicro()})
+		wantStamp(ahead, cache.State{MentionCount: 5}) // the lower stamp lost
+		storetestWrite(t, s, Record{Key: k, State: cache.State{LastMessageID: 1100}, Stamp: ahead + 1})
+		wantStamp(ahead+1, cache.State{LastMessageID: 1100})
+	})
+
 	t.Run("EmptyWriteIsNoop", func(t *testing.T) {
 		s := open(t)
 		ctx := t.Context()
@@ -231,7 +261,7 @@ func storetestLoad(t *testing.T, s Store, k cache.Key) (cache.State, error) {
 	var got cache.State
 	err := storetestRetry(t, func() error {
 		var err error
-		got, err = s.Load(t.Context(), k)
+		got, _, err = s.Load(t.Context(), k)
 		return err
 	})
 	return got, err
@@ -273,7 +303,7 @@ func storetestLoadAll(t *testing.T, s Store, want []Record) {
 				var got cache.State
 				err := storetestRetry(t, func() error {
 					var err error
-					got, err = s.Load(ctx, want[i].Key)
+					got, _, err = s.Load(ctx, want[i].Key)
 					return err
 				})
 				msg := ""

@@ -13,11 +13,13 @@ import (
 	"time"
 
 	"github.com/readstates/readstates/persist"
+	"github.com/readstates/readstates/persist/journal"
 )
 
 // The hot path allocates nothing: a pipeline of read-state commands that
 // hit the cache, through the real connection loop (redcon's reader in
-// reuse mode, the guard, the dispatcher) and the real engine, leaves the
+// reuse mode, the guard, the dispatcher) and the real engine with its
+// journal, leaves the
 // heap's allocation count where it was. Measured over the whole process,
 // so a stray allocation anywhere on the path shows. (Not under -race: the
 // race runtime allocates on its own.)
@@ -27,7 +29,10 @@ func TestHotPathDoesNotAllocate(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { store.Close() })
-	engine, err := persist.NewEngine(persist.EngineConfig{Store: store, CacheEntries: 1000, FlushInterval: time.Hour, Logger: testLogger(t)})
+	// With the journal, as the server runs by default: every change is
+	// appended to it on this path.
+	engine, err := persist.NewEngine(persist.EngineConfig{Store: store, CacheEntries: 1000, FlushInterval: time.Hour, Logger: testLogger(t),
+		Journal: &journal.Options{Dir: t.TempDir(), Policy: journal.Policy{Every: time.Second}}})
 	if err != nil {
 		t.Fatal(err)
 	}
