@@ -347,6 +347,25 @@ func (t *Table) Flush(i int) (handed int, done bool) {
 	return handed, true
 }
 
+// RecordDirty reports every dirty entry of shard i to OnChange again and
+// leaves it dirty; see the arena table's.
+func (t *Table) RecordDirty(i int) int {
+	if t.onChange == nil {
+		return 0
+	}
+	s := &t.shards[i]
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := 0
+	for el := s.lru.Back(); el != nil && n < s.dirty; el = el.Prev() {
+		if it := el.Value.(*lruItem); it.dirty {
+			t.onChange(t.snapshotLocked(it))
+			n++
+		}
+	}
+	return n
+}
+
 // Stats returns counters summed over the shards; each shard is read under
 // its lock, so the sum is not one instant's.
 func (t *Table) Stats() Stats {

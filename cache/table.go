@@ -415,6 +415,27 @@ func (t *Table) Flush(i int) (handed int, done bool) {
 	return handed, true
 }
 
+// RecordDirty reports the state of every dirty entry of shard i to
+// OnChange again, with a fresh stamp, and leaves it dirty. A journal that
+// must drop old records while the dirty entries cannot be handed over (the
+// write-behind is full) records them so. It returns how many it reported.
+func (t *Table) RecordDirty(i int) int {
+	if t.onChange == nil {
+		return 0
+	}
+	s := &t.shards[i]
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := 0
+	for j := 0; j < len(s.slots) && n < s.dirty; j++ {
+		if e := &s.slots[j]; e.meta&metaDirty != 0 {
+			t.onChange(t.snapshotLocked(e))
+			n++
+		}
+	}
+	return n
+}
+
 // Stats returns counters summed over the shards; each shard is read under
 // its lock, so the sum is not one instant's.
 func (t *Table) Stats() Stats {

@@ -667,3 +667,23 @@ func TestOnChange(t *testing.T) {
 		t.Errorf("snapshot %+v: want the last state, stamped after the changes", snaps)
 	}
 }
+
+// RecordDirty reports each dirty entry again, with a fresh stamp, and
+// leaves it dirty; clean entries are not reported.
+func TestRecordDirty(t *testing.T) {
+	var changes []Snapshot
+	tb := newTable(t, Config{Entries: 16, OnChange: func(s Snapshot) { changes = append(changes, s) }})
+	a, b := Key{User: 1, Channel: 1}, Key{User: 2, Channel: 2}
+	load(t, tb, a, State{})
+	load(t, tb, b, State{MentionCount: 4})
+	tb.Incr(a, 2)
+	last := changes[len(changes)-1].Stamp
+	changes = nil
+	if n := tb.RecordDirty(0); n != 1 || len(changes) != 1 || changes[0].Key != a ||
+		changes[0].State != (State{MentionCount: 2}) || changes[0].Stamp <= last {
+		t.Fatalf("RecordDirty: %d, %+v", n, changes)
+	}
+	if st := tb.Stats(); st.Dirty != 1 {
+		t.Errorf("dirty after RecordDirty: %d, want 1", st.Dirty)
+	}
+}

@@ -120,6 +120,11 @@ type pendingRecord struct {
 	state cache.State
 	stamp int64
 	since int64 // when the key entered the queue, for the age figure
+	// replayed: read back from the journal at start. The store may hold a
+	// newer state of the key (written before the crash, its journal
+	// record lost with the unwritten tail), so read-through compares the
+	// two.
+	replayed bool
 }
 
 type flight struct {
@@ -225,7 +230,7 @@ func (e *Engine) replay(s cache.Snapshot) {
 	if queued && old.stamp >= s.Stamp {
 		return
 	}
-	rec := pendingRecord{state: s.State, stamp: s.Stamp, since: old.since}
+	rec := pendingRecord{state: s.State, stamp: s.Stamp, since: old.since, replayed: true}
 	if !queued {
 		rec.since = time.Now().UnixNano()
 		e.mu.queue.pushBack(s.Key)
@@ -244,15 +249,19 @@ func (e *Engine) journalCheck() error {
 	return nil
 }
 
-// commit makes a change that was made durable as the journal's policy
-// promises before it is acknowledged (under always: fsynced). A failure
-// here is logged by the journal and refuses the next changes; this one is
-// made already, in memory and on its way to the store, so it is
-// acknowledged.
-func (e *Engine) commit() {
-	if e.journal != nil {
-		_ = e.journal.Commit()
+// commit makes a change durable as the journal's policy promises before it
+// is acknowledged (under always: fsynced). If that fails the change is
+// made in memory and on its way to the store, but not durable: the caller
+// gets ErrJournal rather than an acknowledgement the policy does not back,
+// and the journal refuses the next changes.
+func (e *Engine) commit() error {
+	if e.journal == nil {
+		return nil
 	}
+	if err := e.journal.Commit(); err != nil {
+		return fmt.Errorf("%w: the change was made in memory but not made durable: %v", ErrJournal, err)
+	}
+	return nil
 }
 
 // writeBack is the cache's WriteBack hook: it queues s unless the queue is
@@ -290,7 +299,7 @@ func (e *Engine) Incr(ctx context.Context, k cache.Key, delta int64) (int32, err
 		n, err := e.table.Incr(k, delta)
 		if err != cache.ErrMiss {
 			if err == nil {
-				e.commit()
+				err = e.commit()
 			}
 			return n, err
 		}
@@ -313,7 +322,7 @@ func (e *Engine) Reset(ctx context.Context, k cache.Key, msgID int64, setMsg boo
 		n, err := e.table.Reset(k, msgID, setMsg)
 		if err != cache.ErrMiss {
 			if err == nil {
-				e.commit()
+				err = e.commit()
 			}
 			return n, err
 		}
@@ -443,7 +452,7 @@ func (e *Engine) fetch(ctx context.Context, k cache.Key) error {
 	e.mu.Lock()
 	rec, ok := e.mu.pending[k]
 	e.mu.Unlock()
-	if ok {
+	if ok && !rec.replayed {
 		e.table.Fill(k, rec.state, rec.stamp)
 		return nil
 	}
@@ -459,6 +468,9 @@ func (e *Engine) fetch(ctx context.Context, k cache.Key) error {
 		return fmt.Errorf("load read state %d/%d: %w", k.User, k.Channel, err)
 	}
 	e.checkStamp(k, stamp)
+	if ok && rec.stamp > stamp { // the replayed record is the newer one
+		st, stamp = rec.state, rec.stamp
+	}
 	e.table.Fill(k, st, stamp)
 	return nil
 }
@@ -526,10 +538,10 @@ func (e *Engine) Run(ctx context.Context) error {
 	}
 }
 
-// flushAndCheckpoint is one periodic flush, paced over pace (see flushAll). With a journal it also cuts
-// the journal: the segments closed before the flush hold changes that the
-// flush has handed to the queue (or that were written); once the queue is
-// recorded again after them, or written, they are deleted.
+// flushAndCheckpoint is one periodic flush, paced over pace (see
+// flushAll). It waits for room in a full queue until the next flush is
+// due, then leaves the rest dirty. With a journal it also cuts the journal
+// (see checkpoint).
 func (e *Engine) flushAndCheckpoint(ctx context.Context, pace time.Duration) {
 	var mark journal.Mark
 	rotated := false
@@ -541,37 +553,56 @@ func (e *Engine) flushAndCheckpoint(ctx context.Context, pace time.Duration) {
 			mark, rotated = m, true
 		}
 	}
-	if err := e.flushAll(ctx, pace); err != nil {
-		if ctx.Err() == nil {
-			e.log.Error("flush", "err", err)
-		}
-		return
+	fctx, cancel := context.WithTimeout(ctx, max(e.flushInterval/2, pace))
+	err := e.flushAll(fctx, pace)
+	cancel()
+	if ctx.Err() != nil {
+		return // shutting down: Close writes everything
+	}
+	if err != nil {
+		e.log.Warn("flush incomplete: the write queue is full (the store is down or behind); dirty read states wait for the next flush", "err", err)
 	}
 	if rotated {
-		if err := e.checkpoint(mark); err != nil {
+		if err := e.checkpoint(mark, err == nil); err != nil {
 			e.log.Error("journal checkpoint", "err", err)
 		}
 	}
 }
 
-// checkpoint releases the journal segments up to mark.
+// checkpoint releases the journal segments up to mark, the last segment
+// closed before the flush pass began.
 //
-// REQUIRES: every change recorded in them has left the cache for the
-// queue or the store (a flush pass that began after the Rotate that
-// returned mark has completed). Then each of those changes is in the store
-// or in the queue's newest state of its key, so recording the queue again
-// in the active segment covers all of them. That is done only when it
-// makes the journal smaller; otherwise the segments wait for the writers
-// and a later checkpoint (while the database is down, the journal grows to
-// at most about twice the queue).
-func (e *Engine) checkpoint(mark journal.Mark) error {
+// Every change recorded in them is in the store, in the queue's newest
+// state of its key, or, if the pass could not hand every dirty entry over
+// (flushed false), in a dirty entry. So recording the dirty entries (if
+// needed) and then the queue again in the active segment covers all of
+// them. That
+// is done only when it makes the journal smaller; otherwise the segments
+// wait for the writers and a later checkpoint. The journal stays below
+// about twice the unwritten backlog plus the changes of one flush period,
+// with the store up or down.
+func (e *Engine) checkpoint(mark journal.Mark, flushed bool) error {
 	closed := e.journal.ClosedBytes(mark)
+	var dirty int64
+	if !flushed {
+		dirty = e.table.Stats().Dirty
+	}
 	e.mu.Lock()
-	n := len(e.mu.pending)
-	if int64(n)*40 >= closed {
+	pending := int64(len(e.mu.pending))
+	if (pending+dirty)*journal.RecordLen >= closed {
 		e.mu.Unlock()
 		return nil
 	}
+	e.mu.Unlock()
+	// The dirty entries first, then the queue: an entry handed over
+	// between the two is then recorded by the second.
+	if !flushed {
+		for i := range e.table.Shards() {
+			e.table.RecordDirty(i)
+			runtime.Gosched()
+		}
+	}
+	e.mu.Lock()
 	buf := e.checkpointBuf[:0]
 	for k, rec := range e.mu.pending {
 		buf = append(buf, cache.Snapshot{Key: k, State: rec.state, Stamp: rec.stamp})

@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -248,5 +249,127 @@ func TestJournalCloseWhileStoreDown(t *testing.T) {
 	stop2()
 	if err := e2.Close(ctx); err != nil {
 		t.Fatal(err)
+	}
+}
+
+type testClock struct{ ns atomic.Int64 }
+
+func (c *testClock) now() time.Time  { return time.Unix(0, c.ns.Load()) }
+func (c *testClock) set(t time.Time) { c.ns.Store(t.UnixNano()) }
+
+// Found in review. Flush snapshots get fresh stamps, above the journal record of the same
+// change. After a crash the replayed record (journal stamp) is served from
+// the pending queue and Fill observes only it, not the higher stamp the
+// store holds; on a clock behind that stamp (the case the change claims to
+// cover), the next change is written below it and dropped.
+func TestJournalReplayedStampBelowStore(t *testing.T) {
+	st := newFakeStore()
+	dir := t.TempDir()
+	ctx := context.Background()
+	k := cache.Key{User: 1, Channel: 2}
+	t0 := time.Now()
+	var c1 testClock
+	c1.set(t0)
+	e := journalEngine(t, st, dir, EngineConfig{FlushInterval: time.Hour, Now: c1.now})
+	stop := runEngine(e)
+	if n, err := e.Incr(ctx, k, 5); err != nil || n != 5 {
+		t.Fatal(n, err)
+	}
+	e.journal.Sync()
+	c1.set(t0.Add(10 * time.Second)) // the periodic flush comes later
+	if err := e.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	crashed := crashCopy(t, dir) // kill -9 before the next checkpoint
+	stop()
+
+	var c2 testClock
+	c2.set(t0) // restarted on a clock 10 s behind (NTP step back)
+	e2 := journalEngine(t, st, crashed, EngineConfig{FlushInterval: time.Hour, Now: c2.now})
+	// A command arrives before the writers drained the replayed backlog.
+	if n, err := e2.Incr(ctx, k, 1); err != nil || n != 6 {
+		t.Fatal(n, err)
+	}
+	stop2 := runEngine(e2)
+	if err := e2.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	stop2()
+	if got := st.state(k); got.MentionCount != 6 {
+		t.Fatalf("acknowledged RSINCR lost: store holds %+v, want count 6", got)
+	}
+	e.table.Close()
+	e.journal.Close()
+	e2.Close(ctx)
+}
+
+// Found in review. Same root cause, no clock step: the journal tail lost in a crash (up to
+// 10 ms on kill -9, up to the fsync interval on power loss) held a change
+// that the writer had already stored. The replayed older record is served
+// from pending as if newest: a read sees the rolled-back state and the
+// next change is applied on it and stamped above the store: the stored
+// newer change is overwritten.
+func TestJournalReplayedRecordOlderThanStore(t *testing.T) {
+	st := newFakeStore()
+	dir := t.TempDir()
+	ctx := context.Background()
+	k := cache.Key{User: 3, Channel: 4}
+	e := journalEngine(t, st, dir, EngineConfig{FlushInterval: time.Hour})
+	stop := runEngine(e)
+	e.Incr(ctx, k, 5)
+	e.journal.Sync()
+	crashed := crashCopy(t, dir)                         // the journal as the crash leaves it
+	if _, err := e.Reset(ctx, k, 99, true); err != nil { // record not yet on disk
+		t.Fatal(err)
+	}
+	if err := e.Sync(ctx); err != nil { // ...but the store has it
+		t.Fatal(err)
+	}
+	stop()
+	e2 := journalEngine(t, st, crashed, EngineConfig{FlushInterval: time.Hour})
+	got, _ := e2.Get(ctx, k)
+	n, _ := e2.Incr(ctx, k, 1)
+	stop2 := runEngine(e2)
+	e2.Sync(ctx)
+	stop2()
+	if got != (cache.State{LastMessageID: 99}) || n != 1 || st.state(k) != (cache.State{MentionCount: 1, LastMessageID: 99}) {
+		t.Fatalf("read %+v, incr returned %d, store %+v: the stored reset was rolled back", got, n, st.state(k))
+	}
+	e.table.Close()
+	e.journal.Close()
+	e2.Close(ctx)
+}
+
+// Found in review: while the store is down and more read states are
+// dirty than the queue has room for, the periodic flush waited for a write
+// forever, so the journal was never cut and grew by 40 bytes a change. The
+// checkpoint now records the dirty entries instead.
+func TestJournalBoundedWhileStoreDown(t *testing.T) {
+	st := newFakeStore()
+	dir := t.TempDir()
+	ctx := context.Background()
+	e := journalEngine(t, st, dir, EngineConfig{FlushInterval: 20 * time.Millisecond, MaxPending: 16})
+	stop := runEngine(e)
+	const keys = 200
+	for i := range int64(keys) {
+		e.Get(ctx, cache.Key{User: i, Channel: i})
+	}
+	st.failWrite.Store(true)
+	for round := range 100 {
+		for i := range int64(keys) {
+			if _, err := e.Incr(ctx, cache.Key{User: i, Channel: i}, 1); err != nil {
+				t.Fatal(round, err)
+			}
+		}
+	}
+	time.Sleep(300 * time.Millisecond) // 15 flush periods
+	js := e.journal.Stats()
+	stop()
+	cctx, cancel := context.WithTimeout(ctx, 100*time.Millisecond)
+	defer cancel()
+	e.Close(cctx)
+	// The state is 200 keys: 16 pending + 184 dirty. Allow 4x of that.
+	if bound := int64(4 * keys * 40); js.Bytes > bound {
+		t.Fatalf("journal %d bytes for %d read states (bound %d); pending %d", js.Bytes, keys, bound, e.Stats().Pending)
 	}
 }

@@ -76,6 +76,9 @@ import (
 	"github.com/readstates/readstates/cache"
 )
 
+// RecordLen is the size of one record on disk.
+const RecordLen = recordLen
+
 const (
 	headerLen = 8
 	recordLen = 40
@@ -182,6 +185,7 @@ type Journal struct {
 	ioMu sync.Mutex // guards io
 	io   struct {
 		spare    []byte // the other buffer, swapped with mu.buf
+		retry    []byte // records whose write failed: written first next time
 		f        *os.File
 		seq      uint64
 		size     int64
@@ -190,6 +194,12 @@ type Journal struct {
 		lastSync time.Time
 		closed   []segment // oldest first
 		closedAt bool      // Close was called
+		done     bool      // Close has written the last records
+		// fsyncFailed is set for good by a failed fsync: the kernel may
+		// have dropped the pages it could not write, and a later fsync
+		// that succeeds would not bring them back (PostgreSQL stops on it
+		// for the same reason). Changes are refused until a restart.
+		fsyncFailed error
 	}
 
 	failing  atomic.Pointer[error] // the last write error, until a write succeeds
@@ -235,6 +245,9 @@ func Open(opts Options, replay func(cache.Snapshot)) (*Journal, Replayed, error)
 		if err != nil {
 			j.unlock()
 			return nil, rp, err
+		}
+		if size < 0 {
+			continue // removed
 		}
 		j.io.closed = append(j.io.closed, segment{seq: seq, size: size})
 		j.bytes.Add(size)
@@ -287,7 +300,7 @@ func listSegments(dir string) ([]uint64, error) {
 }
 
 // replaySegment reads one segment and returns its size once any torn tail
-// is cut. last says whether it is the newest segment, the only one a crash
+// is cut, or -1 if it removed the segment. last says whether it is the newest segment, the only one a crash
 // can leave torn.
 func (j *Journal) replaySegment(seq uint64, last, repair bool, replay func(cache.Snapshot), rp *Replayed) (int64, error) {
 	path := filepath.Join(j.dir, segmentName(seq))
@@ -306,8 +319,15 @@ func (j *Journal) replaySegment(seq uint64, last, repair bool, replay func(cache
 	if _, err := io.ReadFull(r, hdr[:]); err != nil || string(hdr[:]) != magic {
 		switch {
 		case last && size <= headerLen:
-			// Created, then the crash came before its header was whole.
-			return j.cut(f, path, 0, size, rp)
+			// Created, then the crash came before its header was whole:
+			// it holds nothing. Removed, so that it is not taken for a
+			// damaged older segment once a newer one exists.
+			j.log.Warn("journal segment with a torn header (a crash as it was created): removed", "file", path)
+			rp.TornBytes += size
+			if err := os.Remove(path); err != nil {
+				return 0, fmt.Errorf("journal: %w", err)
+			}
+			return -1, syncDir(j.dir)
 		case !repair:
 			return 0, fmt.Errorf("journal: %s: bad header at offset 0 (not a journal segment of this version); start with --journal-repair to skip it", path)
 		}
@@ -527,17 +547,26 @@ func (j *Journal) run() {
 }
 
 // writeLocked hands every appended record to the kernel and, if sync,
-// fsyncs the segment. A failed write is retried from the same offset by
-// the next call: the records stay buffered. REQUIRES: ioMu held.
+// fsyncs the segment. A failed write is retried by the next call: the
+// records stay buffered. REQUIRES: ioMu held.
 func (j *Journal) writeLocked(sync bool) error {
+	if j.io.done {
+		return errors.New("journal: closed")
+	}
+	if j.io.fsyncFailed != nil {
+		return j.io.fsyncFailed
+	}
 	if j.io.f == nil {
-		if j.io.closedAt {
-			return errors.New("journal: closed")
-		}
 		// A Rotate could not create the next segment: try again.
 		if err := j.openSegment(j.io.seq + 1); err != nil {
 			return j.fail(err)
 		}
+	}
+	if len(j.io.retry) > 0 {
+		if err := j.writeOut(j.io.retry); err != nil {
+			return err
+		}
+		j.io.spare, j.io.retry = j.io.retry[:0], nil
 	}
 	j.mu.Lock()
 	buf := j.mu.buf
@@ -546,25 +575,19 @@ func (j *Journal) writeLocked(sync bool) error {
 	j.mu.room.Broadcast()
 	j.mu.Unlock()
 	if len(buf) > 0 {
-		if _, err := j.io.f.Write(buf); err != nil {
-			// Put the records back in front of those appended since, and
-			// the file back where it was, so no torn record stays in the
-			// middle.
-			j.mu.Lock()
-			j.mu.buf = append(buf, j.mu.buf...)
-			j.mu.Unlock()
-			j.io.spare = nil
-			_ = j.io.f.Truncate(j.io.size)
-			return j.fail(fmt.Errorf("journal: write %s: %w", segmentName(j.io.seq), err))
+		if err := j.writeOut(buf); err != nil {
+			// Written first by the next call, before what is appended
+			// meanwhile, so the order holds.
+			j.io.retry, j.io.spare = buf, nil
+			return err
 		}
-		j.io.size += int64(len(buf))
-		j.bytes.Add(int64(len(buf)))
 	}
 	j.io.spare = buf[:0]
 	j.io.written = appended
 	if sync && j.io.synced < j.io.written {
 		if err := j.io.f.Sync(); err != nil {
-			return j.fail(fmt.Errorf("journal: fsync %s: %w", segmentName(j.io.seq), err))
+			j.io.fsyncFailed = fmt.Errorf("journal: fsync %s failed: changes are refused until a restart: %w", segmentName(j.io.seq), err)
+			return j.fail(j.io.fsyncFailed)
 		}
 		j.io.synced = j.io.written
 		j.io.lastSync = time.Now()
@@ -576,6 +599,19 @@ func (j *Journal) writeLocked(sync bool) error {
 		j.failing.Store(nil)
 		j.log.Info("journal writes recovered")
 	}
+	return nil
+}
+
+// writeOut writes b at the end of the active segment. A failed write
+// leaves the file as it was (cut back), so no torn record stays in the
+// middle. REQUIRES: ioMu held.
+func (j *Journal) writeOut(b []byte) error {
+	if _, err := j.io.f.Write(b); err != nil {
+		_ = j.io.f.Truncate(j.io.size)
+		return j.fail(fmt.Errorf("journal: write %s: %w", segmentName(j.io.seq), err))
+	}
+	j.io.size += int64(len(b))
+	j.bytes.Add(int64(len(b)))
 	return nil
 }
 
@@ -593,12 +629,15 @@ func (j *Journal) Rotate() (Mark, error) {
 	if err := j.writeLocked(true); err != nil {
 		return 0, err
 	}
-	if err := j.io.f.Close(); err != nil {
-		return 0, j.fail(fmt.Errorf("journal: close %s: %w", segmentName(j.io.seq), err))
-	}
+	// Everything is written and fsynced: a failed close loses nothing,
+	// and the next segment is opened all the same.
+	cerr := j.io.f.Close()
 	j.io.closed = append(j.io.closed, segment{seq: j.io.seq, size: j.io.size})
 	m := Mark(j.io.seq)
 	j.io.f = nil
+	if cerr != nil {
+		j.log.Warn("journal: close of a full segment failed (it was fsynced)", "file", segmentName(j.io.seq), "err", cerr)
+	}
 	if err := j.openSegment(j.io.seq + 1); err != nil {
 		return 0, j.fail(err)
 	}
@@ -698,11 +737,14 @@ func (j *Journal) Close() error {
 	<-j.done
 	j.ioMu.Lock()
 	defer j.ioMu.Unlock()
-	err := j.writeLocked(true)
-	if cerr := j.io.f.Close(); err == nil && cerr != nil {
-		err = fmt.Errorf("journal: close: %w", cerr)
+	err := j.writeLocked(true) // opens a segment if a Rotate could not
+	if j.io.f != nil {
+		if cerr := j.io.f.Close(); err == nil && cerr != nil {
+			err = fmt.Errorf("journal: close: %w", cerr)
+		}
 	}
 	j.io.f = nil
+	j.io.done = true
 	j.unlock()
 	return err
 }
