@@ -32,9 +32,11 @@ keyspace=$((range * range))
 echo "== 2. server vs redis-server (redis-benchmark -c $clients -n $requests -r $range: $keyspace read states / keys, $rounds rounds)"
 go build -o bin/readstates ./cmd/readstates
 base=$((20000 + RANDOM % 10000))
-# readstates three ways: its default (an event loop per core), one event
-# loop (Redis's one thread of commands), and a goroutine per connection.
-variants=("loops:--event-loops 0" "loop1:--event-loops 1" "goroutines:--event-loops -1")
+# readstates four ways: its default (an event loop per core, the journal
+# fsynced every second), the same without the journal (what the journal
+# costs), one event loop (Redis's one thread of commands), and a goroutine
+# per connection.
+variants=("loops:--event-loops 0" "nojournal:--event-loops 0 --journal=false" "loop1:--event-loops 1" "goroutines:--event-loops -1")
 pids=() ports=() dirs=()
 trap 'kill ${pids[*]} 2>/dev/null; wait 2>/dev/null; rm -rf ${dirs[*]}' EXIT
 for i in "${!variants[@]}"; do
@@ -103,6 +105,11 @@ for v in "${variants[@]}"; do
 		printf '%-10s P=%-2s median of %s rounds: RSINCR/INCR %sx, RSINCR/HINCRBY %sx; server CPU per request, readstates/redis (INCR): %.2fx\n' \
 			"$v" "$pipe" "$rounds" "$(col '$7')" "$(col '$8')" "$(col '$9 / $10')"
 	done
+done | tee -a "$out/server.txt"
+# What the journal costs: the default against the same without it.
+for pipe in 1 16; do
+	ratio() { awk -v p="$pipe" '$2 == p && $3 == "loops" { a[$1] = $4 } $2 == p && $3 == "nojournal" { b[$1] = $4 } END { for (r in a) print a[r] / b[r] }' "$out/server.txt" | median; }
+	printf 'journal   P=%-2s median of %s rounds: RSINCR/s with the journal (fsync 1s) / without: %sx\n' "$pipe" "$rounds" "$(ratio)"
 done | tee -a "$out/server.txt"
 kill "${pids[@]}" 2>/dev/null; wait 2>/dev/null || true; rm -rf "${dirs[@]}"; trap - EXIT
 

@@ -11,6 +11,16 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+echo "== no build outputs in git"
+# A committed binary goes stale and bloats every clone; .gitignore covers
+# what the Makefile and scripts build, and this catches the rest.
+elf=$(git ls-files -z | xargs -0 -r sh -c 'for f; do [ -f "$f" ] && [ "$(head -c 4 "$f" | od -An -c | tr -d " ")" = "177ELF" ] && echo "$f"; done; true' sh)
+if [ -n "$elf" ]; then
+	echo "git tracks executable files (git rm --cached them and ignore them):" >&2
+	echo "$elf" >&2
+	exit 1
+fi
+
 echo "== go vet"
 go vet ./...
 go vet -tags cassandra ./...

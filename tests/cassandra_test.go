@@ -1,6 +1,6 @@
 //go:build cassandra
 
-// The durability promise of the spec (shared/spec/commands.md), end to end
+// The durability promise of the spec (docs/commands.md), end to end
 // against a real Cassandra node: the real server binary, real sockets,
 // go-redis clients, and gocql to read what reached the database. See
 // cassandra_helpers_test.go for the environment.

@@ -12,34 +12,23 @@ import (
 	"time"
 )
 
-// specSession is the example session of shared/spec/commands.md, verbatim.
-// TestRedisCLISpecSession checks that the spec still says this.
-const specSession = `127.0.0.1:6380> RSINCR 42 7
-(integer) 1
-127.0.0.1:6380> RSINCR 42 7 4
-(integer) 5
-127.0.0.1:6380> RSGET 42 7
-1) (integer) 5
-2) (integer) 0
-127.0.0.1:6380> RSRESET 42 7 1100
-(integer) 5
-127.0.0.1:6380> RSMGET 42 7 8
-1) 1) (integer) 0
-   2) (integer) 1100
-2) 1) (integer) 0
-   2) (integer) 0
-`
-
-// specPath finds shared/spec/commands.md beside the repository (CI clones
-// main with shared/ beside it), or returns "".
-func specPath() string {
-	for _, p := range []string{"../../shared/spec/commands.md", "../shared/spec/commands.md"} {
-		if _, err := os.Stat(p); err == nil {
-			abs, _ := filepath.Abs(p)
-			return abs
-		}
+// specSession returns the example session of the contract,
+// docs/commands.md: the code block under "## Example session".
+func specSession(t *testing.T) string {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join("..", "docs", "commands.md"))
+	if err != nil {
+		t.Fatal(err)
 	}
-	return ""
+	_, rest, ok := strings.Cut(string(b), "## Example session")
+	if ok {
+		_, rest, ok = strings.Cut(rest, "```\n")
+	}
+	session, _, closed := strings.Cut(rest, "```")
+	if !ok || !closed {
+		t.Fatal("docs/commands.md has no example session (a ``` block under \"## Example session\")")
+	}
+	return session
 }
 
 type sessionStep struct {
@@ -118,19 +107,7 @@ func splitAddr(t testing.TB, addr string) (string, string) {
 // time, and compares the output exactly.
 func TestRedisCLISpecSession(t *testing.T) {
 	requireTool(t, "redis-cli")
-	text := specSession
-	if p := specPath(); p != "" {
-		b, err := os.ReadFile(p)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if !strings.Contains(string(b), "```\n"+specSession+"```") {
-			t.Fatalf("%s no longer holds the example session this test runs; update specSession", p)
-		}
-	} else {
-		t.Logf("shared/spec/commands.md not found beside the repository; using the embedded copy of its example session")
-	}
-	steps := parseSession(t, text)
+	steps := parseSession(t, specSession(t))
 	if len(steps) != 5 {
 		t.Fatalf("parsed %d steps from the example session, want 5", len(steps))
 	}

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/readstates/readstates/persist"
+	"github.com/readstates/readstates/persist/journal"
 	"github.com/readstates/readstates/server"
 )
 
@@ -21,6 +22,12 @@ type options struct {
 	flushInterval   time.Duration
 	maxPending      int
 	shutdownTimeout time.Duration
+	drainTimeout    time.Duration
+	journal         bool
+	journalFsync    string
+	journalPolicy   journal.Policy
+	journalRepair   bool
+	clockOffset     time.Duration
 	logLevel        string
 	logFormat       string
 	pprofAddr       string
@@ -53,11 +60,16 @@ func parseFlags(args []string, lookupEnv func(string) (string, bool), out io.Wri
 	addClientFlags(fs, o)
 	fs.StringVar(&s.MetricsAddr, "metrics-addr", "", `serve Prometheus metrics at /metrics on this address, e.g. ":9121" (default off)`)
 	fs.StringVar(&o.pprofAddr, "pprof-addr", "", `serve Go profiles at /debug/pprof/ on this address, e.g. "127.0.0.1:6060" (default off)`)
-	fs.StringVar(&o.dataDir, "data-dir", "data", "directory of the embedded (Pebble) store; unused with --cassandra-hosts")
+	fs.StringVar(&o.dataDir, "data-dir", "data", "directory of the embedded (Pebble) store, and of the journal (in journal/) with either store")
 	fs.IntVar(&o.cacheEntries, "cache-entries", 1_000_000, "capacity of the cache, in read states")
 	fs.DurationVar(&o.flushInterval, "flush-interval", 30*time.Second, "longest time a change waits before it is written")
 	fs.IntVar(&o.maxPending, "max-pending", 0, "evicted or flushed read states held unwritten before changes are refused (0: the engine's default)")
-	fs.DurationVar(&o.shutdownTimeout, "shutdown-timeout", time.Minute, "time to finish commands and write every change at shutdown")
+	fs.DurationVar(&o.shutdownTimeout, "shutdown-timeout", time.Minute, "time to write every change to the store at shutdown, after the clients are drained (what is not written by then stays in the journal)")
+	fs.DurationVar(&o.drainTimeout, "drain-timeout", 10*time.Second, "time for clients to take their last replies at shutdown before their connections are closed (does not shorten --shutdown-timeout)")
+	fs.BoolVar(&o.journal, "journal", true, "append every change to a journal in --data-dir before it is acknowledged, so that a crash or an unreachable database loses at most --journal-fsync of them")
+	fs.StringVar(&o.journalFsync, "journal-fsync", "1s", "how often the journal is fsynced: a duration (as Redis's appendfsync everysec), always (before every reply) or no (when the OS writes it)")
+	fs.BoolVar(&o.journalRepair, "journal-repair", false, "start even if a journal record in the middle is corrupt, skipping it (the corrupt records are lost)")
+	fs.DurationVar(&o.clockOffset, "clock-offset", 0, "add this to the wall clock the server reads (testing: rehearse a clock step; stamps stay correct whatever the clock says)")
 	fs.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&o.logFormat, "log-format", "text", "text or json")
 	c := &o.cassandra
@@ -114,6 +126,23 @@ func parseFlags(args []string, lookupEnv func(string) (string, bool), out io.Wri
 		fmt.Fprintln(out, err)
 		return nil, err
 	}
+	switch {
+	case o.shutdownTimeout <= 0:
+		err := fmt.Errorf("--shutdown-timeout: %v is not positive: the final write needs time", o.shutdownTimeout)
+		fmt.Fprintln(out, err)
+		return nil, err
+	case o.drainTimeout < 0:
+		err := fmt.Errorf("--drain-timeout: %v is negative (0 closes the connections at once)", o.drainTimeout)
+		fmt.Fprintln(out, err)
+		return nil, err
+	}
+	p, err := journal.ParsePolicy(o.journalFsync)
+	if err != nil {
+		err = fmt.Errorf("--journal-fsync: %w", err)
+		fmt.Fprintln(out, err)
+		return nil, err
+	}
+	o.journalPolicy = p
 	return o, nil
 }
 

@@ -2,10 +2,15 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"crypto/tls"
 	"errors"
 	"flag"
+	"log/slog"
+	"os"
 	"strings"
+	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -146,5 +151,127 @@ func TestTLSFiles(t *testing.T) {
 		if _, err := to.config(); err == nil || !strings.Contains(err.Error(), "--tls-") {
 			t.Errorf("%+v: %v, want an error naming the flag", to, err)
 		}
+	}
+}
+
+// TestShutdownBudgetFlags: the drain and the final flush have a budget
+// each, both settable by flag and variable.
+func TestShutdownBudgetFlags(t *testing.T) {
+	var out bytes.Buffer
+	o, err := parseFlags(nil, env(nil), &out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o.drainTimeout != 10*time.Second || o.shutdownTimeout != time.Minute {
+		t.Errorf("defaults: --drain-timeout %v, --shutdown-timeout %v; want 10s, 1m", o.drainTimeout, o.shutdownTimeout)
+	}
+	o, err = parseFlags([]string{"--drain-timeout", "2s"}, env(map[string]string{"READSTATES_SHUTDOWN_TIMEOUT": "5m"}), &out)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, out.String())
+	}
+	if o.drainTimeout != 2*time.Second || o.shutdownTimeout != 5*time.Minute {
+		t.Errorf("got --drain-timeout %v, --shutdown-timeout %v; want 2s, 5m", o.drainTimeout, o.shutdownTimeout)
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for the logger's goroutines.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.String()
+}
+
+// TestShutdownTriggerSignals: the first SIGTERM or SHUTDOWN starts the
+// shutdown; every later signal is logged and ignored instead of killing
+// the process (this test's process: it would die if the signal were not
+// caught).
+func TestShutdownTriggerSignals(t *testing.T) {
+	self, err := os.FindProcess(os.Getpid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var logs syncBuffer
+	log := slog.New(slog.NewTextHandler(&logs, nil))
+	signalSelf := func(sig os.Signal) {
+		t.Helper()
+		if err := self.Signal(sig); err != nil {
+			t.Skipf("cannot signal this process: %v", err)
+		}
+	}
+	waitLog := func(what string, n int) {
+		t.Helper()
+		for deadline := time.Now().Add(10 * time.Second); strings.Count(logs.String(), what) < n; {
+			if time.Now().After(deadline) {
+				t.Fatalf("after 10 s, %d %q in the log, want %d:\n%s", strings.Count(logs.String(), what), what, n, logs.String())
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+	waitDone := func(ctx context.Context) {
+		t.Helper()
+		select {
+		case <-ctx.Done():
+		case <-time.After(10 * time.Second):
+			t.Fatal("no shutdown requested after 10 s")
+		}
+	}
+
+	// SHUTDOWN first, twice, then a signal.
+	sd := catchShutdown(log)
+	sd.request()
+	sd.request()
+	waitDone(sd.ctx)
+	if cause := context.Cause(sd.ctx); cause == nil || !strings.Contains(cause.Error(), "SHUTDOWN") {
+		t.Errorf("cause after SHUTDOWN: %v", cause)
+	}
+	signalSelf(syscall.SIGTERM)
+	waitLog("signal ignored: shutdown in progress", 1)
+	sd.close()
+
+	// A signal first, then two more and a SHUTDOWN.
+	logs.mu.Lock()
+	logs.b.Reset()
+	logs.mu.Unlock()
+	sd = catchShutdown(log)
+	defer sd.close()
+	signalSelf(syscall.SIGTERM)
+	waitDone(sd.ctx)
+	if cause := context.Cause(sd.ctx); cause == nil || !strings.Contains(cause.Error(), "terminated") {
+		t.Errorf("cause after SIGTERM: %v", cause)
+	}
+	signalSelf(syscall.SIGINT)
+	waitLog("signal ignored: shutdown in progress", 1)
+	signalSelf(syscall.SIGTERM)
+	waitLog("signal ignored: shutdown in progress", 2)
+	sd.request()
+	if got := strings.Count(logs.String(), "signal received: shutting down"); got != 1 {
+		t.Errorf("%d shutdowns started, want 1:\n%s", got, logs.String())
+	}
+}
+
+func TestJournalAndBudgetFlagErrors(t *testing.T) {
+	for _, args := range [][]string{
+		{"--journal-fsync", "sometimes"}, {"--journal-fsync", "0s"},
+		{"--shutdown-timeout", "0s"}, {"--drain-timeout", "-1s"},
+	} {
+		var out bytes.Buffer
+		if _, err := parseFlags(args, env(nil), &out); err == nil || !strings.Contains(out.String(), args[0]) {
+			t.Errorf("%v: got %v, %q; want an error naming the flag", args, err, out.String())
+		}
+	}
+	o, err := parseFlags([]string{"--journal-fsync", "always"}, env(map[string]string{"READSTATES_JOURNAL": "false"}), new(bytes.Buffer))
+	if err != nil || o.journal || !o.journalPolicy.Always {
+		t.Errorf("journal flags: %+v, %v", o, err)
 	}
 }

@@ -13,11 +13,14 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"runtime/debug"
+	"sync/atomic"
 	"syscall"
 	"time"
 
 	"github.com/readstates/readstates/persist"
+	"github.com/readstates/readstates/persist/journal"
 	"github.com/readstates/readstates/server"
 )
 
@@ -39,15 +42,87 @@ func run(args []string, lookupEnv func(string) (string, bool), stderr io.Writer)
 		fmt.Fprintln(stderr, err)
 		return 2
 	}
-	// stop is also the SHUTDOWN command's hook: both take the same path.
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-	defer stop()
-	if err := serve(ctx, stop, o, log); err != nil {
+	// The signals stay caught until run returns, so that no SIGTERM can
+	// kill the process while the final flush writes acknowledged changes.
+	sd := catchShutdown(log)
+	defer sd.close()
+	if err := serve(sd.ctx, sd.request, o, log); err != nil {
 		log.Error("exit", "err", err)
 		return 1
 	}
 	log.Info("exit")
 	return 0
+}
+
+// shutdownTrigger turns SIGINT, SIGTERM and the SHUTDOWN command into one
+// shutdown request. signal.NotifyContext does not fit: its stop both
+// requests the shutdown and unregisters the handler, so a SIGTERM sent
+// after SHUTDOWN (systemd and Kubernetes send one) took the default action
+// and killed the process in the middle of its final flush.
+type shutdownTrigger struct {
+	// ctx is done once a shutdown is requested; its cause says by what.
+	ctx    context.Context
+	cancel context.CancelCauseFunc
+	// started is set by the first request, signal or command: it alone
+	// decides which one starts the shutdown, so the log names it.
+	started atomic.Bool
+	sigs    chan os.Signal
+	quit    chan struct{} // closed by close: the watcher returns
+	done    chan struct{} // closed when the watcher has returned
+}
+
+// catchShutdown catches SIGINT and SIGTERM until close: the first one
+// requests the shutdown, every later one is logged and ignored, so that
+// only SIGKILL can cut the final flush short.
+func catchShutdown(log *slog.Logger) *shutdownTrigger {
+	ctx, cancel := context.WithCancelCause(context.Background())
+	t := &shutdownTrigger{
+		ctx:    ctx,
+		cancel: cancel,
+		// One slot is enough: the watcher never blocks for long, and a
+		// signal dropped while it is full is one it would ignore anyway.
+		sigs: make(chan os.Signal, 1),
+		quit: make(chan struct{}),
+		done: make(chan struct{}),
+	}
+	signal.Notify(t.sigs, syscall.SIGINT, syscall.SIGTERM)
+	go t.watch(log)
+	return t
+}
+
+func (t *shutdownTrigger) watch(log *slog.Logger) {
+	defer close(t.done)
+	for {
+		select {
+		case sig := <-t.sigs:
+			if !t.started.CompareAndSwap(false, true) {
+				log.Warn("signal ignored: shutdown in progress", "signal", sig)
+				continue
+			}
+			log.Info("signal received: shutting down", "signal", sig)
+			t.cancel(fmt.Errorf("signal %v", sig))
+		case <-t.quit:
+			return
+		}
+	}
+}
+
+// request is the SHUTDOWN command's hook: it starts the same path as a
+// signal, without blocking, and any number of times (only the first
+// counts).
+func (t *shutdownTrigger) request() {
+	if t.started.CompareAndSwap(false, true) {
+		t.cancel(errors.New("SHUTDOWN command"))
+	}
+}
+
+// close restores the signals' default action and stops the watcher. Call
+// it once, when the data is written (or will not be).
+func (t *shutdownTrigger) close() {
+	signal.Stop(t.sigs)
+	close(t.quit)
+	<-t.done
+	t.cancel(context.Canceled)
 }
 
 // The write-behind's shape for Cassandra (for Pebble, the engine's
@@ -58,9 +133,11 @@ const (
 )
 
 // serve runs the server until ctx is done, then shuts down in order:
-// connections (the commands in flight finish), the engine's write-behind,
-// the final flush, the store.
-func serve(ctx context.Context, stop func(), o *options, log *slog.Logger) (err error) {
+// connections (the commands in flight finish, within --drain-timeout), the
+// engine's write-behind, the final flush (within --shutdown-timeout), the
+// store. requestShutdown is the SHUTDOWN command's hook: it must make ctx
+// done.
+func serve(ctx context.Context, requestShutdown func(), o *options, log *slog.Logger) (err error) {
 	// Before the store opens: a bad certificate should stop the start
 	// at once.
 	tlsConfig, err := o.tls.config()
@@ -101,6 +178,13 @@ func serve(ctx context.Context, stop func(), o *options, log *slog.Logger) (err 
 		ObserveLoad:   observeLoad,
 		Logger:        log,
 	}
+	if o.clockOffset != 0 {
+		log.Warn("the wall clock is offset (--clock-offset)", "offset", o.clockOffset)
+		ecfg.Now = func() time.Time { return time.Now().Add(o.clockOffset) }
+	}
+	if o.journal {
+		ecfg.Journal = &journal.Options{Dir: filepath.Join(o.dataDir, "journal"), Policy: o.journalPolicy, Repair: o.journalRepair}
+	}
 	if len(o.cassandra.Hosts) > 0 {
 		// A Cassandra write is round trips: a larger one groups more of a
 		// user's rows into one batch, and several at once keep
@@ -119,7 +203,7 @@ func serve(ctx context.Context, stop func(), o *options, log *slog.Logger) (err 
 	cfg := o.server
 	cfg.TLS = tlsConfig
 	cfg.Metrics = metrics
-	cfg.OnShutdown = stop
+	cfg.OnShutdown = requestShutdown
 	cfg.Logger = log
 	cfg.Version = version()
 	srv, err := server.New(cfg, engine)
@@ -136,14 +220,20 @@ func serve(ctx context.Context, stop func(), o *options, log *slog.Logger) (err 
 	var serveErr error
 	select {
 	case <-ctx.Done():
-		log.Info("shutting down", "timeout", o.shutdownTimeout)
+		log.Info("shutting down", "cause", context.Cause(ctx),
+			"drain_timeout", o.drainTimeout, "shutdown_timeout", o.shutdownTimeout)
 	case serveErr = <-serveDone: // could not listen
 	}
-	sctx, cancel := context.WithTimeout(context.Background(), o.shutdownTimeout)
-	defer cancel()
-	if err := srv.Shutdown(sctx); err != nil {
-		log.Warn("connections closed before their commands finished", "err", err)
+	// The drain and the final flush have budgets of their own: a client
+	// that does not read its replies can hold the drain to its end, and
+	// must not take the time the acknowledged changes need to be written.
+	// When the drain's budget ends, Shutdown closes the connections left.
+	dctx, cancelDrain := context.WithTimeout(context.Background(), o.drainTimeout)
+	if err := srv.Shutdown(dctx); err != nil {
+		log.Warn("drain timed out: connections closed before their replies were taken",
+			"drain_timeout", o.drainTimeout, "err", err)
 	}
+	cancelDrain()
 	if serveErr == nil {
 		if serveErr = <-serveDone; errors.Is(serveErr, server.ErrServerClosed) {
 			serveErr = nil
@@ -153,7 +243,9 @@ func serve(ctx context.Context, stop func(), o *options, log *slog.Logger) (err 
 	if err := <-runDone; err != nil {
 		log.Error("write-behind", "err", err)
 	}
-	return errors.Join(serveErr, closeEngine(sctx, engine, log))
+	fctx, cancelFlush := context.WithTimeout(context.Background(), o.shutdownTimeout)
+	defer cancelFlush()
+	return errors.Join(serveErr, closeEngine(fctx, engine, log))
 }
 
 // closeEngine writes every change left and releases the cache.
