@@ -11,19 +11,14 @@ fuzztime=${FUZZTIME:-10s}
 parallel=${PARALLEL:-$(nproc)}
 targets=(
 	./commands:FuzzParseID ./commands:FuzzParseInt64 ./commands:FuzzQuoted ./commands:FuzzDispatch
-	./server:FuzzGuard ./cache:FuzzModel ./tests:FuzzServerStream third_party/redcon:FuzzReuseReader
+	./server:FuzzGuard ./cache:FuzzModel ./tests:FuzzServerStream ./internal/redcon:FuzzReuseReader
 )
 cache=$(go env GOCACHE)/fuzz
 for t in "${targets[@]}"; do
 	dir=${t%%:*} name=${t#*:}
 	echo "== fuzz $name in $dir for $fuzztime"
-	if [ "$dir" = third_party/redcon ]; then # its own module
-		(cd "$dir" && go test -run '^$' -fuzz "^$name\$" -fuzztime "$fuzztime" -parallel "$parallel" ./)
-		pkg=github.com/tidwall/redcon
-	else
-		go test -run '^$' -fuzz "^$name\$" -fuzztime "$fuzztime" -parallel "$parallel" "$dir"
-		pkg=$(go list "$dir")
-	fi
+	go test -run '^$' -fuzz "^$name\$" -fuzztime "$fuzztime" -parallel "$parallel" "$dir"
+	pkg=$(go list "$dir")
 	if [ "${SAVE:-0}" = 1 ] && [ -d "$cache/$pkg/$name" ]; then
 		mkdir -p "$dir/testdata/fuzz/$name"
 		cp -n "$cache/$pkg/$name"/* "$dir/testdata/fuzz/$name/" 2>/dev/null || true

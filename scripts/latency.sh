@@ -22,7 +22,7 @@ duration=${DURATION:-10m}
 variants=${VARIANTS:-arena pointer-lru redis}
 
 go build -o bin/rsload ./cmd/rsload
-go build -o bin/rschart ./cmd/rschart
+(cd tools && go build -o ../bin/rschart ./rschart) # its own module: gonum is no dependency of the server
 go build -o bin/readstates ./cmd/readstates
 go build -tags ptrcache -o bin/readstates-ptrcache ./cmd/readstates
 

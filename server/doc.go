@@ -1,6 +1,7 @@
 // Package server serves the readstates commands over the Redis protocol
 // (RESP2, and RESP3 after HELLO 3), parsed and encoded with
-// github.com/tidwall/redcon.
+// redcon (internal/redcon: github.com/tidwall/redcon with a
+// zero-allocation reader).
 //
 // Two connection layers run the same guard, limits and commands:
 //   - on Linux, plaintext connections are served by epoll event loops

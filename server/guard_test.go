@@ -9,7 +9,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/tidwall/redcon"
+	"github.com/readstates/readstates/internal/redcon"
 )
 
 func testLimits() limits {

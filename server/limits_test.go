@@ -13,9 +13,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/readstates/readstates/internal/redcon"
 	"github.com/readstates/readstates/internal/testcerts"
 	"github.com/redis/go-redis/v9"
-	"github.com/tidwall/redcon"
 )
 
 // rsmget is one RSMGET request for n channel_ids.

@@ -16,8 +16,8 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/readstates/readstates/commands"
+	"github.com/readstates/readstates/internal/redcon"
 	"github.com/readstates/readstates/persist"
-	"github.com/tidwall/redcon"
 )
 
 // The event loops: Linux's epoll, with redcon's parser and reply encoders

@@ -17,7 +17,7 @@ import (
 	"time"
 
 	"github.com/readstates/readstates/commands"
-	"github.com/tidwall/redcon"
+	"github.com/readstates/readstates/internal/redcon"
 )
 
 // Config configures a Server. Zero values take the defaults given.

@@ -5,7 +5,7 @@ import (
 	"bytes"
 	"testing"
 
-	"github.com/tidwall/redcon"
+	"github.com/readstates/readstates/internal/redcon"
 )
 
 func TestRequestsAreWellFormed(t *testing.T) {

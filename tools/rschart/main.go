@@ -65,7 +65,7 @@ func main() {
 	for _, r := range runs {
 		fmt.Println(gcSummary(r))
 	}
-	if err := draw2(runs, *title, *out); err != nil {
+	if err := drawChart(runs, *title, *out); err != nil {
 		fmt.Fprintln(os.Stderr, "rschart:", err)
 		os.Exit(1)
 	}
@@ -170,9 +170,9 @@ var palette = []color.Color{
 	color.RGBA{R: 0x94, G: 0x67, B: 0xbd, A: 0xff}, // purple
 }
 
-// draw2 writes one chart: per run, p99.9 (solid) and max (dashed) per
+// drawChart writes one chart: per run, p99.9 (solid) and max (dashed) per
 // second on a log scale, and a tick on the x axis for each GC cycle.
-func draw2(runs []run, title, out string) error {
+func drawChart(runs []run, title, out string) error {
 	p := plot.New()
 	p.Title.Text = title
 	p.X.Label.Text = "time (s)"
