@@ -680,12 +680,12 @@ func (e *Engine) Close(ctx context.Context) error {
 // With pace > 0 the pass is spread over about pace: it yields after each
 // shard and sleeps while ahead of schedule. Run paces it over 3/8 of the
 // interval: a flush starts every interval/2, so a change still reaches the
-// writer within 7/8 of the interval. Why: a pass at full speed over
-// 8M read states handed ~200k records to the writer at once, and the
+// writer within 7/8 of the interval. Why: a pass at full speed over a
+// large cache hands its dirty entries to the writer at once, and the
 // flusher, the writer and the store's compactions together took both cores
-// of a small machine from the commands: every 15 s, latency spiked to
-// 50-180 ms (BENCHMARKS.md, latency under GC). Spread out, the same work
-// leaves the commands their share of the CPU.
+// of a small machine from the commands: latency spiked at every flush
+// (BENCHMARKS.md, latency under GC, has the figures). Spread out, the same
+// work leaves the commands their share of the CPU.
 func (e *Engine) flushAll(ctx context.Context, pace time.Duration) error {
 	start := time.Now()
 	n := e.table.Shards()

@@ -27,8 +27,8 @@ import (
 // Why: with a goroutine per connection, every request that is not
 // pipelined parks its goroutine and wakes it through the runtime's
 // netpoller, and the scheduler wakes idle threads to look for the work
-// and puts them back to sleep: on 2 cores, 1.6-1.9 µs more CPU per request
-// than one loop, and 0.8x Redis's throughput (BENCHMARKS.md, section 2).
+// and puts them back to sleep: more CPU per request than one loop, and
+// less throughput than Redis (the figures: BENCHMARKS.md, section 2).
 // A loop reads every ready socket from one epoll_wait, runs the commands
 // and writes the replies, as Redis does.
 //
