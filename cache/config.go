@@ -1,7 +1,8 @@
 package cache
 
 // What both implementations of Table share: the configuration, the shard
-// layout, the key hash, the snapshot and its stamp clock, and the stats.
+// layout, the key hash, the snapshot and its stamp clock, the stats, and
+// what is built on Get alone (GetMany).
 // The arena table (table.go, the default) and the pointer-rich LRU
 // (ptrtable.go, built with -tags ptrcache) differ only in how a shard
 // stores its read states.
@@ -152,3 +153,18 @@ func (c *stampClock) observe(stamp int64) {
 // stamp: the caller has seen a read state stored with it (a journal
 // replayed at start, say).
 func (t *Table) Observe(stamp int64) { t.observe(stamp) }
+
+// GetMany looks up the read states of one user in several channels. It
+// sets out[i] and found[i] for each channels[i] (out and found must be at
+// least as long as channels) and returns how many were not cached.
+func (t *Table) GetMany(user int64, channels []int64, out []State, found []bool) int {
+	missing := 0
+	for i, c := range channels {
+		st, err := t.Get(Key{User: user, Channel: c})
+		out[i], found[i] = st, err == nil
+		if err != nil {
+			missing++
+		}
+	}
+	return missing
+}

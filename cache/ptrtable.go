@@ -206,21 +206,6 @@ func (t *Table) Reset(k Key, msgID int64, setMsg bool) (int32, error) {
 	return prev, nil
 }
 
-// GetMany looks up the read states of one user in several channels. It
-// sets out[i] and found[i] for each channels[i] (out and found must be at
-// least as long as channels) and returns how many were not cached.
-func (t *Table) GetMany(user int64, channels []int64, out []State, found []bool) int {
-	missing := 0
-	for i, c := range channels {
-		st, err := t.Get(Key{User: user, Channel: c})
-		out[i], found[i] = st, err == nil
-		if err != nil {
-			missing++
-		}
-	}
-	return missing
-}
-
 // Reserve prepares the read-through of k. If k is cached it returns false
 // (retry the operation). Otherwise it inserts a loading placeholder and
 // returns true: the caller now loads k and must call Fill or Abort.
