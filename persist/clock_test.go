@@ -1,94 +1,6 @@
 package persist
 
-import (
-	"context"
-	"testing"
-	"time"
-
-	"github.com/readstates/readstates/cache"
-)
-
-// testClockStepBack is the clock scenario of a process restarted on a
-// clock behind the stamps already stored (an NTP step back, a VM restored
-// from a snapshot, a move to another host): each change must still be
-// written above the stored stamp, through restart, eviction and reload.
-// newStore opens the same store again for each run (nil close: the caller
-// closes it).
-func testClockStepBack(t *testing.T, newStore func(t *testing.T) (Store, func())) {
-	true0 := time.Now()
-	k := cache.Key{User: 42, Channel: 7}
-	ctx := context.Background()
-	run := func(name string, offset time.Duration, entries int, body func(e *Engine)) {
-		t.Helper()
-		now := true0.Add(offset)
-		store, closeStore := newStore(t)
-		defer closeStore()
-		e, err := NewEngine(EngineConfig{Store: store, CacheEntries: entries, FlushInterval: time.Hour,
-			Logger: quietLogger(), Now: func() time.Time { return now }})
-		if err != nil {
-			t.Fatal(err)
-		}
-		stop := runEngine(e)
-		body(e)
-		stop()
-		cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-		defer cancel()
-		if err := e.Close(cctx); err != nil {
-			t.Fatalf("%s: close: %v", name, err)
-		}
-	}
-	get := func(e *Engine, k cache.Key) cache.State {
-		t.Helper()
-		st, err := e.Get(ctx, k)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return st
-	}
-	run("clock an hour ahead", time.Hour, 1024, func(e *Engine) {
-		if n, err := e.Incr(ctx, k, 5); err != nil || n != 5 {
-			t.Fatalf("RSINCR 42 7 5: %d %v", n, err)
-		}
-	})
-	run("true clock", 0, 1024, func(e *Engine) {
-		if n, err := e.Reset(ctx, k, 1100, true); err != nil || n != 5 {
-			t.Fatalf("RSRESET 42 7 1100: %d %v", n, err)
-		}
-		if st := get(e, k); st != (cache.State{LastMessageID: 1100}) {
-			t.Fatalf("read back %+v", st)
-		}
-		if e.Stats().StampsAhead == 0 {
-			t.Error("a stamp an hour ahead was loaded, and not counted")
-		}
-	})
-	run("third run", 0, 1024, func(e *Engine) {
-		if st := get(e, k); st != (cache.State{LastMessageID: 1100}) {
-			t.Fatalf("after restart: got %+v, want {0 1100}: the reset was written below the stored stamp and lost", st)
-		}
-	})
-	// Eviction and reload in one run, clock behind: a one-entry cache
-	// evicts k (written back) whenever another key is loaded.
-	run("eviction", -time.Hour, 1, func(e *Engine) {
-		other := cache.Key{User: 1, Channel: 1}
-		for i := range 3 {
-			if _, err := e.Incr(ctx, k, 2); err != nil {
-				t.Fatal(err)
-			}
-			if err := e.Sync(ctx); err != nil { // k written: its stamp is stored
-				t.Fatal(err)
-			}
-			get(e, other) // evicts k
-			if st := get(e, k); st.MentionCount != int32(2*(i+1)) {
-				t.Fatalf("reload %d: got %+v, want count %d", i, st, 2*(i+1))
-			}
-		}
-	})
-	run("after eviction", -2*time.Hour, 1024, func(e *Engine) {
-		if st := get(e, k); st != (cache.State{MentionCount: 6, LastMessageID: 1100}) {
-			t.Fatalf("got %+v, want {6 1100}", st)
-		}
-	})
-}
+import "context"
 
 // runEngine runs e's write-behind until the returned function is called.
 func runEngine(e *Engine) (stop func()) {
@@ -96,19 +8,4 @@ func runEngine(e *Engine) (stop func()) {
 	done := make(chan struct{})
 	go func() { defer close(done); e.Run(ctx) }()
 	return func() { cancel(); <-done }
-}
-
-func TestEngineClockStepBackPebble(t *testing.T) {
-	dir := t.TempDir()
-	testClockStepBack(t, func(t *testing.T) (Store, func()) {
-		p, err := OpenPebble(dir, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return p, func() {
-			if err := p.Close(); err != nil {
-				t.Error(err)
-			}
-		}
-	})
 }

@@ -1,6 +1,10 @@
 // Package persist keeps read states durable: the write-behind Engine
-// between the in-memory cache and a Store, and the two Stores, Cassandra
-// (production) and Pebble (the embedded default).
+// between the in-memory cache and a Store, the Store contract, and the
+// errors and figures its callers see. The Stores live in packages of their
+// own, so that what imports persist (the commands) links no database
+// driver: cassandrastore (production), pebblestore (the embedded
+// default); storetest is the contract's conformance suite, and journal the
+// local journal of changes.
 //
 // # What it promises
 //

@@ -539,33 +539,43 @@ func (e *Engine) Run(ctx context.Context) error {
 }
 
 // flushAndCheckpoint is one periodic flush, paced over pace (see
-// flushAll). It waits for room in a full queue until the next flush is
-// due, then leaves the rest dirty. With a journal it also cuts the journal
-// (see checkpoint).
+// flushAll). When the write queue is full it waits for room, as long as it
+// takes; with a journal, it cuts the journal (see checkpoint) at least
+// every half interval meanwhile, so that a long outage does not grow the
+// journal without bound.
 func (e *Engine) flushAndCheckpoint(ctx context.Context, pace time.Duration) {
-	var mark journal.Mark
-	rotated := false
-	if e.journal != nil {
-		m, err := e.journal.Rotate()
-		if err != nil {
-			e.log.Error("journal rotate", "err", err)
-		} else {
-			mark, rotated = m, true
+	start, from := time.Now(), 0
+	for {
+		var mark journal.Mark
+		rotated := false
+		if e.journal != nil {
+			m, err := e.journal.Rotate()
+			if err != nil {
+				e.log.Error("journal rotate", "err", err)
+			} else {
+				mark, rotated = m, true
+			}
 		}
-	}
-	fctx, cancel := context.WithTimeout(ctx, max(e.flushInterval/2, pace))
-	err := e.flushAll(fctx, pace)
-	cancel()
-	if ctx.Err() != nil {
-		return // shutting down: Close writes everything
-	}
-	if err != nil {
-		e.log.Warn("flush incomplete: the write queue is full (the store is down or behind); dirty read states wait for the next flush", "err", err)
-	}
-	if rotated {
-		if err := e.checkpoint(mark, err == nil); err != nil {
-			e.log.Error("journal checkpoint", "err", err)
+		fctx, cancel := context.WithTimeout(ctx, max(e.flushInterval/2, pace))
+		next, err := e.flushShards(fctx, start, pace, from)
+		cancel()
+		if ctx.Err() != nil {
+			return // shutting down: Close writes everything
 		}
+		if rotated {
+			// Only a pass begun after this rotation hands over every
+			// change the closed segments hold.
+			if cerr := e.checkpoint(mark, err == nil && from == 0); cerr != nil {
+				e.log.Error("journal checkpoint", "err", cerr)
+			}
+		}
+		if err == nil {
+			return
+		}
+		if from == 0 {
+			e.log.Warn("flush waiting: the write queue is full (the store is down or behind)", "pending", e.Stats().Pending)
+		}
+		from, pace = next, 0
 	}
 }
 
@@ -687,10 +697,17 @@ func (e *Engine) Close(ctx context.Context) error {
 // (BENCHMARKS.md, latency under GC, has the figures). Spread out, the same
 // work leaves the commands their share of the CPU.
 func (e *Engine) flushAll(ctx context.Context, pace time.Duration) error {
-	start := time.Now()
+	_, err := e.flushShards(ctx, time.Now(), pace, 0)
+	return err
+}
+
+// flushShards is flushAll from shard from on, for a pass that began at
+// start; it returns the first shard it did not finish. A pass that reaches
+// the last shard counts as a flush cycle that began at start.
+func (e *Engine) flushShards(ctx context.Context, start time.Time, pace time.Duration, from int) (int, error) {
 	n := e.table.Shards()
 	var timer *time.Timer
-	for i := range n {
+	for i := from; i < n; i++ {
 		for {
 			written := e.writtenSignal()
 			if _, done := e.table.Flush(i); done {
@@ -699,7 +716,7 @@ func (e *Engine) flushAll(ctx context.Context, pace time.Duration) error {
 			select {
 			case <-written:
 			case <-ctx.Done():
-				return fmt.Errorf("flush: %w", ctx.Err())
+				return i, fmt.Errorf("flush: %w", ctx.Err())
 			}
 		}
 		if pace <= 0 {
@@ -719,12 +736,12 @@ func (e *Engine) flushAll(ctx context.Context, pace time.Duration) error {
 		select {
 		case <-timer.C:
 		case <-ctx.Done():
-			return fmt.Errorf("flush: %w", ctx.Err())
+			return i + 1, fmt.Errorf("flush: %w", ctx.Err())
 		}
 	}
 	e.stats.flushCycles.Add(1)
 	e.stats.lastFlush.Store(start.UnixNano())
-	return nil
+	return n, nil
 }
 
 func (e *Engine) writtenSignal() chan struct{} {

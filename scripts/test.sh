@@ -45,4 +45,4 @@ echo "== Cassandra integration tests"
 bash scripts/cassandra/cassandra.sh start
 trap 'bash scripts/cassandra/cassandra.sh stop' EXIT
 READSTATES_CASSANDRA_SCRIPT="$PWD/scripts/cassandra/cassandra.sh" \
-	go test -race -count=1 -p 1 -timeout 30m -tags cassandra -run 'Cassandra' ./persist/ ./tests/
+	go test -race -count=1 -p 1 -timeout 30m -tags cassandra -run 'Cassandra' ./persist/... ./tests/

@@ -14,6 +14,7 @@ import (
 
 	"github.com/readstates/readstates/persist"
 	"github.com/readstates/readstates/persist/journal"
+	"github.com/readstates/readstates/persist/pebblestore"
 )
 
 // The hot path allocates nothing: a pipeline of read-state commands that
@@ -24,7 +25,7 @@ import (
 // so a stray allocation anywhere on the path shows. (Not under -race: the
 // race runtime allocates on its own.)
 func TestHotPathDoesNotAllocate(t *testing.T) {
-	store, err := persist.OpenPebble(t.TempDir(), testLogger(t))
+	store, err := pebblestore.Open(t.TempDir(), testLogger(t))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -9,7 +9,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/readstates/readstates/persist"
+	"github.com/readstates/readstates/persist/cassandrastore"
 	"github.com/readstates/readstates/persist/journal"
 	"github.com/readstates/readstates/server"
 )
@@ -32,7 +32,7 @@ type options struct {
 	logFormat       string
 	pprofAddr       string
 	cassandraHosts  string
-	cassandra       persist.CassandraConfig
+	cassandra       cassandrastore.Config
 	tls             tlsOptions
 }
 

@@ -20,7 +20,9 @@ import (
 	"time"
 
 	"github.com/readstates/readstates/persist"
+	"github.com/readstates/readstates/persist/cassandrastore"
 	"github.com/readstates/readstates/persist/journal"
+	"github.com/readstates/readstates/persist/pebblestore"
 	"github.com/readstates/readstates/server"
 )
 
@@ -264,14 +266,14 @@ func closeEngine(ctx context.Context, engine *persist.Engine, log *slog.Logger) 
 func openStore(ctx context.Context, o *options, log *slog.Logger) (persist.Store, error) {
 	if len(o.cassandra.Hosts) > 0 {
 		log.Info("opening Cassandra", "hosts", o.cassandra.Hosts, "keyspace", o.cassandra.Keyspace)
-		st, err := persist.OpenCassandra(ctx, o.cassandra, log)
+		st, err := cassandrastore.Open(ctx, o.cassandra, log)
 		if err != nil {
 			return nil, fmt.Errorf("open Cassandra: %w", err)
 		}
 		return st, nil
 	}
 	log.Info("opening the embedded store", "dir", o.dataDir)
-	st, err := persist.OpenPebble(o.dataDir, log)
+	st, err := pebblestore.Open(o.dataDir, log)
 	if err != nil {
 		return nil, fmt.Errorf("open embedded store: %w", err)
 	}

@@ -1,4 +1,4 @@
-package persist
+package pebblestore
 
 import (
 	"bytes"
@@ -15,9 +15,10 @@ import (
 	"github.com/cockroachdb/pebble/vfs"
 
 	"github.com/readstates/readstates/cache"
+	"github.com/readstates/readstates/persist"
 )
 
-// Pebble is the embedded Store: a pebble LSM in a local directory, used
+// Store is the embedded store: a pebble LSM in a local directory, used
 // when no Cassandra is configured so that the server runs with no setup.
 //
 // Invariants:
@@ -30,7 +31,7 @@ import (
 //
 // A Pebble is safe for concurrent use. After Close, Load and Write return an
 // error wrapping pebble.ErrClosed instead of panicking as pebble would.
-type Pebble struct {
+type Store struct {
 	// mu is read-locked by every operation and write-locked by Close, because
 	// pebble panics on any use of a closed DB and on a second Close.
 	mu     sync.RWMutex
@@ -51,15 +52,15 @@ const (
 	pebbleMergerName = "readstates.lww.v1"
 )
 
-// OpenPebble opens (creating it if needed) the pebble store in dir. A nil
+// Open opens (creating it if needed) the pebble store in dir. A nil
 // logger discards pebble's messages.
-func OpenPebble(dir string, logger *slog.Logger) (*Pebble, error) {
+func Open(dir string, logger *slog.Logger) (*Store, error) {
 	return openPebbleFS(dir, vfs.Default, logger)
 }
 
-// openPebbleFS is OpenPebble on any file system: tests simulate a power
+// openPebbleFS is Open on any file system: tests simulate a power
 // loss with vfs.NewStrictMem.
-func openPebbleFS(dir string, fs vfs.FS, logger *slog.Logger) (*Pebble, error) {
+func openPebbleFS(dir string, fs vfs.FS, logger *slog.Logger) (*Store, error) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
@@ -86,13 +87,13 @@ func openPebbleFS(dir string, fs vfs.FS, logger *slog.Logger) (*Pebble, error) {
 	if err != nil {
 		return nil, fmt.Errorf("pebble: open %s: %w", dir, err)
 	}
-	return &Pebble{db: db, logger: logger}, nil
+	return &Store{db: db, logger: logger}, nil
 }
 
 // Load returns the newest State written for k and its stamp, or the zero
 // State and 0 if k was never written. The context is only checked before reading: a local read
 // does not block on anything a context could cancel.
-func (p *Pebble) Load(ctx context.Context, k cache.Key) (cache.State, int64, error) {
+func (p *Store) Load(ctx context.Context, k cache.Key) (cache.State, int64, error) {
 	if err := ctx.Err(); err != nil {
 		return cache.State{}, 0, fmt.Errorf("pebble: load read state %d/%d: %w", k.User, k.Channel, err)
 	}
@@ -122,7 +123,7 @@ func (p *Pebble) Load(ctx context.Context, k cache.Key) (cache.State, int64, err
 // Records may come in any order and may repeat keys; per key the highest
 // Stamp wins, now and against everything written before or after. Writing
 // the same records again is harmless. An empty recs is a no-op.
-func (p *Pebble) Write(ctx context.Context, recs []Record) error {
+func (p *Store) Write(ctx context.Context, recs []persist.Record) error {
 	if len(recs) == 0 {
 		return nil
 	}
@@ -156,7 +157,7 @@ func (p *Pebble) Write(ctx context.Context, recs []Record) error {
 // Close flushes the memtable (so the next open need not replay the WAL) and
 // closes the store. It waits for Loads and Writes in progress; a second Close
 // returns nil.
-func (p *Pebble) Close() error {
+func (p *Store) Close() error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.db == nil {

@@ -1,10 +1,10 @@
-package persist
+package cassandrastore
 
 import "time"
 
-// CassandraConfig configures the Cassandra store. Zero values take the
+// Config configures the Cassandra store. Zero values take the
 // defaults documented on each field.
-type CassandraConfig struct {
+type Config struct {
 	// Hosts are the contact points, "host" or "host:port" (port 9042).
 	Hosts []string
 	// Keyspace is created if missing (default "readstates").

@@ -1,4 +1,7 @@
-package persist
+// Package storetest is the conformance suite of the persist.Store
+// contract, which every store runs against a real instance of its
+// database, and scenarios of the write-behind engine over a real store.
+package storetest
 
 import (
 	"context"
@@ -12,22 +15,23 @@ import (
 	"time"
 
 	"github.com/readstates/readstates/cache"
+	"github.com/readstates/readstates/persist"
 )
 
-// testStore is the conformance suite of the Store contract (see Store and
-// Record): every implementation runs it.
+// Run is the conformance suite of the persist.Store contract (see persist.Store and
+// persist.Record): every implementation runs it.
 //
 // open is called once per subtest; the store it returns is closed by
 // whoever opened it (a t.Cleanup). It may hand out one store to several
 // subtests (a Cassandra keyspace is slow to create): each subtest keys its
 // records under its own random user ids, except the extreme-value subtest,
-// which runs once per call of testStore.
-func testStore(t *testing.T, open func(t *testing.T) Store) {
+// which runs once per call of Run.
+func Run(t *testing.T, open func(t *testing.T) persist.Store) {
 	t.Run("NeverWrittenIsZero", func(t *testing.T) {
 		s := open(t)
-		u := storetestUser()
+		u := User()
 		for _, k := range []cache.Key{{User: u, Channel: 1}, {User: u, Channel: math.MaxInt64}} {
-			storetestWantState(t, s, k, cache.State{})
+			WantState(t, s, k, cache.State{})
 		}
 	})
 
@@ -35,7 +39,7 @@ func testStore(t *testing.T, open func(t *testing.T) Store) {
 	// key must go above it, whatever the wall clock says.
 	t.Run("LoadReturnsStamp", func(t *testing.T) {
 		s := open(t)
-		k := cache.Key{User: storetestUser(), Channel: 9}
+		k := cache.Key{User: User(), Channel: 9}
 		wantStamp := func(want int64, st cache.State) {
 			t.Helper()
 			var got cache.State
@@ -53,11 +57,11 @@ func testStore(t *testing.T, open func(t *testing.T) Store) {
 		wantStamp(0, cache.State{})
 		// An hour ahead of the clock, as a run with a fast clock leaves it.
 		ahead := time.Now().Add(time.Hour).UnixMicro()
-		storetestWrite(t, s, Record{Key: k, State: cache.State{MentionCount: 5}, Stamp: ahead})
+		Write(t, s, persist.Record{Key: k, State: cache.State{MentionCount: 5}, Stamp: ahead})
 		wantStamp(ahead, cache.State{MentionCount: 5})
-		storetestWrite(t, s, Record{Key: k, State: cache.State{LastMessageID: 1100}, Stamp: time.Now().UnixMicro()})
+		Write(t, s, persist.Record{Key: k, State: cache.State{LastMessageID: 1100}, Stamp: time.Now().UnixMicro()})
 		wantStamp(ahead, cache.State{MentionCount: 5}) // the lower stamp lost
-		storetestWrite(t, s, Record{Key: k, State: cache.State{LastMessageID: 1100}, Stamp: ahead + 1})
+		Write(t, s, persist.Record{Key: k, State: cache.State{LastMessageID: 1100}, Stamp: ahead + 1})
 		wantStamp(ahead+1, cache.State{LastMessageID: 1100})
 	})
 
@@ -67,86 +71,86 @@ func testStore(t *testing.T, open func(t *testing.T) Store) {
 		if err := s.Write(ctx, nil); err != nil {
 			t.Fatalf("Write(nil): got %v, want nil", err)
 		}
-		if err := s.Write(ctx, []Record{}); err != nil {
-			t.Fatalf("Write([]Record{}): got %v, want nil", err)
+		if err := s.Write(ctx, []persist.Record{}); err != nil {
+			t.Fatalf("Write([]persist.Record{}): got %v, want nil", err)
 		}
 	})
 
 	t.Run("RoundTripExtremes", func(t *testing.T) {
 		s := open(t)
 		const maxID = math.MaxInt64
-		recs := []Record{
+		recs := []persist.Record{
 			{Key: cache.Key{User: 0, Channel: 0}, State: cache.State{MentionCount: 1, LastMessageID: 2}},
 			{Key: cache.Key{User: 0, Channel: maxID}, State: cache.State{MentionCount: math.MaxInt32, LastMessageID: maxID}},
 			{Key: cache.Key{User: maxID, Channel: 0}, State: cache.State{MentionCount: math.MaxInt32, LastMessageID: 0}},
 			{Key: cache.Key{User: maxID, Channel: maxID}, State: cache.State{MentionCount: 0, LastMessageID: maxID}},
 		}
-		stamp := storetestStamp()
+		stamp := Stamp()
 		for i := range recs {
 			recs[i].Stamp = stamp
 		}
-		storetestWrite(t, s, recs...)
+		Write(t, s, recs...)
 		for _, r := range recs {
-			storetestWantState(t, s, r.Key, r.State)
+			WantState(t, s, r.Key, r.State)
 		}
 		// A newer zero State is a real value, not "absent": it must replace
 		// the old one.
-		zero := make([]Record, len(recs))
+		zero := make([]persist.Record, len(recs))
 		for i, r := range recs {
-			zero[i] = Record{Key: r.Key, Stamp: stamp + 1}
+			zero[i] = persist.Record{Key: r.Key, Stamp: stamp + 1}
 		}
-		storetestWrite(t, s, zero...)
+		Write(t, s, zero...)
 		for _, r := range recs {
-			storetestWantState(t, s, r.Key, cache.State{})
+			WantState(t, s, r.Key, cache.State{})
 		}
 	})
 
 	t.Run("LastWriterWins", func(t *testing.T) {
 		s := open(t)
-		k := cache.Key{User: storetestUser(), Channel: 7}
-		base := storetestStamp()
+		k := cache.Key{User: User(), Channel: 7}
+		base := Stamp()
 		newer := cache.State{MentionCount: 5, LastMessageID: 500}
 		older := cache.State{MentionCount: 3, LastMessageID: 300}
 
-		storetestWrite(t, s, Record{Key: k, State: newer, Stamp: base + 5})
-		storetestWrite(t, s, Record{Key: k, State: older, Stamp: base + 3})
-		storetestWantState(t, s, k, newer)
+		Write(t, s, persist.Record{Key: k, State: newer, Stamp: base + 5})
+		Write(t, s, persist.Record{Key: k, State: older, Stamp: base + 3})
+		WantState(t, s, k, newer)
 
 		// A retry of an already applied write changes nothing.
-		storetestWrite(t, s, Record{Key: k, State: newer, Stamp: base + 5})
-		storetestWantState(t, s, k, newer)
+		Write(t, s, persist.Record{Key: k, State: newer, Stamp: base + 5})
+		WantState(t, s, k, newer)
 
 		newest := cache.State{MentionCount: 0, LastMessageID: 700}
-		storetestWrite(t, s, Record{Key: k, State: newest, Stamp: base + 7})
-		storetestWantState(t, s, k, newest)
+		Write(t, s, persist.Record{Key: k, State: newest, Stamp: base + 7})
+		WantState(t, s, k, newest)
 
 		// Within one Write, order does not matter either.
 		k2 := cache.Key{User: k.User, Channel: 8}
-		storetestWrite(t, s,
-			Record{Key: k2, State: cache.State{MentionCount: 10}, Stamp: base + 10},
-			Record{Key: k2, State: cache.State{MentionCount: 9}, Stamp: base + 9},
+		Write(t, s,
+			persist.Record{Key: k2, State: cache.State{MentionCount: 10}, Stamp: base + 10},
+			persist.Record{Key: k2, State: cache.State{MentionCount: 9}, Stamp: base + 9},
 		)
-		storetestWantState(t, s, k2, cache.State{MentionCount: 10})
+		WantState(t, s, k2, cache.State{MentionCount: 10})
 	})
 
 	t.Run("ManyUsersAndChannels", func(t *testing.T) {
 		s := open(t)
 		const n = 1000
-		stamp := storetestStamp()
-		recs := make([]Record, 0, 2*n)
+		stamp := Stamp()
+		recs := make([]persist.Record, 0, 2*n)
 		// n users with one channel each: many partitions.
-		u0 := storetestUser()
+		u0 := User()
 		for i := range int64(n) {
-			recs = append(recs, Record{
+			recs = append(recs, persist.Record{
 				Key:   cache.Key{User: u0 + i, Channel: 42},
 				State: cache.State{MentionCount: int32(i), LastMessageID: i * 1000},
 				Stamp: stamp,
 			})
 		}
 		// One user in n channels: one big partition, split into batches.
-		u1 := storetestUser()
+		u1 := User()
 		for i := range int64(n) {
-			recs = append(recs, Record{
+			recs = append(recs, persist.Record{
 				Key:   cache.Key{User: u1, Channel: i * 7919},
 				State: cache.State{MentionCount: int32(n - i), LastMessageID: math.MaxInt64 - i},
 				Stamp: stamp,
@@ -154,8 +158,8 @@ func testStore(t *testing.T, open func(t *testing.T) Store) {
 		}
 		// The engine hands over records in no particular order.
 		rand.Shuffle(len(recs), func(i, j int) { recs[i], recs[j] = recs[j], recs[i] })
-		storetestWrite(t, s, recs...)
-		storetestLoadAll(t, s, recs)
+		Write(t, s, recs...)
+		LoadAll(t, s, recs)
 
 		// Overwrite half with newer stamps and half with older ones.
 		for i := range recs {
@@ -164,25 +168,25 @@ func testStore(t *testing.T, open func(t *testing.T) Store) {
 				recs[i].State.MentionCount++
 			}
 		}
-		stale := make([]Record, 0, len(recs)/2)
+		stale := make([]persist.Record, 0, len(recs)/2)
 		for i := range recs {
 			if i%2 == 1 {
-				stale = append(stale, Record{Key: recs[i].Key, State: cache.State{MentionCount: 12345, LastMessageID: 12345}, Stamp: stamp - 1})
+				stale = append(stale, persist.Record{Key: recs[i].Key, State: cache.State{MentionCount: 12345, LastMessageID: 12345}, Stamp: stamp - 1})
 			}
 		}
-		storetestWrite(t, s, append(stale, recs...)...)
-		storetestLoadAll(t, s, recs)
+		Write(t, s, append(stale, recs...)...)
+		LoadAll(t, s, recs)
 	})
 
 	t.Run("ConcurrentWritesAndLoads", func(t *testing.T) {
 		s := open(t)
 		const workers, rounds = 8, 40
-		user := storetestUser()
+		user := User()
 		shared := cache.Key{User: user, Channel: 1}
 		// Each state carries its own stamp, so a Load shows which write it
 		// observes.
 		var clock atomic.Int64
-		clock.Store(storetestStamp())
+		clock.Store(Stamp())
 		var wg sync.WaitGroup
 		errs := make(chan error, workers)
 		for w := range workers {
@@ -191,8 +195,8 @@ func testStore(t *testing.T, open func(t *testing.T) Store) {
 				for range rounds {
 					st := clock.Add(1)
 					state := cache.State{MentionCount: int32(st % math.MaxInt32), LastMessageID: st}
-					err := storetestRetry(t, func() error {
-						return s.Write(t.Context(), []Record{
+					err := Retry(t, func() error {
+						return s.Write(t.Context(), []persist.Record{
 							{Key: shared, State: state, Stamp: st},
 							{Key: own, State: state, Stamp: st},
 						})
@@ -202,7 +206,7 @@ func testStore(t *testing.T, open func(t *testing.T) Store) {
 						return
 					}
 					// Read-your-writes: our write or a newer one.
-					got, err := storetestLoad(t, s, shared)
+					got, err := Load(t, s, shared)
 					if err != nil {
 						errs <- fmt.Errorf("load shared: %w", err)
 						return
@@ -211,7 +215,7 @@ func testStore(t *testing.T, open func(t *testing.T) Store) {
 						errs <- fmt.Errorf("load shared after writing stamp %d: got stamp %d", st, got.LastMessageID)
 						return
 					}
-					got, err = storetestLoad(t, s, own)
+					got, err = Load(t, s, own)
 					if err != nil {
 						errs <- fmt.Errorf("load own: %w", err)
 						return
@@ -229,26 +233,26 @@ func testStore(t *testing.T, open func(t *testing.T) Store) {
 			t.Error(err)
 		}
 		last := clock.Load()
-		storetestWantState(t, s, shared, cache.State{MentionCount: int32(last % math.MaxInt32), LastMessageID: last})
+		WantState(t, s, shared, cache.State{MentionCount: int32(last % math.MaxInt32), LastMessageID: last})
 	})
 }
 
-// storetestStamp returns the base Stamp of a subtest: a realistic value
+// Stamp returns the base Stamp of a subtest: a realistic value
 // (about 1970 plus 13 days in microseconds) with room below it for "older"
 // writes. Subtests never share keys, so they may share the base.
-func storetestStamp() int64 { return 1 << 40 }
+func Stamp() int64 { return 1 << 40 }
 
-// storetestUser returns a user id no other subtest uses.
-func storetestUser() int64 { return rand.Int64N(1<<62) + 1<<40 }
+// User returns a user id no other subtest uses.
+func User() int64 { return rand.Int64N(1<<62) + 1<<40 }
 
-// storetestRetry runs op until it succeeds, fails with an error other than
-// ErrUnavailable, or has failed 5 times. A networked store on a loaded test
+// Retry runs op until it succeeds, fails with an error other than
+// persist.ErrUnavailable, or has failed 5 times. A networked store on a loaded test
 // machine may time out now and then; the contract allows that ("try again
 // later") and the engine retries, so the suite does too.
-func storetestRetry(t *testing.T, op func() error) error {
+func Retry(t *testing.T, op func() error) error {
 	var err error
 	for attempt := 1; attempt <= 5; attempt++ {
-		if err = op(); !errors.Is(err, ErrUnavailable) {
+		if err = op(); !errors.Is(err, persist.ErrUnavailable) {
 			return err
 		}
 		t.Logf("attempt %d: %v (retrying)", attempt, err)
@@ -257,9 +261,9 @@ func storetestRetry(t *testing.T, op func() error) error {
 	return err
 }
 
-func storetestLoad(t *testing.T, s Store, k cache.Key) (cache.State, error) {
+func Load(t *testing.T, s persist.Store, k cache.Key) (cache.State, error) {
 	var got cache.State
-	err := storetestRetry(t, func() error {
+	err := Retry(t, func() error {
 		var err error
 		got, _, err = s.Load(t.Context(), k)
 		return err
@@ -267,16 +271,16 @@ func storetestLoad(t *testing.T, s Store, k cache.Key) (cache.State, error) {
 	return got, err
 }
 
-func storetestWrite(t *testing.T, s Store, recs ...Record) {
+func Write(t *testing.T, s persist.Store, recs ...persist.Record) {
 	t.Helper()
-	if err := storetestRetry(t, func() error { return s.Write(t.Context(), recs) }); err != nil {
+	if err := Retry(t, func() error { return s.Write(t.Context(), recs) }); err != nil {
 		t.Fatalf("Write of %d records: %v", len(recs), err)
 	}
 }
 
-func storetestWantState(t *testing.T, s Store, k cache.Key, want cache.State) {
+func WantState(t *testing.T, s persist.Store, k cache.Key, want cache.State) {
 	t.Helper()
-	got, err := storetestLoad(t, s, k)
+	got, err := Load(t, s, k)
 	if err != nil {
 		t.Fatalf("Load(%v): %v", k, err)
 	}
@@ -285,9 +289,9 @@ func storetestWantState(t *testing.T, s Store, k cache.Key, want cache.State) {
 	}
 }
 
-// storetestLoadAll checks every record with a few concurrent readers, so a
+// LoadAll checks every record with a few concurrent readers, so a
 // networked store does not take a round trip per record in sequence.
-func storetestLoadAll(t *testing.T, s Store, want []Record) {
+func LoadAll(t *testing.T, s persist.Store, want []persist.Record) {
 	t.Helper()
 	const readers = 8
 	ctx, cancel := context.WithCancel(t.Context())
@@ -301,7 +305,7 @@ func storetestLoadAll(t *testing.T, s Store, want []Record) {
 		wg.Go(func() {
 			for i := r; i < len(want); i += readers {
 				var got cache.State
-				err := storetestRetry(t, func() error {
+				err := Retry(t, func() error {
 					var err error
 					got, _, err = s.Load(ctx, want[i].Key)
 					return err

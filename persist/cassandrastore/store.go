@@ -1,4 +1,4 @@
-package persist
+package cassandrastore
 
 import (
 	"cmp"
@@ -20,6 +20,7 @@ import (
 	"github.com/gocql/gocql"
 
 	"github.com/readstates/readstates/cache"
+	"github.com/readstates/readstates/persist"
 )
 
 // Cassandra is the Store kept in an Apache Cassandra (or compatible)
@@ -27,7 +28,7 @@ import (
 // partitioned by user_id.
 //
 // Invariants:
-//   - Every row is written with USING TIMESTAMP Record.Stamp, so Cassandra's
+//   - Every row is written with USING TIMESTAMP persist.Record.Stamp, so Cassandra's
 //     own cell reconciliation keeps the highest Stamp whatever order writes
 //     arrive or are retried in. That is what makes Write idempotent and a
 //     partial or repeated Write harmless.
@@ -36,8 +37,8 @@ import (
 //     than that.
 //
 // A Cassandra is safe for concurrent use. Errors that mean "try again later"
-// (timeouts, unavailable replicas, no connection) wrap ErrUnavailable.
-type Cassandra struct {
+// (timeouts, unavailable replicas, no connection) wrap persist.ErrUnavailable.
+type Store struct {
 	session *gocql.Session
 	// insertCQL and loadCQL are fixed at Open: gocql prepares each distinct
 	// query string once and caches it.
@@ -82,7 +83,7 @@ func cassandraValidKeyspace(name string) bool {
 
 // withDefaults returns cfg with the documented defaults applied, or an error
 // for a config that cannot work.
-func (cfg CassandraConfig) withDefaults() (CassandraConfig, error) {
+func (cfg Config) withDefaults() (Config, error) {
 	if len(cfg.Hosts) == 0 {
 		return cfg, errors.New("no hosts")
 	}
@@ -102,18 +103,18 @@ func (cfg CassandraConfig) withDefaults() (CassandraConfig, error) {
 	return cfg, nil
 }
 
-// OpenCassandra connects to the cluster, creating the keyspace and the
+// Open connects to the cluster, creating the keyspace and the
 // read_states table if they are missing. While Cassandra does not answer it
 // keeps trying for cfg.StartupWait, logging each failure; the error it then
-// returns wraps ErrUnavailable. A bad config fails at once. ctx bounds the
+// returns wraps persist.ErrUnavailable. A bad config fails at once. ctx bounds the
 // whole start-up; the returned store does not keep it.
-func OpenCassandra(ctx context.Context, cfg CassandraConfig, logger *slog.Logger) (*Cassandra, error) {
+func Open(ctx context.Context, cfg Config, logger *slog.Logger) (*Store, error) {
 	return openCassandra(ctx, cfg, logger, nil)
 }
 
-// openCassandra is OpenCassandra with a hook that may adjust the gocql
+// openCassandra is Open with a hook that may adjust the gocql
 // config, for tests that put a proxy between the store and Cassandra.
-func openCassandra(ctx context.Context, cfg CassandraConfig, logger *slog.Logger, tweak func(*gocql.ClusterConfig)) (*Cassandra, error) {
+func openCassandra(ctx context.Context, cfg Config, logger *slog.Logger, tweak func(*gocql.ClusterConfig)) (*Store, error) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
@@ -146,7 +147,7 @@ func openCassandra(ctx context.Context, cfg CassandraConfig, logger *slog.Logger
 		return nil, err
 	}
 	ks := cfg.Keyspace
-	c := &Cassandra{
+	c := &Store{
 		session: session,
 		insertCQL: "INSERT INTO " + ks + ".read_states (user_id, channel_id, mention_count, last_message_id)" +
 			" VALUES (?, ?, ?, ?) USING TIMESTAMP ?",
@@ -160,7 +161,7 @@ func openCassandra(ctx context.Context, cfg CassandraConfig, logger *slog.Logger
 
 // newCassandraCluster builds a fresh gocql config: each session needs its
 // own host selection policy.
-func newCassandraCluster(cfg CassandraConfig, cons gocql.Consistency, tlsCfg *tls.Config, gocqlLogger *slog.Logger) *gocql.ClusterConfig {
+func newCassandraCluster(cfg Config, cons gocql.Consistency, tlsCfg *tls.Config, gocqlLogger *slog.Logger) *gocql.ClusterConfig {
 	cl := gocql.NewCluster(cfg.Hosts...)
 	// Every node we support speaks v4; naming it skips a discovery dial.
 	cl.ProtoVersion = 4
@@ -194,7 +195,7 @@ func newCassandraCluster(cfg CassandraConfig, cons gocql.Consistency, tlsCfg *tl
 // cassandraTLSConfig loads the TLS files itself, so that a missing file is
 // a config error at once rather than a connection failure retried for
 // StartupWait.
-func cassandraTLSConfig(cfg CassandraConfig) (*tls.Config, error) {
+func cassandraTLSConfig(cfg Config) (*tls.Config, error) {
 	if cfg.TLSCAFile == "" && cfg.TLSCertFile == "" && cfg.TLSKeyFile == "" && !cfg.TLSInsecureSkipVerify {
 		return nil, nil
 	}
@@ -226,7 +227,7 @@ func cassandraTLSConfig(cfg CassandraConfig) (*tls.Config, error) {
 // cfg.StartupWait has passed. Session errors are always retried (gocql
 // flattens their causes into text); schema errors only when they mean
 // "unavailable".
-func cassandraStartup(ctx context.Context, cfg CassandraConfig, cluster func() *gocql.ClusterConfig, logger *slog.Logger) (*gocql.Session, error) {
+func cassandraStartup(ctx context.Context, cfg Config, cluster func() *gocql.ClusterConfig, logger *slog.Logger) (*gocql.Session, error) {
 	deadline := time.Now().Add(cfg.StartupWait)
 	backoff := 250 * time.Millisecond
 	var session *gocql.Session
@@ -256,7 +257,7 @@ func cassandraStartup(ctx context.Context, cfg CassandraConfig, cluster func() *
 			if session != nil {
 				session.Close()
 			}
-			return nil, fmt.Errorf("cassandra: start-up: gave up after %d attempts in %v: %w: %w", attempt, cfg.StartupWait, ErrUnavailable, err)
+			return nil, fmt.Errorf("cassandra: start-up: gave up after %d attempts in %v: %w: %w", attempt, cfg.StartupWait, persist.ErrUnavailable, err)
 		}
 		logger.Info("cassandra not ready, retrying", "hosts", cfg.Hosts, "attempt", attempt, "retry_in", wait, "err", err)
 		t := time.NewTimer(wait)
@@ -298,7 +299,7 @@ func cassandraNewSession(ctx context.Context, cl *gocql.ClusterConfig) (*gocql.S
 	}
 }
 
-func cassandraCreateSchema(ctx context.Context, s *gocql.Session, cfg CassandraConfig) error {
+func cassandraCreateSchema(ctx context.Context, s *gocql.Session, cfg Config) error {
 	stmts := []string{
 		"CREATE KEYSPACE IF NOT EXISTS " + cfg.Keyspace + " WITH replication = " + cfg.Replication,
 		// Plain columns, not counters: counter updates are not idempotent
@@ -321,10 +322,10 @@ func cassandraCreateSchema(ctx context.Context, s *gocql.Session, cfg CassandraC
 }
 
 // Load returns the State stored for k and its stamp (the cells' write
-// time, which every Write sets to Record.Stamp), or the zero State and 0 if
+// time, which every Write sets to persist.Record.Stamp), or the zero State and 0 if
 // k was never written. It reads at the configured consistency, so with
 // R + W > RF it sees every Write that returned nil.
-func (c *Cassandra) Load(ctx context.Context, k cache.Key) (cache.State, int64, error) {
+func (c *Store) Load(ctx context.Context, k cache.Key) (cache.State, int64, error) {
 	var s cache.State
 	var countStamp, msgStamp int64 // 0 for a null cell
 	q := c.session.Query(c.loadCQL, k.User, k.Channel).WithContext(ctx).Idempotent(true)
@@ -350,7 +351,7 @@ func (c *Cassandra) Load(ctx context.Context, k cache.Key) (cache.State, int64, 
 // timestamp, so the retry the caller makes (or an older write arriving
 // late) can never replace a newer value, and writing a row again is
 // idempotent.
-func (c *Cassandra) Write(ctx context.Context, recs []Record) error {
+func (c *Store) Write(ctx context.Context, recs []persist.Record) error {
 	if len(recs) == 0 {
 		return nil
 	}
@@ -395,7 +396,7 @@ func (c *Cassandra) Write(ctx context.Context, recs []Record) error {
 	return firstErr
 }
 
-func (c *Cassandra) acquire(ctx context.Context) error {
+func (c *Store) acquire(ctx context.Context) error {
 	select {
 	case c.inflight <- struct{}{}:
 		return nil
@@ -404,14 +405,14 @@ func (c *Cassandra) acquire(ctx context.Context) error {
 	}
 }
 
-func (c *Cassandra) release() { <-c.inflight }
+func (c *Store) release() { <-c.inflight }
 
 // cassandraBatches groups recs by user into batches of at most
 // cassandraMaxBatchRows rows. The batches share one sorted copy of recs.
-func cassandraBatches(recs []Record) [][]Record {
+func cassandraBatches(recs []persist.Record) [][]persist.Record {
 	sorted := slices.Clone(recs)
-	slices.SortFunc(sorted, func(a, b Record) int { return cmp.Compare(a.Key.User, b.Key.User) })
-	var batches [][]Record
+	slices.SortFunc(sorted, func(a, b persist.Record) int { return cmp.Compare(a.Key.User, b.Key.User) })
+	var batches [][]persist.Record
 	for start := 0; start < len(sorted); {
 		end := start + 1
 		for end < len(sorted) && end-start < cassandraMaxBatchRows && sorted[end].Key.User == sorted[start].Key.User {
@@ -424,7 +425,7 @@ func cassandraBatches(recs []Record) [][]Record {
 }
 
 // writeBatch writes the records of one user.
-func (c *Cassandra) writeBatch(ctx context.Context, recs []Record) error {
+func (c *Store) writeBatch(ctx context.Context, recs []persist.Record) error {
 	var err error
 	if len(recs) == 1 {
 		r := &recs[0]
@@ -453,17 +454,17 @@ func (c *Cassandra) writeBatch(ctx context.Context, recs []Record) error {
 
 // Close closes the session; Loads and Writes after it fail. It is safe to
 // call more than once.
-func (c *Cassandra) Close() error {
+func (c *Store) Close() error {
 	c.closeOnce.Do(c.session.Close)
 	return nil
 }
 
-// cassandraError wraps err with context, and with ErrUnavailable when
+// cassandraError wraps err with context, and with persist.ErrUnavailable when
 // err means "try again later".
 func cassandraError(err error, format string, args ...any) error {
 	what := fmt.Sprintf(format, args...)
 	if cassandraUnavailable(err) {
-		return fmt.Errorf("cassandra: %s: %w: %w", what, ErrUnavailable, err)
+		return fmt.Errorf("cassandra: %s: %w: %w", what, persist.ErrUnavailable, err)
 	}
 	return fmt.Errorf("cassandra: %s: %w", what, err)
 }
@@ -512,7 +513,7 @@ func cassandraUnavailable(err error) bool {
 
 // cassandraSlogLogger routes gocql's messages into slog. While a node is
 // down gocql reports each failed reconnect, about five lines a second: those
-// go to DEBUG, since the store's own ErrUnavailable errors already tell the
+// go to DEBUG, since the store's own persist.ErrUnavailable errors already tell the
 // caller. Everything else gocql prints (bad peers, auth or TLS failures,
 // ring refresh errors) is rare and worth a WARN.
 type cassandraSlogLogger struct{ l *slog.Logger }

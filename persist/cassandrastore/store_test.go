@@ -5,7 +5,7 @@
 // scripts/cassandra/cassandra.sh start. Every test works in a keyspace of
 // its own, dropped at the end.
 
-package persist
+package cassandrastore
 
 import (
 	"context"
@@ -25,6 +25,8 @@ import (
 	"github.com/gocql/gocql"
 
 	"github.com/readstates/readstates/cache"
+	"github.com/readstates/readstates/persist"
+	"github.com/readstates/readstates/persist/storetest"
 )
 
 func cassandraTestHosts() []string {
@@ -35,8 +37,8 @@ func cassandraTestHosts() []string {
 }
 
 // cassandraTestConfig returns a config for a fresh random keyspace.
-func cassandraTestConfig() CassandraConfig {
-	return CassandraConfig{
+func cassandraTestConfig() Config {
+	return Config{
 		Hosts:       cassandraTestHosts(),
 		Keyspace:    fmt.Sprintf("readstates_test_%016x", rand.Uint64()),
 		StartupWait: 30 * time.Second,
@@ -48,12 +50,12 @@ func cassandraTestConfig() CassandraConfig {
 
 // openTestCassandra opens a store in its own keyspace and drops the
 // keyspace and closes the store when t ends.
-func openTestCassandra(tb testing.TB, cfg CassandraConfig, tweak func(*gocql.ClusterConfig)) *Cassandra {
+func openTestCassandra(tb testing.TB, cfg Config, tweak func(*gocql.ClusterConfig)) *Store {
 	tb.Helper()
 	logger := cassandraTestLogger(tb)
 	c, err := openCassandra(tb.Context(), cfg, logger, tweak)
 	if err != nil {
-		tb.Fatalf("OpenCassandra(%v): %v", cfg.Hosts, err)
+		tb.Fatalf("Open(%v): %v", cfg.Hosts, err)
 	}
 	tb.Cleanup(func() {
 		defer c.Close()
@@ -88,7 +90,7 @@ func TestCassandraStore(t *testing.T) {
 	// One keyspace for the whole suite: creating one takes a second or
 	// more, and the suite keeps its subtests apart by user id.
 	c := openTestCassandra(t, cassandraTestConfig(), nil)
-	testStore(t, func(t *testing.T) Store { return c })
+	storetest.Run(t, func(t *testing.T) persist.Store { return c })
 }
 
 func TestCassandraSmallBatchesAndConcurrencyOne(t *testing.T) {
@@ -97,18 +99,18 @@ func TestCassandraSmallBatchesAndConcurrencyOne(t *testing.T) {
 	c := openTestCassandra(t, cfg, nil)
 	// Several users with more rows than a batch holds, so batches of one
 	// user are written in parallel but through a single slot.
-	var recs []Record
+	var recs []persist.Record
 	for u := range int64(5) {
 		for ch := range int64(2*cassandraMaxBatchRows + 7) {
-			recs = append(recs, Record{
+			recs = append(recs, persist.Record{
 				Key:   cache.Key{User: u, Channel: ch},
 				State: cache.State{MentionCount: int32(u), LastMessageID: ch},
 				Stamp: 10,
 			})
 		}
 	}
-	storetestWrite(t, c, recs...)
-	storetestLoadAll(t, c, recs)
+	storetest.Write(t, c, recs...)
+	storetest.LoadAll(t, c, recs)
 }
 
 func TestCassandraReopenKeepsData(t *testing.T) {
@@ -116,39 +118,39 @@ func TestCassandraReopenKeepsData(t *testing.T) {
 	c := openTestCassandra(t, cfg, nil)
 	k := cache.Key{User: 99, Channel: 100}
 	want := cache.State{MentionCount: 3, LastMessageID: 12345}
-	storetestWrite(t, c, Record{Key: k, State: want, Stamp: 1})
+	storetest.Write(t, c, persist.Record{Key: k, State: want, Stamp: 1})
 
 	// Open again on the existing keyspace and table.
-	c2, err := OpenCassandra(t.Context(), cfg, cassandraTestLogger(t))
+	c2, err := Open(t.Context(), cfg, cassandraTestLogger(t))
 	if err != nil {
-		t.Fatalf("second OpenCassandra: %v", err)
+		t.Fatalf("second Open: %v", err)
 	}
 	defer c2.Close()
-	storetestWantState(t, c2, k, want)
+	storetest.WantState(t, c2, k, want)
 }
 
 func TestCassandraBadConfig(t *testing.T) {
-	for name, mut := range map[string]func(*CassandraConfig){
-		"consistency": func(c *CassandraConfig) { c.Consistency = "MOSTLY" },
-		"keyspace":    func(c *CassandraConfig) { c.Keyspace = "ks; DROP TABLE x" },
-		"no hosts":    func(c *CassandraConfig) { c.Hosts = nil },
-		"tls ca":      func(c *CassandraConfig) { c.TLSCAFile = "/nonexistent/ca.pem" },
-		"tls pair":    func(c *CassandraConfig) { c.TLSCertFile = "/nonexistent/cert.pem" },
+	for name, mut := range map[string]func(*Config){
+		"consistency": func(c *Config) { c.Consistency = "MOSTLY" },
+		"keyspace":    func(c *Config) { c.Keyspace = "ks; DROP TABLE x" },
+		"no hosts":    func(c *Config) { c.Hosts = nil },
+		"tls ca":      func(c *Config) { c.TLSCAFile = "/nonexistent/ca.pem" },
+		"tls pair":    func(c *Config) { c.TLSCertFile = "/nonexistent/cert.pem" },
 	} {
 		t.Run(name, func(t *testing.T) {
 			cfg := cassandraTestConfig()
 			mut(&cfg)
 			start := time.Now()
-			c, err := OpenCassandra(t.Context(), cfg, cassandraTestLogger(t))
+			c, err := Open(t.Context(), cfg, cassandraTestLogger(t))
 			if err == nil {
 				c.Close()
-				t.Fatal("OpenCassandra: got nil error")
+				t.Fatal("Open: got nil error")
 			}
-			if errors.Is(err, ErrUnavailable) {
-				t.Errorf("OpenCassandra: got %v, want a config error, not ErrUnavailable", err)
+			if errors.Is(err, persist.ErrUnavailable) {
+				t.Errorf("Open: got %v, want a config error, not persist.ErrUnavailable", err)
 			}
 			if d := time.Since(start); d > time.Second {
-				t.Errorf("OpenCassandra took %v: a config error must not be retried", d)
+				t.Errorf("Open took %v: a config error must not be retried", d)
 			}
 		})
 	}
@@ -158,13 +160,13 @@ func TestCassandraBadReplicationFailsFast(t *testing.T) {
 	cfg := cassandraTestConfig()
 	cfg.Replication = "{'class': 'NoSuchStrategy'}"
 	start := time.Now()
-	c, err := OpenCassandra(t.Context(), cfg, cassandraTestLogger(t))
+	c, err := Open(t.Context(), cfg, cassandraTestLogger(t))
 	if err == nil {
 		c.Close()
-		t.Fatal("OpenCassandra: got nil error")
+		t.Fatal("Open: got nil error")
 	}
-	if errors.Is(err, ErrUnavailable) || time.Since(start) > 10*time.Second {
-		t.Errorf("OpenCassandra: got %v after %v, want a prompt schema error", err, time.Since(start))
+	if errors.Is(err, persist.ErrUnavailable) || time.Since(start) > 10*time.Second {
+		t.Errorf("Open: got %v after %v, want a prompt schema error", err, time.Since(start))
 	}
 }
 
@@ -174,16 +176,16 @@ func TestCassandraUnreachableAtOpen(t *testing.T) {
 	cfg.StartupWait = 1500 * time.Millisecond
 	cfg.ConnectTimeout = 500 * time.Millisecond
 	start := time.Now()
-	c, err := OpenCassandra(t.Context(), cfg, cassandraTestLogger(t))
+	c, err := Open(t.Context(), cfg, cassandraTestLogger(t))
 	if err == nil {
 		c.Close()
-		t.Fatal("OpenCassandra: got nil error")
+		t.Fatal("Open: got nil error")
 	}
-	if !errors.Is(err, ErrUnavailable) {
-		t.Errorf("OpenCassandra: got %v, want ErrUnavailable", err)
+	if !errors.Is(err, persist.ErrUnavailable) {
+		t.Errorf("Open: got %v, want persist.ErrUnavailable", err)
 	}
 	if d := time.Since(start); d < cfg.StartupWait || d > cfg.StartupWait+5*time.Second {
-		t.Errorf("OpenCassandra gave up after %v, want about StartupWait %v", d, cfg.StartupWait)
+		t.Errorf("Open gave up after %v, want about StartupWait %v", d, cfg.StartupWait)
 	}
 
 	// A canceled context ends the wait early.
@@ -191,18 +193,18 @@ func TestCassandraUnreachableAtOpen(t *testing.T) {
 	ctx, cancel := context.WithTimeout(t.Context(), 500*time.Millisecond)
 	defer cancel()
 	start = time.Now()
-	if _, err := OpenCassandra(ctx, cfg, cassandraTestLogger(t)); !errors.Is(err, context.DeadlineExceeded) {
-		t.Errorf("OpenCassandra with a short context: got %v, want context.DeadlineExceeded", err)
+	if _, err := Open(ctx, cfg, cassandraTestLogger(t)); !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("Open with a short context: got %v, want context.DeadlineExceeded", err)
 	}
 	if d := time.Since(start); d > 5*time.Second {
-		t.Errorf("OpenCassandra ignored its context for %v", d)
+		t.Errorf("Open ignored its context for %v", d)
 	}
 }
 
 // TestCassandraOutage puts a TCP proxy between the store and Cassandra and
 // breaks it both ways a network does: connections reset (a restart), and
 // connections open but silent (a hung node or a partition). Load and Write
-// must fail with ErrUnavailable, and work again once the proxy is back.
+// must fail with persist.ErrUnavailable, and work again once the proxy is back.
 func TestCassandraOutage(t *testing.T) {
 	hosts := cassandraTestHosts()
 	p := startCassandraTestProxy(t, hosts[0])
@@ -221,18 +223,18 @@ func TestCassandraOutage(t *testing.T) {
 		})
 	})
 	k := cache.Key{User: 1, Channel: 2}
-	rec := Record{Key: k, State: cache.State{MentionCount: 1, LastMessageID: 10}, Stamp: 100}
-	storetestWrite(t, c, rec)
+	rec := persist.Record{Key: k, State: cache.State{MentionCount: 1, LastMessageID: 10}, Stamp: 100}
+	storetest.Write(t, c, rec)
 
 	wantUnavailable := func(what string) {
 		t.Helper()
 		ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
 		defer cancel()
-		if _, _, err := c.Load(ctx, k); !errors.Is(err, ErrUnavailable) {
-			t.Errorf("%s: Load: got %v, want ErrUnavailable", what, err)
+		if _, _, err := c.Load(ctx, k); !errors.Is(err, persist.ErrUnavailable) {
+			t.Errorf("%s: Load: got %v, want persist.ErrUnavailable", what, err)
 		}
-		if err := c.Write(ctx, []Record{rec}); !errors.Is(err, ErrUnavailable) {
-			t.Errorf("%s: Write: got %v, want ErrUnavailable", what, err)
+		if err := c.Write(ctx, []persist.Record{rec}); !errors.Is(err, persist.ErrUnavailable) {
+			t.Errorf("%s: Write: got %v, want persist.ErrUnavailable", what, err)
 		}
 	}
 	wantBack := func(what string) {
@@ -241,7 +243,7 @@ func TestCassandraOutage(t *testing.T) {
 		for {
 			ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
 			rec.Stamp++
-			err := c.Write(ctx, []Record{rec})
+			err := c.Write(ctx, []persist.Record{rec})
 			if err == nil {
 				_, _, err = c.Load(ctx, k)
 			}
@@ -249,8 +251,8 @@ func TestCassandraOutage(t *testing.T) {
 			if err == nil {
 				return
 			}
-			if !errors.Is(err, ErrUnavailable) {
-				t.Fatalf("%s: got %v, want nil or ErrUnavailable while reconnecting", what, err)
+			if !errors.Is(err, persist.ErrUnavailable) {
+				t.Fatalf("%s: got %v, want nil or persist.ErrUnavailable while reconnecting", what, err)
 			}
 			if time.Now().After(deadline) {
 				t.Fatalf("%s: store still failing after 60s: %v", what, err)
@@ -268,7 +270,7 @@ func TestCassandraOutage(t *testing.T) {
 	wantUnavailable("proxy down")
 	p.up(t)
 	wantBack("after proxy restart")
-	storetestWantState(t, c, k, rec.State)
+	storetest.WantState(t, c, k, rec.State)
 }
 
 // cassandraTestProxy forwards TCP to Cassandra and can drop every
@@ -398,12 +400,12 @@ func TestCassandraUnavailableClassification(t *testing.T) {
 }
 
 func TestCassandraBatches(t *testing.T) {
-	var recs []Record
+	var recs []persist.Record
 	for i := range 250 {
-		recs = append(recs, Record{Key: cache.Key{User: int64(i % 3), Channel: int64(i)}})
+		recs = append(recs, persist.Record{Key: cache.Key{User: int64(i % 3), Channel: int64(i)}})
 	}
-	recs = append(recs, Record{Key: cache.Key{User: 7, Channel: 1}})
-	orig := append([]Record(nil), recs...)
+	recs = append(recs, persist.Record{Key: cache.Key{User: 7, Channel: 1}})
+	orig := append([]persist.Record(nil), recs...)
 	batches := cassandraBatches(recs)
 	total := 0
 	for _, b := range batches {
@@ -439,10 +441,10 @@ func BenchmarkCassandraWrite(b *testing.B) {
 		b.Run(fmt.Sprintf("users=%d/channels=%d", shape.users, shape.channels), func(b *testing.B) {
 			c := openTestCassandra(b, cassandraTestConfig(), nil)
 			n := shape.users * shape.channels
-			recs := make([]Record, 0, n)
+			recs := make([]persist.Record, 0, n)
 			for u := range shape.users {
 				for ch := range shape.channels {
-					recs = append(recs, Record{Key: cache.Key{User: int64(u) * 7919, Channel: int64(ch)}})
+					recs = append(recs, persist.Record{Key: cache.Key{User: int64(u) * 7919, Channel: int64(ch)}})
 				}
 			}
 			ctx := b.Context()
@@ -468,8 +470,8 @@ func TestCassandraEngineClockStepBack(t *testing.T) {
 	cfg := cassandraTestConfig()
 	c := openTestCassandra(t, cfg, nil) // creates the keyspace, drops it at the end
 	_ = c
-	testClockStepBack(t, func(t *testing.T) (Store, func()) {
-		s, err := OpenCassandra(t.Context(), cfg, cassandraTestLogger(t))
+	storetest.EngineClockStepBack(t, func(t *testing.T) (persist.Store, func()) {
+		s, err := Open(t.Context(), cfg, cassandraTestLogger(t))
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -1,4 +1,4 @@
-package persist
+package pebblestore
 
 import (
 	"bytes"
@@ -12,13 +12,15 @@ import (
 	"github.com/cockroachdb/pebble/vfs"
 
 	"github.com/readstates/readstates/cache"
+	"github.com/readstates/readstates/persist"
+	"github.com/readstates/readstates/persist/storetest"
 )
 
 func pebbleTestLogger(t *testing.T) *slog.Logger {
 	return slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelDebug}))
 }
 
-func openTestPebble(t *testing.T, dir string, fs vfs.FS) *Pebble {
+func openTestPebble(t *testing.T, dir string, fs vfs.FS) *Store {
 	t.Helper()
 	p, err := openPebbleFS(dir, fs, pebbleTestLogger(t))
 	if err != nil {
@@ -33,14 +35,14 @@ func openTestPebble(t *testing.T, dir string, fs vfs.FS) *Pebble {
 }
 
 func TestPebbleStore(t *testing.T) {
-	testStore(t, func(t *testing.T) Store {
+	storetest.Run(t, func(t *testing.T) persist.Store {
 		return openTestPebble(t, t.TempDir(), vfs.Default)
 	})
 }
 
 // pebbleRawStamp returns the Stamp stored for k, to tell apart two writes
 // that happen to carry the same State.
-func pebbleRawStamp(t *testing.T, p *Pebble, k cache.Key) int64 {
+func pebbleRawStamp(t *testing.T, p *Store, k cache.Key) int64 {
 	t.Helper()
 	var key [pebbleKeyLen]byte
 	putPebbleKey(key[:], k)
@@ -56,9 +58,9 @@ func pebbleRawStamp(t *testing.T, p *Pebble, k cache.Key) int64 {
 	return stamp
 }
 
-func pebbleWantStamped(t *testing.T, p *Pebble, k cache.Key, stamp int64, want cache.State) {
+func pebbleWantStamped(t *testing.T, p *Store, k cache.Key, stamp int64, want cache.State) {
 	t.Helper()
-	storetestWantState(t, p, k, want)
+	storetest.WantState(t, p, k, want)
 	if got := pebbleRawStamp(t, p, k); got != stamp {
 		t.Errorf("stamp of %v: got %d, want %d", k, got, stamp)
 	}
@@ -75,35 +77,35 @@ func TestPebbleLastWriterWinsAcrossReopenAndCompaction(t *testing.T) {
 	newer := cache.State{MentionCount: 5, LastMessageID: 55}
 	older := cache.State{MentionCount: 3, LastMessageID: 33}
 
-	p, err := OpenPebble(dir, pebbleTestLogger(t))
+	p, err := Open(dir, pebbleTestLogger(t))
 	if err != nil {
 		t.Fatal(err)
 	}
-	storetestWrite(t, p, Record{Key: k, State: newer, Stamp: 5})
+	storetest.Write(t, p, persist.Record{Key: k, State: newer, Stamp: 5})
 	if err := p.Close(); err != nil {
 		t.Fatal(err)
 	}
 
-	p, err = OpenPebble(dir, pebbleTestLogger(t))
+	p, err = Open(dir, pebbleTestLogger(t))
 	if err != nil {
 		t.Fatal(err)
 	}
-	storetestWrite(t, p, Record{Key: k, State: older, Stamp: 3})
+	storetest.Write(t, p, persist.Record{Key: k, State: older, Stamp: 3})
 	pebbleWantStamped(t, p, k, 5, newer) // stamp 5 in a table, 3 in the memtable
 
 	// Many keys, each written newest first, one flush per write: every
 	// key ends up with its operands spread over several L0 tables.
 	const keys, versions = 50, 4
 	for v := versions; v >= 1; v-- {
-		recs := make([]Record, keys)
+		recs := make([]persist.Record, keys)
 		for i := range recs {
-			recs[i] = Record{
+			recs[i] = persist.Record{
 				Key:   cache.Key{User: 10, Channel: int64(i)},
 				State: cache.State{MentionCount: int32(v), LastMessageID: int64(i*100 + v)},
 				Stamp: int64(v),
 			}
 		}
-		storetestWrite(t, p, recs...)
+		storetest.Write(t, p, recs...)
 		if err := p.db.Flush(); err != nil {
 			t.Fatal(err)
 		}
@@ -126,14 +128,14 @@ func TestPebbleLastWriterWinsAcrossReopenAndCompaction(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	p, err = OpenPebble(dir, pebbleTestLogger(t))
+	p, err = Open(dir, pebbleTestLogger(t))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer p.Close()
 	check()
 	// An older write arriving after compaction meets the compacted base.
-	storetestWrite(t, p, Record{Key: k, State: older, Stamp: 4})
+	storetest.Write(t, p, persist.Record{Key: k, State: older, Stamp: 4})
 	pebbleWantStamped(t, p, k, 5, newer)
 }
 
@@ -146,11 +148,11 @@ func TestPebbleWriteSurvivesPowerLoss(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	recs := []Record{
+	recs := []persist.Record{
 		{Key: cache.Key{User: 1, Channel: 1}, State: cache.State{MentionCount: 1, LastMessageID: 11}, Stamp: 100},
 		{Key: cache.Key{User: 2, Channel: 2}, State: cache.State{MentionCount: 2, LastMessageID: 22}, Stamp: 100},
 	}
-	storetestWrite(t, p, recs...)
+	storetest.Write(t, p, recs...)
 
 	// The power goes out: nothing from here on reaches the disk.
 	fs.SetIgnoreSyncs(true)
@@ -160,12 +162,12 @@ func TestPebbleWriteSurvivesPowerLoss(t *testing.T) {
 
 	p = openTestPebble(t, "db", fs)
 	for _, r := range recs {
-		storetestWantState(t, p, r.Key, r.State)
+		storetest.WantState(t, p, r.Key, r.State)
 	}
 }
 
 func TestPebbleCloseTwiceAndUseAfterClose(t *testing.T) {
-	p, err := OpenPebble(t.TempDir(), pebbleTestLogger(t))
+	p, err := Open(t.TempDir(), pebbleTestLogger(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -179,7 +181,7 @@ func TestPebbleCloseTwiceAndUseAfterClose(t *testing.T) {
 	if _, _, err := p.Load(t.Context(), k); !errors.Is(err, pebble.ErrClosed) {
 		t.Errorf("Load after Close: got %v, want pebble.ErrClosed", err)
 	}
-	if err := p.Write(t.Context(), []Record{{Key: k, Stamp: 1}}); !errors.Is(err, pebble.ErrClosed) {
+	if err := p.Write(t.Context(), []persist.Record{{Key: k, Stamp: 1}}); !errors.Is(err, pebble.ErrClosed) {
 		t.Errorf("Write after Close: got %v, want pebble.ErrClosed", err)
 	}
 }
@@ -283,4 +285,19 @@ func TestPebbleKeyOrder(t *testing.T) {
 		}
 		copy(prev, cur)
 	}
+}
+
+func TestEngineClockStepBackPebble(t *testing.T) {
+	dir := t.TempDir()
+	storetest.EngineClockStepBack(t, func(t *testing.T) (persist.Store, func()) {
+		p, err := Open(dir, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return p, func() {
+			if err := p.Close(); err != nil {
+				t.Error(err)
+			}
+		}
+	})
 }
