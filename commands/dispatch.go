@@ -14,6 +14,11 @@ import (
 type Config struct {
 	// Backend serves the read-state commands. Required.
 	Backend ReadStates
+	// NoWait is the view of Backend whose operations never wait: they fail
+	// with persist.ErrWouldBlock, changing nothing, where Backend would
+	// wait for its database (persist.Engine.NoWait). DispatchNoWait runs
+	// commands on it. Nil: DispatchNoWait runs them on Backend.
+	NoWait ReadStates
 	// Stats feeds INFO and DBSIZE; nil reports zeros.
 	Stats StatsSource
 	// Host is the server the dispatcher runs in (INFO clients, CLIENT LIST,
@@ -80,6 +85,7 @@ type HostStats struct {
 // Dispatcher runs commands. It is safe for concurrent use.
 type Dispatcher struct {
 	backend     ReadStates
+	noWait      ReadStates
 	stats       StatsSource
 	host        Host
 	pass        string
@@ -103,8 +109,12 @@ func New(cfg Config) (*Dispatcher, error) {
 	if cfg.Backend == nil {
 		return nil, errors.New("commands: Config.Backend is nil")
 	}
+	if cfg.NoWait == nil {
+		cfg.NoWait = cfg.Backend
+	}
 	d := &Dispatcher{
 		backend:     cfg.Backend,
+		noWait:      cfg.NoWait,
 		stats:       cfg.Stats,
 		host:        cfg.Host,
 		pass:        cfg.RequirePass,
@@ -157,12 +167,23 @@ const maxNameLen = 32
 // Dispatch never panics on any args, and does not keep args after it
 // returns.
 //
-// Under a context from persist.WithoutWaiting, a command that would wait
-// (a read-through to the database) changes nothing, writes no reply, and
-// leaves s.Deferred() true: the caller runs the same args again with a
-// context that may wait, on a goroutine that may block. Only then is the
-// command counted.
+// Dispatch may wait for the database (a read-through): run it where
+// blocking holds up only this connection.
 func (d *Dispatcher) Dispatch(ctx context.Context, w Writer, s *Session, args [][]byte) (cmd *Command, failed bool) {
+	return d.dispatch(ctx, w, s, args, false)
+}
+
+// DispatchNoWait is Dispatch on the Config.NoWait view of the backend, for
+// an event loop that must never block: a command that would wait (a
+// read-through to the database) changes nothing, writes no reply, and
+// leaves s.Deferred() true. The caller then runs the same args with
+// Dispatch, on a goroutine that may block. Only then is the command
+// counted.
+func (d *Dispatcher) DispatchNoWait(ctx context.Context, w Writer, s *Session, args [][]byte) (cmd *Command, failed bool) {
+	return d.dispatch(ctx, w, s, args, true)
+}
+
+func (d *Dispatcher) dispatch(ctx context.Context, w Writer, s *Session, args [][]byte, noWait bool) (cmd *Command, failed bool) {
 	if s.closing {
 		return nil, false
 	}
@@ -194,6 +215,7 @@ func (d *Dispatcher) Dispatch(ctx context.Context, w Writer, s *Session, args []
 		d.record(cmd, true, true, time.Since(start))
 		return cmd, true
 	}
+	s.noWait = noWait
 	cmd.run(ctx, d, w, s, args)
 	if s.deferred {
 		s.commands.Add(^uint64(0)) // counted when it runs
@@ -201,6 +223,15 @@ func (d *Dispatcher) Dispatch(ctx context.Context, w Writer, s *Session, args []
 	}
 	d.record(cmd, false, s.failed, time.Since(start))
 	return cmd, s.failed
+}
+
+// readStates is the backend for s's current command: the view that never
+// waits under DispatchNoWait.
+func (d *Dispatcher) readStates(s *Session) ReadStates {
+	if s.noWait {
+		return d.noWait
+	}
+	return d.backend
 }
 
 // denied reports whether s may not run admin commands (SHUTDOWN, CONFIG

@@ -43,7 +43,7 @@ func rsIncr(ctx context.Context, d *Dispatcher, w Writer, s *Session, args [][]b
 			return
 		}
 	}
-	n, err := d.backend.Incr(ctx, k, delta)
+	n, err := d.readStates(s).Incr(ctx, k, delta)
 	if err != nil {
 		s.writeBackendError(w, err)
 		return
@@ -65,7 +65,7 @@ func rsReset(ctx context.Context, d *Dispatcher, w Writer, s *Session, args [][]
 			return
 		}
 	}
-	prev, err := d.backend.Reset(ctx, k, msgID, setMsg)
+	prev, err := d.readStates(s).Reset(ctx, k, msgID, setMsg)
 	if err != nil {
 		s.writeBackendError(w, err)
 		return
@@ -79,7 +79,7 @@ func rsGet(ctx context.Context, d *Dispatcher, w Writer, s *Session, args [][]by
 	if !ok {
 		return
 	}
-	st, err := d.backend.Get(ctx, k)
+	st, err := d.readStates(s).Get(ctx, k)
 	if err != nil {
 		s.writeBackendError(w, err)
 		return
@@ -120,7 +120,7 @@ func rsMGet(ctx context.Context, d *Dispatcher, w Writer, s *Session, args [][]b
 	}
 	// One call, so that the engine can load the missing read states
 	// concurrently: a cold RSMGET costs about one database round trip.
-	if err := d.backend.GetMany(ctx, user, ids, states); err != nil {
+	if err := d.readStates(s).GetMany(ctx, user, ids, states); err != nil {
 		s.writeBackendError(w, err)
 		return
 	}

@@ -29,9 +29,10 @@ type Session struct {
 	authed  bool
 	closing bool // the last reply was the last one: close after flushing
 	failed  bool // the current command's reply is an error
-	// deferred: the current command would have waited under a context
-	// that forbids it, and wrote no reply (see Dispatch).
+	// deferred: the current command would have waited, run by
+	// DispatchNoWait, and wrote no reply.
 	deferred bool
+	noWait   bool // the current command runs on the view that never waits
 	scratch  []byte
 	ids      []int64       // RSMGET's channel_ids
 	states   []cache.State // RSMGET's results before they are written
@@ -60,7 +61,7 @@ func NewSession(id int64, addr, laddr string, now time.Time) *Session {
 }
 
 // Deferred reports whether the last Dispatch deferred its command: it
-// would have waited, under a context from persist.WithoutWaiting, so it
+// would have waited, run by DispatchNoWait, so it
 // ran no further and wrote no reply.
 func (s *Session) Deferred() bool { return s.deferred }
 

@@ -38,7 +38,7 @@
 //     process moved to another host). A key is
 //     in at most one write at a time, however many writers run
 //     (EngineConfig.Writers).
-//   - Under a context from WithoutWaiting, an operation never waits: what
+//   - On the Engine's NoWait view, an operation never waits: what
 //     the cache cannot serve alone fails with ErrWouldBlock having changed
 //     nothing (the server's event loops run commands so, and hand those to
 //     a goroutine that may wait).

@@ -289,6 +289,10 @@ func (e *Engine) writeBack(s cache.Snapshot) bool {
 
 // Incr adds delta to the mention count of k; see cache.Table.Incr.
 func (e *Engine) Incr(ctx context.Context, k cache.Key, delta int64) (int32, error) {
+	return e.incr(ctx, k, delta, true)
+}
+
+func (e *Engine) incr(ctx context.Context, k cache.Key, delta int64, wait bool) (int32, error) {
 	if e.closed.Load() {
 		return 0, ErrClosed
 	}
@@ -303,7 +307,7 @@ func (e *Engine) Incr(ctx context.Context, k cache.Key, delta int64) (int32, err
 			}
 			return n, err
 		}
-		if err := e.readThrough(ctx, k, attempt); err != nil {
+		if err := e.readThrough(ctx, k, attempt, wait); err != nil {
 			return 0, err
 		}
 	}
@@ -312,6 +316,10 @@ func (e *Engine) Incr(ctx context.Context, k cache.Key, delta int64) (int32, err
 // Reset zeroes the mention count of k and, if setMsg, sets its last
 // message id; it returns the count before.
 func (e *Engine) Reset(ctx context.Context, k cache.Key, msgID int64, setMsg bool) (int32, error) {
+	return e.reset(ctx, k, msgID, setMsg, true)
+}
+
+func (e *Engine) reset(ctx context.Context, k cache.Key, msgID int64, setMsg, wait bool) (int32, error) {
 	if e.closed.Load() {
 		return 0, ErrClosed
 	}
@@ -326,7 +334,7 @@ func (e *Engine) Reset(ctx context.Context, k cache.Key, msgID int64, setMsg boo
 			}
 			return n, err
 		}
-		if err := e.readThrough(ctx, k, attempt); err != nil {
+		if err := e.readThrough(ctx, k, attempt, wait); err != nil {
 			return 0, err
 		}
 	}
@@ -334,6 +342,10 @@ func (e *Engine) Reset(ctx context.Context, k cache.Key, msgID int64, setMsg boo
 
 // Get returns the state of k.
 func (e *Engine) Get(ctx context.Context, k cache.Key) (cache.State, error) {
+	return e.get(ctx, k, true)
+}
+
+func (e *Engine) get(ctx context.Context, k cache.Key, wait bool) (cache.State, error) {
 	if e.closed.Load() {
 		return cache.State{}, ErrClosed
 	}
@@ -342,7 +354,7 @@ func (e *Engine) Get(ctx context.Context, k cache.Key) (cache.State, error) {
 		if err != cache.ErrMiss {
 			return st, err
 		}
-		if err := e.readThrough(ctx, k, attempt); err != nil {
+		if err := e.readThrough(ctx, k, attempt, wait); err != nil {
 			return cache.State{}, err
 		}
 	}
@@ -356,9 +368,12 @@ const maxParallelLoads = 16
 // are loaded concurrently, so a multi-get of cold states takes about one
 // database round trip, not one per channel. On error, out is incomplete.
 //
-// Under a context from WithoutWaiting, Incr, Reset, Get and GetMany fail
-// with ErrWouldBlock, changing nothing, where they would read through.
+// NoWait's GetMany fails with ErrWouldBlock instead of reading through.
 func (e *Engine) GetMany(ctx context.Context, user int64, channels []int64, out []cache.State) error {
+	return e.getMany(ctx, user, channels, out, true)
+}
+
+func (e *Engine) getMany(ctx context.Context, user int64, channels []int64, out []cache.State, wait bool) error {
 	if e.closed.Load() {
 		return ErrClosed
 	}
@@ -371,7 +386,7 @@ func (e *Engine) GetMany(ctx context.Context, user int64, channels []int64, out 
 	if e.table.GetMany(user, channels, out, found) == 0 {
 		return nil
 	}
-	if !MayWait(ctx) {
+	if !wait {
 		return ErrWouldBlock
 	}
 	var missing []int
@@ -405,8 +420,8 @@ func (e *Engine) GetMany(ctx context.Context, user int64, channels []int64, out 
 	return first
 }
 
-func (e *Engine) readThrough(ctx context.Context, k cache.Key, attempt int) error {
-	if !MayWait(ctx) {
+func (e *Engine) readThrough(ctx context.Context, k cache.Key, attempt int, wait bool) error {
+	if !wait {
 		return ErrWouldBlock
 	}
 	if attempt >= maxLoadAttempts {

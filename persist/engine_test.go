@@ -366,23 +366,23 @@ func TestKeyQueue(t *testing.T) {
 	}
 }
 
-func TestWithoutWaitingNeverReadsThrough(t *testing.T) {
+func TestNoWaitNeverReadsThrough(t *testing.T) {
 	store := newFakeStore()
 	store.rows[cache.Key{User: 1, Channel: 1}] = Record{State: cache.State{MentionCount: 7, LastMessageID: 9}, Stamp: 1}
 	e := startEngine(t, EngineConfig{Store: store, CacheEntries: 64})
-	nw := WithoutWaiting(context.Background())
+	nw, ctx := e.NoWait(), context.Background()
 	k := cache.Key{User: 1, Channel: 1}
-	if _, err := e.Incr(nw, k, 1); !errors.Is(err, ErrWouldBlock) {
+	if _, err := nw.Incr(ctx, k, 1); !errors.Is(err, ErrWouldBlock) {
 		t.Fatalf("Incr on a miss without waiting: err %v, want ErrWouldBlock", err)
 	}
-	if _, err := e.Reset(nw, k, 1, true); !errors.Is(err, ErrWouldBlock) {
+	if _, err := nw.Reset(ctx, k, 1, true); !errors.Is(err, ErrWouldBlock) {
 		t.Fatalf("Reset: err %v, want ErrWouldBlock", err)
 	}
-	if _, err := e.Get(nw, k); !errors.Is(err, ErrWouldBlock) {
+	if _, err := nw.Get(ctx, k); !errors.Is(err, ErrWouldBlock) {
 		t.Fatalf("Get: err %v, want ErrWouldBlock", err)
 	}
 	out := make([]cache.State, 2)
-	if err := e.GetMany(nw, 1, []int64{1, 2}, out); !errors.Is(err, ErrWouldBlock) {
+	if err := nw.GetMany(ctx, 1, []int64{1, 2}, out); !errors.Is(err, ErrWouldBlock) {
 		t.Fatalf("GetMany: err %v, want ErrWouldBlock", err)
 	}
 	if got := store.loads.Load(); got != 0 {
@@ -394,7 +394,7 @@ func TestWithoutWaitingNeverReadsThrough(t *testing.T) {
 	if err != nil || n != 8 {
 		t.Fatalf("Incr = %d, %v; want 8", n, err)
 	}
-	if n, err := e.Incr(nw, k, 1); err != nil || n != 9 {
+	if n, err := nw.Incr(ctx, k, 1); err != nil || n != 9 {
 		t.Fatalf("Incr on a hit without waiting = %d, %v; want 9", n, err)
 	}
 }

@@ -17,7 +17,6 @@ import (
 
 	"github.com/readstates/readstates/commands"
 	"github.com/readstates/readstates/internal/redcon"
-	"github.com/readstates/readstates/persist"
 )
 
 // The event loops: Linux's epoll, with redcon's parser and reply encoders
@@ -287,7 +286,7 @@ func newEventLoop(s *Server) (*eventLoop, error) {
 	l := &eventLoop{
 		s: s, epfd: epfd, wakefd: wakefd,
 		conns:  make(map[int]*loopConn),
-		ctx:    persist.WithoutWaiting(s.ctx),
+		ctx:    s.ctx,
 		events: make([]unix.EpollEvent, 256),
 		rbuf:   make([]byte, readChunk),
 	}
@@ -526,7 +525,7 @@ func (l *eventLoop) runFrom(c *loopConn, buf []byte, from int, ends []int) (rest
 			continue // a blank inline line
 		}
 		sess := c.cl.sess
-		s.disp.Dispatch(l.ctx, &l.rw, sess, cmd.Args)
+		s.disp.DispatchNoWait(l.ctx, &l.rw, sess, cmd.Args)
 		if sess.Deferred() {
 			c.busy = true
 			c.deferred = ownArgs(cmd.Args)

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/readstates/readstates/commands"
+	"github.com/readstates/readstates/persist"
 	"github.com/readstates/readstates/internal/redcon"
 )
 
@@ -116,6 +117,11 @@ const maxLimit = 1 << 40
 type Backend interface {
 	commands.ReadStates
 	commands.StatsSource
+	// NoWait is the view of the read states that never waits: where the
+	// backend would wait for its database it fails with
+	// persist.ErrWouldBlock, changing nothing. The event loops run
+	// commands on it, and those that fail on a goroutine that may wait.
+	NoWait() persist.ReadStates
 }
 
 // ErrServerClosed is returned by Serve and ListenAndServe after Shutdown
@@ -246,6 +252,7 @@ func New(cfg Config, backend Backend) (*Server, error) {
 	disp, err := commands.New(commands.Config{
 		Observe:     observe,
 		Backend:     backend,
+		NoWait:      backend.NoWait(),
 		Stats:       backend,
 		Host:        (*host)(s),
 		RequirePass: cfg.RequirePass,

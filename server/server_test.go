@@ -37,13 +37,26 @@ func newFakeBackend() *fakeBackend {
 	return &fakeBackend{m: map[cache.Key]cache.State{}, started: make(chan struct{}, 16)}
 }
 
+// NoWait is the view that never waits: a blocked Incr fails with
+// persist.ErrWouldBlock on it, as the engine's does on a miss.
+func (b *fakeBackend) NoWait() persist.ReadStates { return fakeNoWait{b} }
+
+type fakeNoWait struct{ *fakeBackend }
+
+func (n fakeNoWait) Incr(ctx context.Context, k cache.Key, delta int64) (int32, error) {
+	n.mu.Lock()
+	block := n.block
+	n.mu.Unlock()
+	if block != nil {
+		return 0, persist.ErrWouldBlock // run me where I may block
+	}
+	return n.fakeBackend.Incr(ctx, k, delta)
+}
+
 func (b *fakeBackend) Incr(ctx context.Context, k cache.Key, delta int64) (int32, error) {
 	b.mu.Lock()
 	block := b.block
 	b.mu.Unlock()
-	if block != nil && !persist.MayWait(ctx) {
-		return 0, persist.ErrWouldBlock // as the engine on a miss: run me where I may block
-	}
 	if block != nil {
 		b.started <- struct{}{}
 		select {
