@@ -109,7 +109,7 @@ done | tee -a "$out/server.txt"
 # What the journal costs: the default against the same without it.
 for pipe in 1 16; do
 	ratio() { awk -v p="$pipe" '$2 == p && $3 == "loops" { a[$1] = $4 } $2 == p && $3 == "nojournal" { b[$1] = $4 } END { for (r in a) print a[r] / b[r] }' "$out/server.txt" | median; }
-	printf 'journal   P=%-2s median of %s rounds: RSINCR/s with the journal (fsync 1s) / without: %sx\n' "$pipe" "$rounds" "$(ratio)"
+	printf 'journal   P=%-2s median of %s rounds: RSINCR/s with the journal (fsync 1s) / without: %.2fx\n' "$pipe" "$rounds" "$(ratio)"
 done | tee -a "$out/server.txt"
 kill "${pids[@]}" 2>/dev/null; wait 2>/dev/null || true; rm -rf "${dirs[@]}"; trap - EXIT
 
