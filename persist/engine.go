@@ -942,6 +942,9 @@ func (e *Engine) Stats() Stats {
 	if ns := e.stats.lastFlush.Load(); ns != 0 {
 		st.LastFlush = time.Unix(0, ns)
 	}
+	if e.journal != nil {
+		st.Journal, st.JournalOn = e.journal.Stats(), true
+	}
 	e.mu.Lock()
 	st.Pending = int64(len(e.mu.pending))
 	var oldest int64

@@ -247,6 +247,13 @@ func TestJournalDamage(t *testing.T) {
 	for ch := range int64(3) {
 		doInt(t, ctx, c, "RSINCR", 7, ch, 10+ch)
 	}
+	// INFO reports the journal as Redis reports its append-only file.
+	info := c.Info(ctx, "persistence").Val()
+	for _, want := range []string{"aof_enabled:1", "aof_fsync:1s", "aof_appended_records:3", "aof_last_write_status:ok"} {
+		if !strings.Contains(info, want+"\r\n") {
+			t.Errorf("INFO persistence lacks %q:\n%s", want, info)
+		}
+	}
 	time.Sleep(200 * time.Millisecond) // the journal writes every 10 ms
 	sp.kill9()
 	seg := newestSegment(t, filepath.Join(dir, "journal"))

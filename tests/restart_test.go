@@ -336,6 +336,9 @@ func TestKill9AfterEviction(t *testing.T) {
 	ops := knownStates()[:2000] // 1,053 read states: RSRESET with a message_id, most also RSINCR
 	apply(t, ctx, c, m, ops, 100)
 
+	if info := c.Info(ctx, "persistence").Val(); !strings.Contains(info, "aof_enabled:0\r\n") {
+		t.Errorf("INFO persistence with --journal=false: want aof_enabled:0:\n%s", info)
+	}
 	var dirty int64
 	deadline := time.Now().Add(30 * time.Second)
 	for {
