@@ -17,8 +17,8 @@ import (
 	"time"
 
 	"github.com/readstates/readstates/commands"
-	"github.com/readstates/readstates/persist"
 	"github.com/readstates/readstates/internal/redcon"
+	"github.com/readstates/readstates/persist"
 )
 
 // Config configures a Server. Zero values take the defaults given.
