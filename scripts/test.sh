@@ -21,7 +21,13 @@ if [ -n "$elf" ]; then
 	exit 1
 fi
 
-echo "== go vet"
+echo "== gofmt and go vet"
+unformatted=$(gofmt -l $(git ls-files '*.go'))
+if [ -n "$unformatted" ]; then
+	echo "gofmt needed:" >&2
+	echo "$unformatted" >&2
+	exit 1
+fi
 go vet ./...
 go vet -tags cassandra ./...
 go vet -tags ptrcache ./...
