@@ -7,19 +7,19 @@ import (
 	"github.com/readstates/readstates/cache"
 )
 
-// ErrWouldBlock is returned by the operations of a NoWait view that would
+// ErrWouldBlock is returned by the operations of the NoWait view that would
 // have to wait: a read-through to the Store. Nothing was changed; the
 // caller may run the same operation on the Engine itself, where it can
 // wait.
 var ErrWouldBlock = errors.New("read state operation would block")
 
-// NoWait is a view of an Engine whose operations never wait: they do what
+// noWait is the view of an Engine whose operations never wait: they do what
 // the cache alone can do, or fail with ErrWouldBlock having changed
 // nothing. An event loop serving many connections on one goroutine runs
 // commands on it and hands the few that fail to a goroutine of its own,
 // which runs them on the Engine. (Under the journal's always policy a
 // change still waits for its fsync, as Redis's event loop does.)
-type NoWait struct{ e *Engine }
+type noWait struct{ e *Engine }
 
 // ReadStates is the read-state operations of the Engine and of its NoWait
 // view.
@@ -31,24 +31,24 @@ type ReadStates interface {
 }
 
 // NoWait returns the engine's view that never waits.
-func (e *Engine) NoWait() ReadStates { return NoWait{e} }
+func (e *Engine) NoWait() ReadStates { return noWait{e} }
 
 // Incr is Engine.Incr, or ErrWouldBlock on a miss.
-func (n NoWait) Incr(ctx context.Context, k cache.Key, delta int64) (int32, error) {
+func (n noWait) Incr(ctx context.Context, k cache.Key, delta int64) (int32, error) {
 	return n.e.incr(ctx, k, delta, false)
 }
 
 // Reset is Engine.Reset, or ErrWouldBlock on a miss.
-func (n NoWait) Reset(ctx context.Context, k cache.Key, msgID int64, setMsg bool) (int32, error) {
+func (n noWait) Reset(ctx context.Context, k cache.Key, msgID int64, setMsg bool) (int32, error) {
 	return n.e.reset(ctx, k, msgID, setMsg, false)
 }
 
 // Get is Engine.Get, or ErrWouldBlock on a miss.
-func (n NoWait) Get(ctx context.Context, k cache.Key) (cache.State, error) {
+func (n noWait) Get(ctx context.Context, k cache.Key) (cache.State, error) {
 	return n.e.get(ctx, k, false)
 }
 
 // GetMany is Engine.GetMany, or ErrWouldBlock if any channel misses.
-func (n NoWait) GetMany(ctx context.Context, user int64, channels []int64, out []cache.State) error {
+func (n noWait) GetMany(ctx context.Context, user int64, channels []int64, out []cache.State) error {
 	return n.e.getMany(ctx, user, channels, out, false)
 }
