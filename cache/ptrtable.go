@@ -1,23 +1,24 @@
-//go:build ptrcache
+package cache
 
-// Package cache, when built with -tags ptrcache, is a benchmark baseline
-// and nothing else: the pointer-rich LRU of Discord's Go design, the cache
-// the arena table (table.go) exists to replace. It is not for production.
+// The pointer-rich LRU of Discord's Go design, the cache the arena table
+// (table.go) exists to replace: a benchmark baseline and nothing else, not
+// for production. It is the Table of a build with -tags ptrcache
+// (ptrcache.go), so that the latency-under-GC benchmark compares the same
+// server binary (same persist.Engine, commands and server) with only the
+// cache swapped; and BenchmarkTable (table_timing_test.go) runs it beside
+// the arena in the default build. Nothing else in a default build refers
+// to it, so the linker leaves it out of the server.
 //
 // Each shard is a map[Key]*list.Element and a container/list, and every
 // read state is a heap-allocated struct behind a list element, so the
 // garbage collector traces every cached entry on every cycle: that cost is
-// what the benchmark measures. It is chosen by a build tag rather than a
-// flag so that the latency-under-GC benchmark compares the same server
-// binary (same persist.Engine, commands and server) with only the cache
-// swapped, and so that a default build does not carry it.
+// what the benchmark measures.
 //
 // It keeps the arena table's exported API and semantics exactly: the same
 // sharding by xxhash, the same per-shard capacities, loading placeholders,
 // WriteBack handoff and pinning, stamps and counters. Only eviction
 // differs: true LRU (a hit moves the entry to the front; victims are taken
 // from the back) instead of CLOCK.
-package cache
 
 import (
 	"container/list"
@@ -26,10 +27,6 @@ import (
 	"sync"
 	"time"
 )
-
-// Implementation names the Table built in: this pointer-rich LRU baseline,
-// or the arena table of the default build.
-const Implementation = "pointer-lru"
 
 // lruItem is one cached read state, a heap object of its own, held by a
 // list element's Value.
@@ -40,24 +37,24 @@ type lruItem struct {
 	loading bool // placeholder reserved by Reserve, not yet filled
 }
 
-// Table is a fixed-capacity map from Key to State with LRU eviction,
+// ptrTable is a fixed-capacity map from Key to State with LRU eviction,
 // built for write-behind. All methods are safe for concurrent use.
-type Table struct {
-	shards    []shard
+type ptrTable struct {
+	shards    []ptrShard
 	shardBits uint
 	writeBack func(Snapshot) bool
 	onChange  func(Snapshot)
 	stampClock
 }
 
-// shard is one lock's worth of the table.
+// ptrShard is one lock's worth of the table.
 //
 // Invariants, with mu held:
 //   - items and lru hold the same elements, most recently used at the
 //     front; len(items) <= limit;
 //   - dirty counts items with dirty set, loading those with loading set;
 //     an item is never both.
-type shard struct {
+type ptrShard struct {
 	mu      sync.Mutex
 	items   map[Key]*list.Element
 	lru     *list.List
@@ -70,16 +67,16 @@ type shard struct {
 	_ [64]byte // keeps neighbouring shards' locks off one cache line
 }
 
-// New returns a table with room for cfg.Entries read states. Each shard's
-// map is sized for its capacity up front; entries are allocated as they
-// are inserted.
-func New(cfg Config) (*Table, error) {
+// newPtrTable returns a table with room for cfg.Entries read states. Each
+// shard's map is sized for its capacity up front; entries are allocated as
+// they are inserted.
+func newPtrTable(cfg Config) (*ptrTable, error) {
 	shards, err := shardCount(cfg)
 	if err != nil {
 		return nil, err
 	}
-	t := &Table{
-		shards:    make([]shard, shards),
+	t := &ptrTable{
+		shards:    make([]ptrShard, shards),
 		shardBits: uint(bits.TrailingZeros(uint(shards))),
 		writeBack: cfg.WriteBack,
 		onChange:  cfg.OnChange,
@@ -98,7 +95,7 @@ func New(cfg Config) (*Table, error) {
 }
 
 // Close drops the entries. No method may be called during or after Close.
-func (t *Table) Close() error {
+func (t *ptrTable) Close() error {
 	for i := range t.shards {
 		s := &t.shards[i]
 		s.mu.Lock()
@@ -110,14 +107,14 @@ func (t *Table) Close() error {
 
 // shardOf returns the key's shard, picked by the hash's high bits as the
 // arena table does.
-func (t *Table) shardOf(k Key) *shard {
+func (t *ptrTable) shardOf(k Key) *ptrShard {
 	h := hashKey(k)
 	return &t.shards[h>>(64-t.shardBits)&(1<<t.shardBits-1)]
 }
 
 // lookupLocked returns the ready item of k, counting the hit or miss and
 // moving a hit to the front.
-func (s *shard) lookupLocked(k Key) *lruItem {
+func (s *ptrShard) lookupLocked(k Key) *lruItem {
 	el, ok := s.items[k]
 	if !ok || el.Value.(*lruItem).loading {
 		s.misses++
@@ -129,7 +126,7 @@ func (s *shard) lookupLocked(k Key) *lruItem {
 }
 
 // changedLocked marks it dirty and reports the change to OnChange.
-func (t *Table) changedLocked(s *shard, it *lruItem) {
+func (t *ptrTable) changedLocked(s *ptrShard, it *lruItem) {
 	if !it.dirty {
 		s.dirty++
 		it.dirty = true
@@ -140,7 +137,7 @@ func (t *Table) changedLocked(s *shard, it *lruItem) {
 }
 
 // Get returns the state of k, or ErrMiss.
-func (t *Table) Get(k Key) (State, error) {
+func (t *ptrTable) Get(k Key) (State, error) {
 	s := t.shardOf(k)
 	s.mu.Lock()
 	it := s.lookupLocked(k)
@@ -156,7 +153,7 @@ func (t *Table) Get(k Key) (State, error) {
 // Incr adds delta to the mention count of k and returns the new count. A
 // result below zero is stored as zero; a result above math.MaxInt32 is
 // refused with ErrOverflow. It returns ErrMiss if k is not cached.
-func (t *Table) Incr(k Key, delta int64) (int32, error) {
+func (t *ptrTable) Incr(k Key, delta int64) (int32, error) {
 	s := t.shardOf(k)
 	s.mu.Lock()
 	it := s.lookupLocked(k)
@@ -186,7 +183,7 @@ func (t *Table) Incr(k Key, delta int64) (int32, error) {
 // Reset sets the mention count of k to zero and, if setMsg, its last
 // message id to msgID. It returns the count before the reset, or ErrMiss
 // if k is not cached.
-func (t *Table) Reset(k Key, msgID int64, setMsg bool) (int32, error) {
+func (t *ptrTable) Reset(k Key, msgID int64, setMsg bool) (int32, error) {
 	s := t.shardOf(k)
 	s.mu.Lock()
 	it := s.lookupLocked(k)
@@ -218,7 +215,7 @@ func (t *Table) Reset(k Key, msgID int64, setMsg bool) (int32, error) {
 //
 // Making room may evict other entries; if none can be evicted Reserve
 // returns ErrFull.
-func (t *Table) Reserve(k Key) (bool, error) {
+func (t *ptrTable) Reserve(k Key) (bool, error) {
 	s := t.shardOf(k)
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -239,7 +236,7 @@ func (t *Table) Reserve(k Key) (bool, error) {
 // Fill turns k's loading placeholder into a clean entry holding st, read
 // with stamp: every later stamp of the table is above it. It does nothing
 // if k has no placeholder.
-func (t *Table) Fill(k Key, st State, stamp int64) {
+func (t *ptrTable) Fill(k Key, st State, stamp int64) {
 	t.observe(stamp)
 	s := t.shardOf(k)
 	s.mu.Lock()
@@ -254,7 +251,7 @@ func (t *Table) Fill(k Key, st State, stamp int64) {
 }
 
 // Abort removes k's loading placeholder, after a failed load.
-func (t *Table) Abort(k Key) {
+func (t *ptrTable) Abort(k Key) {
 	s := t.shardOf(k)
 	s.mu.Lock()
 	if el, ok := s.items[k]; ok && el.Value.(*lruItem).loading {
@@ -264,14 +261,14 @@ func (t *Table) Abort(k Key) {
 	s.mu.Unlock()
 }
 
-func (s *shard) removeLocked(el *list.Element) {
+func (s *ptrShard) removeLocked(el *list.Element) {
 	delete(s.items, s.lru.Remove(el).(*lruItem).key)
 }
 
 // evictLocked removes the least recently used entry that is not loading
 // and, if dirty, is accepted by WriteBack: it walks from the back of the
 // list. It reports false if no entry could be evicted.
-func (t *Table) evictLocked(s *shard) bool {
+func (t *ptrTable) evictLocked(s *ptrShard) bool {
 	hookRefused := false
 	for el := s.lru.Back(); el != nil; el = el.Prev() {
 		if hookRefused && len(s.items)-s.dirty-s.loading == 0 {
@@ -298,18 +295,18 @@ func (t *Table) evictLocked(s *shard) bool {
 	return false
 }
 
-func (t *Table) snapshotLocked(it *lruItem) Snapshot {
+func (t *ptrTable) snapshotLocked(it *lruItem) Snapshot {
 	return Snapshot{Key: it.key, State: it.state, Stamp: t.stamp()}
 }
 
 // Shards returns the number of shards, the unit of Flush.
-func (t *Table) Shards() int { return len(t.shards) }
+func (t *ptrTable) Shards() int { return len(t.shards) }
 
 // Flush offers the snapshot of every dirty entry of shard i to WriteBack,
 // least recently used first, and marks clean those it accepts. It stops at
 // the first refusal and reports whether the shard was done. Without
 // WriteBack it does nothing.
-func (t *Table) Flush(i int) (handed int, done bool) {
+func (t *ptrTable) Flush(i int) (handed int, done bool) {
 	if t.writeBack == nil {
 		return 0, true
 	}
@@ -334,7 +331,7 @@ func (t *Table) Flush(i int) (handed int, done bool) {
 
 // RecordDirty reports every dirty entry of shard i to OnChange again and
 // leaves it dirty; see the arena table's.
-func (t *Table) RecordDirty(i int) int {
+func (t *ptrTable) RecordDirty(i int) int {
 	if t.onChange == nil {
 		return 0
 	}
@@ -353,7 +350,7 @@ func (t *Table) RecordDirty(i int) int {
 
 // Stats returns counters summed over the shards; each shard is read under
 // its lock, so the sum is not one instant's.
-func (t *Table) Stats() Stats {
+func (t *ptrTable) Stats() Stats {
 	var st Stats
 	for i := range t.shards {
 		s := &t.shards[i]

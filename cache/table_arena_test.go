@@ -65,8 +65,12 @@ func gcScanBytes() uint64 {
 	return s[0].Value.Uint64()
 }
 
-// fill loads n distinct read states.
-func fill(tb *Table, n int) {
+// fill loads n distinct read states into the arena table or the
+// pointer-LRU baseline (BenchmarkTable).
+func fill(tb interface {
+	Reserve(Key) (bool, error)
+	Fill(Key, State, int64)
+}, n int) {
 	for i := range n {
 		k := Key{User: int64(i), Channel: int64(i) * 31}
 		if ok, _ := tb.Reserve(k); ok {

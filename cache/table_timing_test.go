@@ -2,9 +2,11 @@
 
 package cache
 
-// Benchmarks of the table beside two baselines written for them only:
-//   - ptrLRU: map[Key]*list.Element + container/list, the shape of the Go
-//     service Discord replaced (every entry is a heap object with pointers);
+// Benchmarks of the table beside two baselines:
+//   - ptrLRU: the pointer-rich LRU of ptrtable.go (map[Key]*list.Element +
+//     container/list per shard, every entry a heap object with pointers:
+//     the shape of the Go service Discord replaced), the Table of a
+//     -tags ptrcache build, run here beside the arena;
 //   - valueMap: a plain map[Key]State, no eviction.
 // and a bare random memory probe over an array as large as the arena.
 //
@@ -13,7 +15,6 @@ package cache
 //	READSTATES_BENCH_SIZES=1000000,10000000,50000000 go test -run '^$' -bench Table -benchtime 2000000x ./cache/
 
 import (
-	"container/list"
 	"fmt"
 	"os"
 	"runtime"
@@ -39,50 +40,10 @@ type arenaStore struct{ t *Table }
 func (a arenaStore) incr(k Key, d int64) { a.t.Incr(k, d) }
 func (a arenaStore) get(k Key) State     { s, _ := a.t.Get(k); return s }
 
-type lruEntry struct {
-	key   Key
-	state State
-}
+type ptrStore struct{ t *ptrTable }
 
-type ptrLRU struct {
-	mu    sync.Mutex
-	cap   int
-	ll    *list.List
-	items map[Key]*list.Element
-}
-
-func newPtrLRU(capacity int) *ptrLRU {
-	return &ptrLRU{cap: capacity, ll: list.New(), items: make(map[Key]*list.Element, capacity)}
-}
-
-func (l *ptrLRU) put(k Key, s State) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.ll.Len() >= l.cap {
-		old := l.ll.Remove(l.ll.Back()).(*lruEntry)
-		delete(l.items, old.key)
-	}
-	l.items[k] = l.ll.PushFront(&lruEntry{key: k, state: s})
-}
-
-func (l *ptrLRU) incr(k Key, d int64) {
-	l.mu.Lock()
-	if e, ok := l.items[k]; ok {
-		l.ll.MoveToFront(e)
-		e.Value.(*lruEntry).state.MentionCount += int32(d)
-	}
-	l.mu.Unlock()
-}
-
-func (l *ptrLRU) get(k Key) State {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if e, ok := l.items[k]; ok {
-		l.ll.MoveToFront(e)
-		return e.Value.(*lruEntry).state
-	}
-	return State{}
-}
+func (p ptrStore) incr(k Key, d int64) { p.t.Incr(k, d) }
+func (p ptrStore) get(k Key) State     { s, _ := p.t.Get(k); return s }
 
 type valueMap struct {
 	mu sync.Mutex
@@ -183,11 +144,12 @@ func BenchmarkTable(b *testing.B) {
 				return arenaStore{t}
 			})
 			benchImpl(b, "ptrLRU", size, func() store {
-				l := newPtrLRU(size)
-				for i := range size {
-					l.put(benchKey(uint64(i)), State{MentionCount: 1, LastMessageID: int64(i)})
+				t, err := newPtrTable(Config{Entries: size})
+				if err != nil {
+					b.Fatal(err)
 				}
-				return l
+				fill(t, size)
+				return ptrStore{t}
 			})
 			benchImpl(b, "map", size, func() store {
 				v := &valueMap{m: make(map[Key]State, size)}
@@ -236,8 +198,11 @@ func benchImpl(b *testing.B, name string, size int, build func() store) {
 			}
 		})
 	})
-	if a, ok := s.(arenaStore); ok {
-		a.t.Close()
+	switch s := s.(type) {
+	case arenaStore:
+		s.t.Close()
+	case ptrStore:
+		s.t.Close()
 	}
 	runtime.KeepAlive(s)
 }

@@ -7,8 +7,8 @@ import (
 	"github.com/tidwall/match"
 )
 
-// Server commands: CONFIG, DBSIZE, SHUTDOWN. INFO is in info.go, COMMAND
-// in command.go.
+// Server commands: CONFIG, DBSIZE, SHUTDOWN. INFO is in info.go, LATENCY
+// in latency.go, COMMAND in command.go.
 
 // builtinParams are the CONFIG GET parameters every dispatcher reports:
 // the ones tools check to learn that the server keeps no RDB or AOF (its

@@ -2,7 +2,7 @@
 // readstates server: the read-state commands of the wire contract
 // (RSINCR, RSRESET, RSGET, RSMGET; see docs/commands.md) and the
 // Redis commands that clients and tools send on their own (PING, HELLO,
-// AUTH, CLIENT, INFO, CONFIG, COMMAND, ...).
+// AUTH, CLIENT, INFO, CONFIG, LATENCY, COMMAND, ...).
 //
 // The package knows nothing of sockets. A Dispatcher takes the arguments of
 // one command, the connection's Session and a Writer (redcon.Conn satisfies

@@ -11,8 +11,8 @@ import (
 	"time"
 
 	"github.com/readstates/readstates/cache"
-	"github.com/readstates/readstates/internal/redcon"
 	"github.com/readstates/readstates/persist"
+	"github.com/tidwall/redcon"
 )
 
 // memBackend is an in-memory ReadStates with the spec's semantics, for

@@ -40,8 +40,9 @@ func (c *Command) arityOK(n int) bool {
 	return c.MaxArgs == 0 || n <= c.MaxArgs
 }
 
-// run calls the handler; for a container (CLIENT, CONFIG, COMMAND) called
-// with a subcommand it looks the subcommand up and checks its arity first.
+// run calls the handler; for a container (CLIENT, CONFIG, LATENCY, COMMAND)
+// called with a subcommand it looks the subcommand up and checks its arity
+// first.
 // A container without a handler of its own has arity -2, so it always has
 // a subcommand here.
 func (c *Command) run(ctx context.Context, d *Dispatcher, w Writer, s *Session, args [][]byte) {
@@ -138,6 +139,22 @@ func table() []*Command {
 		{Name: "config|resetstat", Arity: 2, handler: configResetStat, admin: true, Summary: "Resets the server's statistics.", Since: "2.0.0", Complexity: "O(1)"},
 		{Name: "config|help", Arity: 2, handler: configHelp, Summary: "Returns helpful text about the different subcommands.", Since: "5.0.0", Complexity: "O(1)"},
 	}
+	latency := &Command{
+		Name: "latency", Arity: -2, Group: "server",
+		Summary: "A container for latency diagnostics commands.", Since: "2.8.13",
+		Complexity: "Depends on subcommand.", ACL: []string{"@slow"},
+	}
+	latency.Subcommands = []*Command{
+		// Redis's flags and ACL categories; not admin here (it changes
+		// nothing: see Dispatcher.denied), like INFO latencystats.
+		{
+			Name: "latency|histogram", Arity: -2, handler: latencyHistogram,
+			Flags: []string{"admin", "noscript", "loading", "stale"}, ACL: []string{"@admin", "@slow", "@dangerous"},
+			Summary: "Returns the cumulative distribution of latencies of a subset or all commands.", Since: "7.0.0",
+			Complexity: "O(N) where N is the number of commands with latency information being retrieved.",
+		},
+		{Name: "latency|help", Arity: 2, handler: latencyHelp, Summary: "Returns helpful text about the different subcommands.", Since: "2.8.13", Complexity: "O(1)"},
+	}
 	command := &Command{
 		Name: "command", Arity: -1, handler: commandAll, Group: "server",
 		Flags: []string{"loading", "stale"}, ACL: []string{"@slow", "@connection"},
@@ -151,13 +168,15 @@ func table() []*Command {
 		{Name: "command|list", Arity: -2, handler: commandList, Summary: "Returns a list of command names.", Since: "7.0.0", Complexity: "O(N) where N is the total number of Redis commands"},
 		{Name: "command|help", Arity: 2, handler: commandHelp, Summary: "Returns helpful text about the different subcommands.", Since: "5.0.0", Complexity: "O(1)"},
 	}
-	for _, c := range [...]*Command{client, config, command} {
+	for _, c := range [...]*Command{client, config, latency, command} {
 		for _, sub := range c.Subcommands {
 			sub.Group = c.Group
 			if sub.Flags == nil {
 				sub.Flags = []string{"loading", "stale"}
 			}
-			sub.ACL = []string{"@slow", "@" + c.Group}
+			if sub.ACL == nil {
+				sub.ACL = []string{"@slow", "@" + c.Group}
+			}
 		}
 	}
 	return []*Command{
@@ -229,6 +248,7 @@ func table() []*Command {
 			Summary: "Returns information and statistics about the server.",
 		},
 		config,
+		latency,
 		command,
 		{
 			Name: "dbsize", Arity: 1, handler: dbSize,

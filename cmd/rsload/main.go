@@ -1,7 +1,8 @@
 // Command rsload is an open-loop load generator for readstates: it sends
 // read-state commands at a fixed rate, whatever the server's latency, and
 // records the latency of every request into one histogram per second, next
-// to the server's GC cycles, GC CPU time and RSS (from INFO). It is the
+// to the server's GC cycles, GC CPU time and RSS (from INFO) and the
+// commands' run time inside the server (LATENCY HISTOGRAM). It is the
 // measuring tool of scripts/latency.sh and scripts/sweep.sh (BENCHMARKS.md).
 //
 // Open loop: each connection's sender wakes every millisecond and writes
@@ -10,6 +11,17 @@
 // read. A server stall therefore shows in every request sent during it
 // (closed-loop tools like redis-benchmark send less while the server
 // stalls and hide it: "coordinated omission").
+//
+// The server-side figures only read the server's statistics: every second
+// rsload reads the cumulative per-command histograms of LATENCY HISTOGRAM
+// and takes the difference from the second before, so it neither resets
+// them (CONFIG RESETSTAT) nor changes the server's configuration, and
+// other observers of INFO commandstats and latencystats are undisturbed.
+// A server-side percentile is the bound of the histogram bucket that holds
+// it, in whole microseconds: against readstates, which has FINE buckets,
+// between 1 µs below and 3% above the true value (INFO latencystats'
+// precision); Redis has only power-of-two buckets, so against
+// redis-server (-target redis) up to twice the true value.
 package main
 
 import (
@@ -23,6 +35,7 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -225,14 +238,15 @@ type second struct {
 }
 
 // sample is the server's INFO figures at the start of a second, and its
-// command latency (INFO latencystats) over the second before.
+// command run time (LATENCY HISTOGRAM) over the second before.
 type sample struct {
 	ok                                        bool
 	gcCycles, gcPauses                        float64
 	gcCPU, cpu, pauseSum, pauseMax, rss, heap float64
 	entries                                   float64
 	// The slowest command's p99.9 and p100 run time, in µs, since the
-	// previous sample (-1: not reported).
+	// previous sample (-1: not reported): the bounds of the histogram
+	// buckets that hold them (see serverLatency).
 	srvP999, srvMax float64
 }
 
@@ -280,7 +294,7 @@ func measure(ctx context.Context, c config) error {
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		poll(ctx, c.addr, start, samples)
+		poll(ctx, c, start, samples)
 	}()
 	wg.Wait()
 	if err, _ := firstErr.Load().(error); err != nil {
@@ -420,33 +434,20 @@ func receive(r *bufio.Reader, fifo <-chan batch, start time.Time, secs []second)
 	return nil
 }
 
-// poll samples the server's INFO at the start of every second. The
-// server's command statistics are cleared after each sample (CONFIG
-// RESETSTAT), so each sample's latencystats cover one second.
-func poll(ctx context.Context, addr string, start time.Time, samples []sample) {
-	conn, r, err := dial(addr)
+// poll samples the server at the start of every second: INFO, and the
+// cumulative histograms of the mix's commands (LATENCY HISTOGRAM), whose
+// difference from the previous second's is the second's distribution. It
+// only reads: it sets and resets nothing on the server.
+func poll(ctx context.Context, c config, start time.Time, samples []sample) {
+	conn, r, err := dial(c.addr)
 	if err != nil {
 		return
 	}
 	defer conn.Close()
 	go func() { <-ctx.Done(); conn.SetDeadline(time.Now()) }()
-	setup := appendArray(nil, 4)
-	for _, a := range []string{"CONFIG", "SET", "latency-tracking-info-percentiles", "50 99 99.9 100"} {
-		setup = appendBulk(setup, a)
-	}
-	if _, err := conn.Write(setup); err != nil {
-		return
-	}
-	if err := skipReply(r); err != nil {
-		fmt.Fprintln(os.Stderr, "rsload: no server-side latency:", err)
-	}
-	var req []byte
-	for _, cmd := range [][]string{{"INFO", "default", "latencystats"}, {"CONFIG", "RESETSTAT"}} {
-		req = appendArray(req, len(cmd))
-		for _, a := range cmd {
-			req = appendBulk(req, a)
-		}
-	}
+	req := appendStrings(nil, "INFO", "default")
+	req = appendStrings(req, histogramRequest(c)...)
+	var prev map[string]cdf
 	for i := range samples {
 		select {
 		case <-ctx.Done():
@@ -460,39 +461,107 @@ func poll(ctx context.Context, addr string, start time.Time, samples []sample) {
 		if err != nil {
 			return
 		}
-		if err := skipReply(r); err != nil && i == 0 {
-			fmt.Fprintln(os.Stderr, "rsload: CONFIG RESETSTAT:", err)
-		}
 		samples[i] = parseInfo(text)
-		if i == 0 {
-			samples[i].srvP999, samples[i].srvMax = -1, -1
+		v, err := readValue(r)
+		if err != nil {
+			return
+		}
+		cur, err := histograms(v)
+		if err != nil && (prev != nil || i == 0) {
+			fmt.Fprintln(os.Stderr, "rsload: no server-side latency: LATENCY HISTOGRAM:", err)
+		}
+		samples[i].srvP999, samples[i].srvMax = serverLatency(prev, cur)
+		prev = cur
+	}
+}
+
+// histogramRequest is the LATENCY HISTOGRAM of the mix's commands: with
+// readstates' FINE buckets, or Redis's own.
+func histogramRequest(c config) []string {
+	if c.redis {
+		return []string{"LATENCY", "HISTOGRAM", "hincrby", "hset", "hmget"}
+	}
+	return []string{"LATENCY", "HISTOGRAM", "FINE", "rsincr", "rsreset", "rsget", "rsmget"}
+}
+
+// cdf is one command's entry of LATENCY HISTOGRAM: its calls, and for each
+// bucket bound (µs, increasing) the calls that took at most that long.
+// Buckets in which no call fell are left out.
+type cdf struct {
+	calls  uint64
+	bounds []int64
+	counts []uint64 // cumulative
+}
+
+// at returns the cumulative count at bound b: that of the largest bound
+// up to b (the buckets left out added nothing).
+func (h cdf) at(b int64) uint64 {
+	i, _ := slices.BinarySearch(h.bounds, b+1)
+	if i == 0 {
+		return 0
+	}
+	return h.counts[i-1]
+}
+
+// window returns the cumulative distribution of the calls between two
+// readings, prev and cur, on cur's bounds. A count that went down means
+// the statistics were reset in between (another client's CONFIG
+// RESETSTAT): then the calls since the reset, cur alone.
+func window(prev, cur cdf) []uint64 {
+	out := make([]uint64, len(cur.counts))
+	if cur.calls < prev.calls {
+		return append(out[:0], cur.counts...)
+	}
+	for i, b := range cur.bounds {
+		p := prev.at(b)
+		if cur.counts[i] < p {
+			return append(out[:0], cur.counts...)
+		}
+		out[i] = cur.counts[i] - p
+	}
+	return out
+}
+
+// quantile returns the bound of the bucket holding the q-quantile of a
+// cumulative distribution, and false if it is empty. The rank is
+// internal/latency's (so the client-side figures and these agree).
+func quantile(bounds []int64, cum []uint64, q float64) (int64, bool) {
+	if len(cum) == 0 || cum[len(cum)-1] == 0 {
+		return 0, false
+	}
+	n := cum[len(cum)-1]
+	rank := min(max(uint64(q*float64(n)+0.5), 1), n)
+	i, _ := slices.BinarySearch(cum, rank)
+	return bounds[i], true
+}
+
+// serverLatency is the slowest command's p99.9 and maximum run time, in
+// µs, between two readings of LATENCY HISTOGRAM; -1 if either is missing
+// or no command ran. Each is the bound of the bucket that holds it, in
+// whole µs (truncated): from 1 µs below to 3% above the true value with
+// readstates' FINE buckets, up to twice it with Redis's powers of two.
+func serverLatency(prev, cur map[string]cdf) (p999, maxUs float64) {
+	p999, maxUs = -1, -1
+	if prev == nil || cur == nil {
+		return p999, maxUs
+	}
+	for name, h := range cur {
+		cum := window(prev[name], h)
+		if p, ok := quantile(h.bounds, cum, 0.999); ok {
+			p999 = max(p999, float64(p))
+		}
+		if m, ok := quantile(h.bounds, cum, 1); ok {
+			maxUs = max(maxUs, float64(m))
 		}
 	}
+	return p999, maxUs
 }
 
 func parseInfo(text string) sample {
 	f := map[string]float64{}
-	srvP999, srvMax := -1.0, -1.0
 	for _, line := range strings.Split(text, "\r\n") {
 		name, val, ok := strings.Cut(line, ":")
 		if !ok {
-			continue
-		}
-		if cmd, ok := strings.CutPrefix(name, "latency_percentiles_usec_"); ok {
-			if strings.HasPrefix(cmd, "info") || strings.HasPrefix(cmd, "config") {
-				continue // the sampling's own commands
-			}
-			for _, kv := range strings.Split(val, ",") {
-				p, v, _ := strings.Cut(kv, "=")
-				x, err := strconv.ParseFloat(v, 64)
-				switch {
-				case err != nil:
-				case p == "p99.9":
-					srvP999 = max(srvP999, x)
-				case p == "p100":
-					srvMax = max(srvMax, x)
-				}
-			}
 			continue
 		}
 		if v, err := strconv.ParseFloat(val, 64); err == nil {
@@ -514,8 +583,8 @@ func parseInfo(text string) sample {
 		rss:      f["used_memory_rss"],
 		heap:     f["go_heap_objects_bytes"],
 		entries:  f["cached_read_states"],
-		srvP999:  srvP999,
-		srvMax:   srvMax,
+		srvP999:  -1,
+		srvMax:   -1,
 	}
 }
 

@@ -5,11 +5,13 @@
 //
 // Buckets are log-linear: 2^subBits buckets per power of two of
 // nanoseconds, so a quantile is within 1/2^subBits (3%) above the true
-// value and never below it. A Histogram is a fixed array of counters,
+// value and never below it. Every power of two from 32 ns up is a bucket
+// bound (see Buckets). A Histogram is a fixed array of counters,
 // about 15 KiB, updated with atomics by any number of goroutines.
 package latency
 
 import (
+	"math"
 	"math/bits"
 	"sync/atomic"
 	"time"
@@ -100,6 +102,33 @@ func (h *Histogram) Reset() {
 	h.sum.Store(0)
 	h.max.Store(0)
 }
+
+// Buckets calls fn for every non-empty bucket, in increasing order, with
+// the bucket's upper bound (exclusive) and the number of durations
+// recorded in it. Buckets are contiguous: a bucket holds the durations from
+// the previous bucket's bound (empty or not) up to its own, so the sum of
+// the counts up to a bound is the number of durations below it, exactly.
+// The bounds are 1 ns apart below 32 ns, then SubBuckets per power of two,
+// and every power of two of nanoseconds from 32 ns up is a bound: counts
+// below 2^k ns (k >= 5) can be read off exactly. The last bucket's bound
+// is capped at math.MaxInt64. A walk during Records sees some of them.
+func (h *Histogram) Buckets(fn func(high time.Duration, n uint64)) {
+	for i := range h.counts {
+		c := h.counts[i].Load()
+		if c == 0 {
+			continue
+		}
+		high := lowOf(i + 1)
+		if high <= 0 { // past 2^63 ns
+			high = math.MaxInt64
+		}
+		fn(time.Duration(high), c)
+	}
+}
+
+// SubBuckets is the number of buckets per power of two of nanoseconds
+// (above 32 ns): a bucket is at most 1/SubBuckets of its lower bound wide.
+const SubBuckets = subN
 
 // Quantile returns the upper edge of the bucket holding the q-quantile (q
 // in [0, 1]), so it never under-reports, capped at the maximum recorded;

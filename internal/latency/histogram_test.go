@@ -1,6 +1,7 @@
 package latency
 
 import (
+	"math"
 	"math/rand/v2"
 	"slices"
 	"testing"
@@ -66,4 +67,69 @@ func TestSumCountMergeReset(t *testing.T) {
 	if a.Count() != 0 || a.Sum() != 0 || a.Max() != 0 || a.Quantile(0.5) != 0 {
 		t.Fatalf("after reset: count %d sum %v max %v p50 %v, want zeros", a.Count(), a.Sum(), a.Max(), a.Quantile(0.5))
 	}
+}
+
+func TestBucketsArePowerOfTwoAligned(t *testing.T) {
+	// Every power of two from 32 ns up is a bucket bound.
+	for k := subBits; k < 63; k++ {
+		p := int64(1) << k
+		if bucketOf(p) == bucketOf(p-1) {
+			t.Fatalf("2^%d ns shares a bucket with 2^%d-1", k, k)
+		}
+	}
+}
+
+func TestBucketsWalk(t *testing.T) {
+	var h Histogram
+	h.Buckets(func(time.Duration, uint64) { t.Fatal("bucket in an empty histogram") })
+	for _, d := range []time.Duration{0, 5, 5, 1023, 1024, 1024, 2047, 2048, time.Millisecond, 1<<63 - 1} {
+		h.Record(d)
+	}
+	type bucket struct {
+		high time.Duration
+		n    uint64
+	}
+	var got []bucket
+	var total uint64
+	h.Buckets(func(high time.Duration, n uint64) {
+		if len(got) > 0 && high <= got[len(got)-1].high {
+			t.Fatalf("bound %v after %v", high, got[len(got)-1].high)
+		}
+		got = append(got, bucket{high, n})
+		total += n
+	})
+	if total != h.Count() {
+		t.Fatalf("buckets hold %d, Count %d", total, h.Count())
+	}
+	// Counts below a power of two are exact.
+	below := func(lim time.Duration) (n uint64) {
+		for _, b := range got {
+			if b.high <= lim {
+				n += b.n
+			}
+		}
+		return n
+	}
+	for _, c := range []struct {
+		lim  time.Duration
+		want uint64
+	}{{1, 1}, {1024, 4}, {2048, 7}, {4096, 8}, {1 << 20, 9}, {1 << 62, 9}} {
+		if n := below(c.lim); n != c.want {
+			t.Errorf("below %v: %d, want %d (buckets %v)", c.lim, n, c.want, got)
+		}
+	}
+	if last := got[len(got)-1]; last.high != math.MaxInt64 || last.n != 1 {
+		t.Errorf("last bucket %+v, want bound MaxInt64 holding 1", last)
+	}
+	// Bucket widths: 1 ns below 32 ns, then at most 1/SubBuckets.
+	h.Reset()
+	for d := time.Duration(1); d < time.Second; d = d*9/8 + 1 {
+		h.Record(d)
+	}
+	h.Buckets(func(high time.Duration, _ uint64) {
+		low := lowOf(bucketOf(int64(high) - 1))
+		if w := int64(high) - low; w > max(1, low/SubBuckets) {
+			t.Errorf("bucket [%d, %v) is %d ns wide", low, high, w)
+		}
+	})
 }
