@@ -6,7 +6,8 @@
 #   2. the whole server against a reference redis-server on the same
 #      machine, with redis-benchmark, pipelined and not, ROUNDS times
 #      interleaved (the median ratio is reported), with the CPU time each
-#      server spent per request;
+#      server spent per request (BENCH_BASE=<revision> adds that
+#      revision's server: before and after in one run);
 #   3. latency over time under GC, arena vs pointer-rich cache
 #      (scripts/latency.sh; LATENCY=0 skips);
 #   4. the size sweep (scripts/sweep.sh; SWEEP=0 skips);
@@ -37,12 +38,22 @@ base=$((20000 + RANDOM % 10000))
 # costs), one event loop (Redis's one thread of commands), and a goroutine
 # per connection.
 variants=("loops:--event-loops 0" "nojournal:--event-loops 0 --journal=false" "loop1:--event-loops 1" "goroutines:--event-loops -1")
+# BENCH_BASE=<git revision> adds that revision's build, both drivers, as
+# "base" and "base-gorout": a before/after comparison in the same run.
+if [ -n "${BENCH_BASE:-}" ]; then
+	src=$(mktemp -d)
+	git archive "$BENCH_BASE" | tar -x -C "$src"
+	(cd "$src" && go build -o "$OLDPWD/bin/readstates-base" ./cmd/readstates)
+	rm -rf "$src"
+	variants+=("base:--event-loops 0" "base-gorout:--event-loops -1")
+fi
 pids=() ports=() dirs=()
 trap 'kill ${pids[*]} 2>/dev/null; wait 2>/dev/null; rm -rf ${dirs[*]}' EXIT
 for i in "${!variants[@]}"; do
-	port=$((base + i)) data=$(mktemp -d)
+	port=$((base + i)) data=$(mktemp -d) bin=./bin/readstates
+	[[ ${variants[$i]} == base* ]] && bin=./bin/readstates-base
 	# shellcheck disable=SC2086 # the variant's flags split on purpose
-	./bin/readstates --addr 127.0.0.1:$port --data-dir "$data" --cache-entries $((2 * keyspace)) --log-level warn ${variants[$i]#*:} &
+	$bin --addr 127.0.0.1:$port --data-dir "$data" --cache-entries $((2 * keyspace)) --log-level warn ${variants[$i]#*:} &
 	pids+=($!) ports+=($port) dirs+=("$data")
 done
 port_redis=$((base + ${#variants[@]}))

@@ -11,7 +11,7 @@ fuzztime=${FUZZTIME:-10s}
 parallel=${PARALLEL:-$(nproc)}
 targets=(
 	./commands:FuzzParseID ./commands:FuzzParseInt64 ./commands:FuzzQuoted ./commands:FuzzDispatch
-	./server:FuzzGuard ./cache:FuzzModel ./tests:FuzzServerStream ./internal/redcon:FuzzReuseReader
+	./server:FuzzParse ./cache:FuzzModel ./tests:FuzzServerStream
 )
 cache=$(go env GOCACHE)/fuzz
 for t in "${targets[@]}"; do

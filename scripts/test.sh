@@ -34,17 +34,14 @@ go vet -tags ptrcache ./...
 (cd tools && go vet ./...) # the load tools' own module (plotting)
 
 echo "== unit and end-to-end tests (race detector)"
-# The patched redcon's randomized tests take minutes under the race
-# detector and run single-threaded: they run without it, below.
-go test -race -count=1 -timeout 20m $(go list ./... | grep -v /internal/redcon)
+go test -race -count=1 -timeout 20m ./...
 go test -race -count=1 -tags ptrcache ./cache/ ./persist/ # the benchmark's pointer-LRU baseline
-# The connection layer for TLS and other systems (a goroutine per
-# connection) under the same suites as the default event loops.
+# The goroutine driver of the connection pipeline (TLS, other systems)
+# under the same suites as the default event loops.
 READSTATES_TEST_EVENT_LOOPS=-1 go test -race -count=1 ./server/ ./tests/
 # The allocation tests, without the race detector (which allocates on its
 # own, so they are left out of the runs above), on both layers.
 go test -count=1 -run 'Alloc' ./...
-go test -count=1 ./internal/redcon/
 READSTATES_TEST_EVENT_LOOPS=-1 go test -count=1 -run 'Alloc' ./server/
 
 echo "== Cassandra integration tests"

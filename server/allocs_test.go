@@ -18,13 +18,22 @@ import (
 )
 
 // The hot path allocates nothing: a pipeline of read-state commands that
-// hit the cache, through the real connection loop (redcon's reader in
-// reuse mode, the guard, the dispatcher) and the real engine with its
+// hit the cache, through the real connection pipeline (the parser, the
+// dispatcher, the reply writer) and the real engine with its
 // journal, leaves the
 // heap's allocation count where it was. Measured over the whole process,
 // so a stray allocation anywhere on the path shows. (Not under -race: the
 // race runtime allocates on its own.)
 func TestHotPathDoesNotAllocate(t *testing.T) {
+	// Both drivers of the one connection pipeline.
+	for _, loops := range []int{0, -1} {
+		t.Run(map[int]string{0: "event-loops", -1: "goroutines"}[loops], func(t *testing.T) {
+			testHotPathDoesNotAllocate(t, loops)
+		})
+	}
+}
+
+func testHotPathDoesNotAllocate(t *testing.T, loops int) {
 	store, err := pebblestore.Open(t.TempDir(), testLogger(t))
 	if err != nil {
 		t.Fatal(err)
@@ -38,7 +47,7 @@ func TestHotPathDoesNotAllocate(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { engine.Close(context.Background()) })
-	s, err := New(Config{Logger: testLogger(t)}, engine)
+	s, err := New(Config{Logger: testLogger(t), EventLoops: loops}, engine)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -3,56 +3,50 @@
 package server
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"io"
 	"net"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
-
-	"github.com/readstates/readstates/commands"
-	"github.com/readstates/readstates/internal/redcon"
 )
 
-// The event loops: Linux's epoll, with redcon's parser and reply encoders
-// and the same guard, limits and shutdown as the goroutine-per-connection
-// layer (server.go), which serves TLS and other systems.
+// The event loops: Linux's epoll driving the connection pipeline
+// (conn.go), as Redis's event loop does; the goroutine driver
+// (stream.go) serves TLS and other systems.
 //
 // Why: with a goroutine per connection, every request that is not
 // pipelined parks its goroutine and wakes it through the runtime's
 // netpoller, and the scheduler wakes idle threads to look for the work
-// and puts them back to sleep: more CPU per request than one loop, and
-// less throughput than Redis (the figures: BENCHMARKS.md, section 2).
-// A loop reads every ready socket from one epoll_wait, runs the commands
-// and writes the replies, as Redis does.
+// and puts them back to sleep: more CPU per request than one loop (the
+// figures: BENCHMARKS.md, section 2). A loop reads every ready socket
+// from one epoll_wait, runs the commands and writes the replies.
 //
 // Invariants:
 //   - A loopConn belongs to one loop; only that loop's goroutine touches
-//     its fields, except the session, which a deferred command's goroutine
-//     uses while the connection is busy (the loop leaves it alone then).
+//     it, except while busy: a deferred command's goroutine then owns the
+//     pipeline (conn), and the loop reads none of its fields.
 //   - Commands run in order, one at a time per connection. A command that
 //     would wait for the database (a cache miss, persist.ErrWouldBlock)
-//     runs again on a goroutine of its own, and the connection reads and
-//     runs nothing more until it is done: the loop never blocks on the
-//     store, and a slow read-through delays only its own client.
+//     runs again on a goroutine of its own, with the whole requests that
+//     followed it, and the connection reads and runs nothing more until
+//     that is done: the loop never blocks on the store, and a slow
+//     read-through delays only its own client.
 //   - A client costs what it sends: input is read 64 KiB at a time and
-//     cut to whole commands (the guard); replies that the client does not
-//     take pile up to outPause, then the loop stops reading from it, and
-//     past Config.OutputLimit, or after Config.WriteTimeout without
-//     progress, it is closed. Idle connections hold no buffers.
+//     run in whole requests; replies that the client does not take wait
+//     while the loop goes on reading and running its requests (a client
+//     may write a whole pipeline before it reads, as client libraries
+//     do), up to Config.OutputLimit, and past it, or after
+//     Config.WriteTimeout without progress, the connection is closed.
+//     Idle connections hold no buffers.
 //   - A connection is forgotten by the server (Server.forget) only once
 //     its socket is closed and no command of it runs, so when the server
 //     is drained no command runs.
-
-// outPause is how many bytes of unsent replies make the loop stop reading
-// from a connection until they drain: a client may pipeline this deep
-// without reading before it is paused (Redis buffers without bound).
-const outPause = 1 << 20
 
 // sweepEvery is how often a loop checks its connections' timeouts.
 const sweepEvery = 100 * time.Millisecond
@@ -62,12 +56,11 @@ type eventLoop struct {
 	epfd   int
 	wakefd int // eventfd: connections added, commands finished, close
 	conns  map[int]*loopConn
-	ctx    context.Context // the server's, without waiting (persist)
 	events []unix.EpollEvent
-	rbuf   []byte // socket reads land here
+	rbuf   []byte // socket reads land here when a connection holds no input
 	wbuf   []byte // replies of connections with nothing pending
-	rw     loopWriter
-	parser redcon.CommandParser
+	rw     replyWriter
+	sc     scratch
 	now    time.Time
 	swept  time.Time
 
@@ -81,32 +74,22 @@ type eventLoop struct {
 }
 
 // finished is a deferred command's outcome: the replies to it and to the
-// commands after it that ran too, the first ranEnds of c.ends, which end
-// at c.in[ran].
+// requests after it that ran too, which took the first used bytes of c.in.
 type finished struct {
-	c       *loopConn
-	reply   []byte
-	ran     int
-	ranEnds int
+	c     *loopConn
+	reply []byte
+	used  int
 }
 
 type loopConn struct {
+	conn
 	fd     int
 	cl     *client
-	guard  respGuard
-	in     []byte // input not yet run: whole commands, then a partial one
-	ends   []int  // ends, in in, of the whole commands in it
 	out    []byte // replies not yet sent
+	pend   bool   // the loop's reply writer holds out (see target)
 	events uint32 // epoll interest registered
-
-	busy bool // a deferred command runs on its own goroutine
-	// deferred is the command to run off the loop once c.in is settled
-	// (see startDeferred).
-	deferred [][]byte
-	closed   bool  // the socket is closed
-	perr     error // protocol error, to answer once the commands before it ran
-	closing  bool  // answer nothing more: close when out is sent
-	linger   bool  // after out is sent: shut down writes, drain input, close
+	closed bool   // the socket is closed
+	linger bool   // after out is sent: shut down writes, drain input, close
 	// lingering: writes are shut down, input is drained until EOF,
 	// lingerBytes or the deadline.
 	lingering  bool
@@ -128,10 +111,9 @@ func (s *Server) useLoops(ln net.Listener) bool {
 	return false
 }
 
-// serveLoops is Serve's accept loop with event loops: it returns when gl's
-// Accept fails for good (after release), with every loop still running;
+// startLoops starts the event loops; serveLoop hands them connections and
 // stopLoops ends them.
-func (s *Server) serveLoops(gl *guardListener) error {
+func (s *Server) startLoops() error {
 	loops := make([]*eventLoop, s.cfg.EventLoops)
 	for i := range loops {
 		l, err := newEventLoop(s)
@@ -150,17 +132,38 @@ func (s *Server) serveLoops(gl *guardListener) error {
 	for _, l := range loops {
 		s.loopsWG.Go(l.run)
 	}
-	for next := 0; ; next++ {
-		nc, err := gl.Accept()
-		if err != nil {
-			if errors.Is(err, net.ErrClosed) || s.forced.Load() {
-				return nil
-			}
-			continue // gl.Accept has backed off already
+	return nil
+}
+
+// serveLoop admits nc and hands its socket to the next loop. It runs on
+// the accept loop.
+func (s *Server) serveLoop(nc net.Conn) {
+	cl, full := s.admit(nc, nil)
+	if cl == nil {
+		if full {
+			s.refuse(nc) // a fresh socket takes a short reply at once
+		} else {
+			nc.Close()
 		}
-		gc := nc.(*guardConn)
-		s.acceptLoopConn(gc, loops[next%len(loops)])
+		return
 	}
+	fd, err := dupSocket(nc)
+	nc.Close() // the loop has its own descriptor of the socket
+	if err != nil {
+		s.log.Warn("connection dropped: cannot take over its socket", "remote", nc.RemoteAddr(), "err", err)
+		s.forget(cl, err)
+		return
+	}
+	s.mu.Lock()
+	loops := s.mu.loops
+	s.mu.Unlock()
+	l := loops[s.nextLoop%len(loops)]
+	s.nextLoop++
+	c := &loopConn{conn: newConn(s, cl.sess), fd: fd, cl: cl}
+	l.mu.Lock()
+	l.mu.added = append(l.mu.added, c)
+	l.mu.Unlock()
+	l.wake()
 }
 
 // stopLoops ends the event loops once no connection is left.
@@ -195,50 +198,6 @@ func (s *Server) wakeLoops() {
 	for _, l := range loops {
 		l.wake()
 	}
-}
-
-// acceptLoopConn admits a connection (as accept does for redcon) and
-// hands its socket to l.
-func (s *Server) acceptLoopConn(gc *guardConn, l *eventLoop) {
-	nc := gc.Conn
-	s.accepted.Add(1)
-	s.mu.Lock()
-	if s.mu.closed {
-		s.mu.Unlock()
-		nc.Close()
-		return
-	}
-	if len(s.mu.clients) >= s.cfg.MaxClients {
-		s.mu.Unlock()
-		s.rejected.Add(1)
-		gc.refuse()
-		_, _ = nc.Write([]byte("-ERR max number of clients reached\r\n"))
-		nc.Close()
-		s.log.Debug("connection refused: max clients", "remote", nc.RemoteAddr())
-		return
-	}
-	s.mu.Unlock()
-	fd, err := dupSocket(nc)
-	nc.Close() // the loop has its own descriptor of the socket
-	if err != nil {
-		s.log.Warn("connection dropped: cannot take over its socket", "remote", nc.RemoteAddr(), "err", err)
-		return
-	}
-	cl := &client{sess: commands.NewSession(s.nextID.Add(1), nc.RemoteAddr().String(), nc.LocalAddr().String(), time.Now())}
-	s.mu.Lock()
-	if s.mu.closed {
-		s.mu.Unlock()
-		unix.Close(fd)
-		return
-	}
-	s.mu.clients[cl] = struct{}{}
-	s.mu.Unlock()
-	s.log.Debug("connection open", "id", cl.sess.ID(), "remote", nc.RemoteAddr())
-	c := &loopConn{fd: fd, cl: cl, guard: respGuard{lim: s.limits, trackEnds: true}}
-	l.mu.Lock()
-	l.mu.added = append(l.mu.added, c)
-	l.mu.Unlock()
-	l.wake()
 }
 
 // dupSocket returns a non-blocking, close-on-exec duplicate of nc's socket.
@@ -286,7 +245,6 @@ func newEventLoop(s *Server) (*eventLoop, error) {
 	l := &eventLoop{
 		s: s, epfd: epfd, wakefd: wakefd,
 		conns:  make(map[int]*loopConn),
-		ctx:    s.ctx,
 		events: make([]unix.EpollEvent, 256),
 		rbuf:   make([]byte, readChunk),
 	}
@@ -312,8 +270,8 @@ func (l *eventLoop) run() {
 	timeout := int(sweepEvery / time.Millisecond)
 	for {
 		// A blocking epoll_wait: parking the goroutine in the runtime's
-		// poller instead (on the epoll descriptor) cost 15-35% more CPU
-		// per request, in wake-ups, on 2 cores.
+		// poller instead (on the epoll descriptor) cost more CPU per
+		// request, in wake-ups (BENCHMARKS.md, section 2).
 		n, err := unix.EpollWait(l.epfd, l.events, timeout)
 		if err != nil && err != unix.EINTR {
 			// Only a bug gets here (a bad descriptor or argument).
@@ -409,11 +367,23 @@ func (l *eventLoop) ready(c *loopConn, ev uint32) {
 	}
 	if c.events&unix.EPOLLIN == 0 {
 		if ev&(unix.EPOLLHUP|unix.EPOLLERR) != 0 {
-			l.closeConn(c, io.EOF) // paused, and the peer is gone
+			l.closeConn(c, io.EOF) // busy or closing, and the peer is gone
 		}
 		return
 	}
-	n, err := unix.Read(c.fd, l.rbuf)
+	// Input lands in the loop's buffer and is run from there; only what
+	// is left of it (a request cut short) is kept by the connection, and
+	// put back in front of the next read, unless it is large: then the
+	// connection's buffer grows to hold the request, and is read into.
+	buf, pre := l.rbuf, 0
+	large := len(c.in) > len(l.rbuf)/2
+	if large {
+		c.in = slices.Grow(c.in, readChunk)
+		buf = c.in[len(c.in) : len(c.in)+readChunk]
+	} else {
+		pre = copy(buf, c.in)
+	}
+	n, err := unix.Read(c.fd, buf[pre:])
 	if n <= 0 {
 		if err == unix.EAGAIN || err == unix.EINTR {
 			return
@@ -425,146 +395,39 @@ func (l *eventLoop) ready(c *loopConn, ev uint32) {
 		return
 	}
 	c.lastIn = l.now
-	data := l.rbuf[:n]
-	k, perr := c.guard.scan(data)
-	if perr != nil {
-		c.perr = perr
-		data = data[:k]
-	}
 	l.target(c)
-	ends, from := c.guard.ends, 0
-	if len(c.in) > 0 {
-		if len(c.ends) > 0 {
-			// Whole commands wait (the connection was paused): the new
-			// input goes behind them.
-			off := len(c.in)
-			c.in = append(c.in, data...)
-			for _, e := range ends {
-				c.ends = append(c.ends, off+e)
-			}
-			l.runPending(c)
-			l.send(c)
-			return
+	if large {
+		c.in = c.in[:len(c.in)+n]
+		c.in = keep(c.in, c.run(c.in, &l.sc, &l.rw, false))
+	} else {
+		data := buf[:pre+n]
+		used := c.run(data, &l.sc, &l.rw, false)
+		c.in = append(c.in[:0], data[used:]...)
+		if len(c.in) == 0 && cap(c.in) > maxHeldKept {
+			c.in = nil
 		}
-		if len(ends) == 0 { // still no whole command
-			c.in = append(c.in, data...)
-			l.send(c)
-			return
-		}
-		// c.in holds the start of one command: complete it and run it,
-		// then go on in the read buffer. So c.in never holds more than
-		// one command, and a streamed pipeline is not copied.
-		c.in = append(c.in, data[:ends[0]]...)
-		c.ends = append(c.ends, len(c.in))
-		l.runPending(c)
-		from, ends = ends[0], ends[1:]
-		if len(c.in) > 0 { // it was deferred, or the connection closes
-			off := len(c.in) - from
-			c.in = append(c.in, data[from:]...)
-			for _, e := range ends {
-				c.ends = append(c.ends, off+e)
-			}
-			l.send(c)
-			return
-		}
-	}
-	// The common case: whole commands, run from the read buffer.
-	rest, restEnds := l.runFrom(c, data, from, ends)
-	done := len(data) - len(rest)
-	c.in = append(c.in, rest...)
-	for _, e := range restEnds {
-		c.ends = append(c.ends, e-done)
 	}
 	l.send(c)
 }
 
-// runPending runs the whole commands buffered in c.in, after target.
+// runPending runs the whole requests held in c.in, after target.
 func (l *eventLoop) runPending(c *loopConn) {
-	rest, restEnds := l.runFrom(c, c.in, 0, c.ends)
-	l.keepRest(c, rest, restEnds)
+	c.in = keep(c.in, c.run(c.in, &l.sc, &l.rw, false))
 }
 
-// keepRest makes c.in and c.ends what was not run of them: rest, a tail of
-// c.in, and restEnds, a tail of c.ends.
-func (l *eventLoop) keepRest(c *loopConn, rest []byte, restEnds []int) {
-	done := len(c.in) - len(rest)
-	c.in = c.in[:copy(c.in, rest)]
-	c.ends = c.ends[:copy(c.ends, restEnds)]
-	for i := range c.ends {
-		c.ends[i] -= done
-	}
-	if len(c.in) == 0 && cap(c.in) > maxHeldKept {
-		c.in, c.ends = nil, nil // idle connections hold no buffers
-	}
-}
-
-// runFrom runs the commands of buf from offset from that end at ends, in
-// order, until one is deferred or the connection is to close; the replies
-// go to the reply writer (see target). It returns what of buf was not run,
-// and the ends (offsets in buf) of the whole commands in it.
-func (l *eventLoop) runFrom(c *loopConn, buf []byte, from int, ends []int) (rest []byte, restEnds []int) {
-	start := from
-	s := l.s
-	for i, end := range ends {
-		if c.busy || c.closing {
-			return buf[start:], ends[i:]
-		}
-		if s.closing.Load() {
-			c.closing = true
-			return buf[start:], ends[i:]
-		}
-		cmd, err := l.parser.Parse(buf[start:end])
-		start = end
-		if err != nil {
-			// The guard accepts only what redcon parses; if they ever
-			// disagree, the stream cannot be trusted any further.
-			c.perr = &protocolError{err.Error()}
-			return buf[len(buf):], nil
-		}
-		if len(cmd.Args) == 0 {
-			continue // a blank inline line
-		}
-		sess := c.cl.sess
-		s.disp.DispatchNoWait(l.ctx, &l.rw, sess, cmd.Args)
-		if sess.Deferred() {
-			c.busy = true
-			c.deferred = ownArgs(cmd.Args)
-		} else if sess.Closing() { // QUIT, SHUTDOWN
-			c.closing = true
-		}
-	}
-	return buf[start:], nil
-}
-
-// target points the reply writer at c's pending output, or at the loop's
+// target points the reply writer at c's pending replies, or at the loop's
 // buffer when nothing of c is pending (send then writes straight from it).
 func (l *eventLoop) target(c *loopConn) {
 	if len(c.out) > 0 {
-		l.rw.b, l.rw.conn = c.out, true
+		l.rw.b, c.pend = c.out, true
 	} else {
-		l.rw.b, l.rw.conn = l.wbuf[:0], false
+		l.rw.b, c.pend = l.wbuf[:0], false
 	}
-}
-
-// ownArgs copies args, which alias a read buffer.
-func ownArgs(args [][]byte) [][]byte {
-	n := 0
-	for _, a := range args {
-		n += len(a)
-	}
-	data := make([]byte, 0, n)
-	own := make([][]byte, len(args))
-	for i, a := range args {
-		data = append(data, a...)
-		own[i] = data[len(data)-len(a):]
-	}
-	return own
 }
 
 // startDeferred hands c's deferred command to a goroutine that may block.
 // It is called once c.in holds what follows the command, because that
-// goroutine then runs those commands too: while c is busy the loop leaves
-// c.in, c.ends and the session alone, and a pipeline of misses pays one
+// goroutine then runs those requests too: a pipeline of misses pays one
 // hand-over per batch, not one per miss.
 func (l *eventLoop) startDeferred(c *loopConn) {
 	args := c.deferred
@@ -606,9 +469,9 @@ func (p *deferPool) run(j deferredCmd) {
 func (p *deferPool) work(j deferredCmd) {
 	idle := time.NewTimer(deferIdle)
 	defer idle.Stop()
-	var parser redcon.CommandParser
+	var sc scratch
 	for {
-		f := p.runDeferred(j, &parser)
+		f := p.runDeferred(j, &sc)
 		l := j.l
 		l.mu.Lock()
 		l.mu.finished = append(l.mu.finished, f)
@@ -625,28 +488,17 @@ func (p *deferPool) work(j deferredCmd) {
 	}
 }
 
-// runDeferred runs j's command, then the whole commands its client sent
-// after it, until one asks to close or the server is closing.
-func (p *deferPool) runDeferred(j deferredCmd, parser *redcon.CommandParser) finished {
+// runDeferred runs j's command, then the whole requests its client sent
+// after it, waiting for the database where they must.
+func (p *deferPool) runDeferred(j deferredCmd, sc *scratch) finished {
 	s, c := p.s, j.c
-	sess := c.cl.sess
-	var w loopWriter
-	s.disp.Dispatch(s.ctx, &w, sess, j.args)
-	f := finished{c: c}
-	start, i := 0, 0
-	for ; i < len(c.ends) && !sess.Closing() && !s.closing.Load(); i++ {
-		end := c.ends[i]
-		cmd, err := parser.Parse(c.in[start:end])
-		if err != nil {
-			break // the loop finds it again, and answers it
-		}
-		start = end
-		if len(cmd.Args) > 0 {
-			s.disp.Dispatch(s.ctx, &w, sess, cmd.Args)
-		}
+	var w replyWriter
+	s.disp.Dispatch(s.ctx, &w, c.sess, j.args)
+	if c.sess.Closing() {
+		c.closing = true
 	}
-	f.reply, f.ran, f.ranEnds = w.b, start, i
-	return f
+	used := c.run(c.in, sc, &w, true)
+	return finished{c: c, reply: w.b, used: used}
 }
 
 // deferredDone sends the replies of a deferred command (and of those its
@@ -658,8 +510,8 @@ func (l *eventLoop) deferredDone(f finished) {
 		l.s.forget(c.cl, nil) // its socket was closed while it ran
 		return
 	}
-	l.keepRest(c, c.in[f.ran:], c.ends[f.ranEnds:])
-	if c.cl.sess.Closing() || l.s.closing.Load() {
+	c.in = keep(c.in, f.used)
+	if l.s.closing.Load() {
 		c.closing = true
 	}
 	l.target(c)
@@ -674,9 +526,10 @@ func (l *eventLoop) send(c *loopConn) {
 	if c.deferred != nil {
 		l.startDeferred(c)
 	}
-	b, pending := l.rw.b, l.rw.conn
-	l.rw = loopWriter{}
-	if pending {
+	b := l.rw.b
+	l.rw.b = nil
+	if c.pend {
+		c.pend = false
 		c.out = b
 		l.flush(c, true)
 		return
@@ -706,15 +559,13 @@ func (l *eventLoop) send(c *loopConn) {
 }
 
 // flush writes c.out (if write), then settles what c waits for: its
-// protocol error answered, a close, reading paused or resumed.
+// protocol error answered, a close, its epoll interest.
 func (l *eventLoop) flush(c *loopConn, write bool) {
 	if c.closed {
 		return
 	}
-	if !c.busy && len(c.ends) == 0 && c.perr != nil && !c.closing {
-		c.out = append(c.out, "-ERR "...)
-		c.out = append(c.out, c.perr.Error()...)
-		c.out = append(c.out, "\r\n"...)
+	if !c.busy && c.perr != nil && !c.linger {
+		c.out = c.appendProtocolError(c.out)
 		c.closing, c.linger = true, true
 		c.deadline = l.now.Add(time.Second)
 		write = true
@@ -741,14 +592,13 @@ func (l *eventLoop) flush(c *loopConn, write bool) {
 	} else if c.stallSince.IsZero() {
 		c.stallSince = l.now
 	}
-	if c.closing && len(c.out) == 0 && !c.busy && !c.lingering {
+	if !c.busy && c.closing && len(c.out) == 0 && !c.lingering {
 		if !c.linger {
 			l.closeConn(c, nil)
 			return
 		}
 		// Send FIN after the error reply, and read what the client already
-		// sent for a while: closing with unread input resets the
-		// connection, and the client's kernel may then drop the reply.
+		// sent for a while before closing (see lingerTime).
 		_ = unix.Shutdown(c.fd, unix.SHUT_WR)
 		c.lingering, c.lingerLeft = true, lingerBytes
 		c.deadline = l.now.Add(lingerTime)
@@ -756,24 +606,24 @@ func (l *eventLoop) flush(c *loopConn, write bool) {
 	l.interest(c)
 }
 
-// overLimit closes c if its replies pending, and more bytes about to be
+// overLimit closes c if its replies waiting, and more bytes about to be
 // sent, pass Config.OutputLimit: as Redis's hard
 // client-output-buffer-limit, this counts replies before the socket takes
 // them, so one reply too large closes the connection too.
 func (l *eventLoop) overLimit(c *loopConn, more int) bool {
 	lim := l.s.cfg.OutputLimit
 	if n := len(c.out) + more; lim > 0 && n > lim {
-		l.closeConn(c, &clientLimitError{msg: fmt.Sprintf("output limit: %d bytes of replies at once, more than the limit of %d", n, lim)})
+		l.closeConn(c, outputLimitError(n, lim))
 		return true
 	}
 	return false
 }
 
-// interest registers what c waits for: input unless it is busy, closing,
-// or has too many replies pending; output while replies are pending.
+// interest registers what c waits for: input unless it is busy or
+// closing, output while replies wait.
 func (l *eventLoop) interest(c *loopConn) {
 	var want uint32
-	if c.lingering || (!c.busy && !c.closing && len(c.out) < outPause) {
+	if c.lingering || (!c.busy && !c.closing) {
 		want |= unix.EPOLLIN
 	}
 	if len(c.out) > 0 {
@@ -782,18 +632,9 @@ func (l *eventLoop) interest(c *loopConn) {
 	if want == c.events {
 		return
 	}
-	resumed := want&unix.EPOLLIN != 0 && c.events&unix.EPOLLIN == 0
 	c.events = want
 	if err := unix.EpollCtl(l.epfd, unix.EPOLL_CTL_MOD, c.fd, &unix.EpollEvent{Events: want, Fd: int32(c.fd)}); err != nil {
 		l.closeConn(c, fmt.Errorf("epoll_ctl: %w", err))
-		return
-	}
-	if resumed && len(c.ends) > 0 && !c.lingering {
-		// Whole commands were read before the pause: no event will come
-		// for them.
-		l.target(c)
-		l.runPending(c)
-		l.send(c)
 	}
 }
 
@@ -821,14 +662,12 @@ func (l *eventLoop) sweep() {
 		case (c.closing || c.lingering) && !c.deadline.IsZero() && l.now.After(c.deadline):
 			l.closeConn(c, c.perr)
 		case wt > 0 && !c.stallSince.IsZero() && l.now.Sub(c.stallSince) > wt:
-			l.closeConn(c, &clientLimitError{msg: fmt.Sprintf("write timeout: the client took no replies for %v", wt)})
+			l.closeConn(c, writeTimeoutError(wt, nil))
 		case idle > 0 && len(c.out) == 0 && !c.closing && l.now.Sub(c.lastIn) > idle:
 			l.closeConn(c, errIdle)
 		}
 	}
 }
-
-var errIdle = errors.New("idle timeout")
 
 // closeConn closes c's socket. The server forgets c now, or when its
 // deferred command is done.
@@ -842,7 +681,7 @@ func (l *eventLoop) closeConn(c *loopConn, err error) {
 	delete(l.conns, c.fd)
 	c.out = nil
 	if !c.busy {
-		c.in, c.ends = nil, nil // a busy connection's goroutine still reads them
+		c.in = nil // a busy connection's goroutine still reads it
 		l.s.forget(c.cl, err)
 	}
 }
@@ -853,18 +692,3 @@ func (l *eventLoop) closeAll(err error) {
 		l.closeConn(c, err)
 	}
 }
-
-// loopWriter is commands.Writer over a byte slice, with redcon's encoders.
-type loopWriter struct {
-	b    []byte
-	conn bool // b is the pending output of the connection being served
-}
-
-func (w *loopWriter) WriteError(msg string)       { w.b = redcon.AppendError(w.b, msg) }
-func (w *loopWriter) WriteString(str string)      { w.b = redcon.AppendString(w.b, str) }
-func (w *loopWriter) WriteBulk(bulk []byte)       { w.b = redcon.AppendBulk(w.b, bulk) }
-func (w *loopWriter) WriteBulkString(bulk string) { w.b = redcon.AppendBulkString(w.b, bulk) }
-func (w *loopWriter) WriteInt64(num int64)        { w.b = redcon.AppendInt(w.b, num) }
-func (w *loopWriter) WriteArray(count int)        { w.b = redcon.AppendArray(w.b, count) }
-func (w *loopWriter) WriteNull()                  { w.b = redcon.AppendNull(w.b) }
-func (w *loopWriter) WriteRaw(data []byte)        { w.b = append(w.b, data...) }

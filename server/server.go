@@ -17,7 +17,6 @@ import (
 	"time"
 
 	"github.com/readstates/readstates/commands"
-	"github.com/readstates/readstates/internal/redcon"
 	"github.com/readstates/readstates/persist"
 )
 
@@ -54,12 +53,12 @@ type Config struct {
 	// DefaultWriteTimeout; negative: never).
 	WriteTimeout time.Duration
 	// OutputLimit closes a connection that has more than this many bytes of
-	// replies at once, counted before the socket takes them, as Redis's
+	// replies waiting, counted before the socket takes them, as Redis's
 	// hard client-output-buffer-limit does (default DefaultOutputLimit;
-	// negative: none). A batch of requests is one large request plus
-	// 64 KiB of small ones, and an event loop stops reading from a client
-	// with 1 MiB of replies pending, so with the default limits only a
-	// raised MaxChannels or MaxBulkBytes comes near it.
+	// negative: none). A client may write a whole pipeline before it reads
+	// a reply: the server keeps reading and running its requests while
+	// the replies wait, up to this limit. So a client costs at most this
+	// much in replies, plus MaxRequestBytes of input.
 	OutputLimit int
 	// TLS, if set, makes the server speak TLS only (on Addr, or the
 	// listener given to Serve). It is cloned; its MinVersion is raised to
@@ -71,9 +70,9 @@ type Config struct {
 	// runs.
 	TLSHandshakeTimeout time.Duration
 	// EventLoops is how many epoll event loops serve plaintext
-	// connections on Linux (default: GOMAXPROCS, at most 4; negative: a
-	// goroutine per connection, redcon's own server, which also serves
-	// TLS and other systems). See loop_linux.go.
+	// connections on Linux (default: GOMAXPROCS, at most 4; negative:
+	// goroutines per connection, the driver that also serves TLS and
+	// other systems). See loop_linux.go and stream.go.
 	EventLoops int
 	// MetricsAddr, if set, serves Prometheus metrics at /metrics on this
 	// address (e.g. ":9121").
@@ -108,7 +107,7 @@ const (
 	DefaultTLSHandshakeTimeout = 10 * time.Second
 )
 
-// maxLimit bounds the configurable limits, so the guard's arithmetic
+// maxLimit bounds the configurable limits, so the parser's arithmetic
 // cannot overflow.
 const maxLimit = 1 << 40
 
@@ -131,9 +130,13 @@ var ErrServerClosed = errors.New("server: closed")
 // Server is a readstates server. Create it with New, run it with Serve or
 // ListenAndServe, stop it with Shutdown.
 //
-// Lock order: redcon's server lock (held when redcon calls s.closed), then
-// s.mu. s.mu is never held while calling into redcon or doing anything
-// that can block on the network.
+// Its life is two one-way steps, each set once under mu and mirrored in an
+// atomic for the hot path: closing (Shutdown, Close, or Serve's context:
+// no new connections, each connection closes after the command it runs),
+// then released (the drain is over or abandoned: every connection is
+// closed now, the commands' context is canceled, Serve returns once the
+// last is gone). s.mu is never held while doing anything that can block
+// on the network.
 type Server struct {
 	cfg     Config
 	log     *slog.Logger
@@ -142,43 +145,38 @@ type Server struct {
 	backend Backend
 	limits  limits
 
-	closing  atomic.Bool // set once by Shutdown or Close; read per command
-	forced   atomic.Bool // set once by release: close every connection now
+	closing  atomic.Bool // mirrors mu.closed
+	forced   atomic.Bool // mirrors mu.released
 	nextID   atomic.Int64
 	accepted atomic.Uint64
 	rejected atomic.Uint64
 	// ctx is the parent of every command's context (a net/http-style base
 	// context), set by Serve before the first connection.
-	ctx   context.Context
-	ready chan struct{} // closed when Serve is listening
-	done  chan struct{} // closed when Serve has returned
+	ctx      context.Context
+	ready    chan struct{} // closed when Serve is listening
+	done     chan struct{} // closed when Serve has returned
+	released chan struct{} // closed by release
 
 	loopsWG  sync.WaitGroup // the event loops' goroutines
 	deferred *deferPool     // runs the event loops' deferred commands
+	nextLoop int            // the loop for the next connection (accept loop only)
+	streams  sync.WaitGroup // the goroutine driver's connections
 
 	mu struct {
 		sync.Mutex
 		started    bool
-		closed     bool // Shutdown or Close was called
-		forced     bool // connections are being closed without waiting
-		ln         *guardListener
+		closed     bool // closing: see Server
+		released   bool // released: see Server
+		explicit   bool // Shutdown or Close was called (not ctx)
+		ln         net.Listener
 		metricsSrv *http.Server
 		metricsLn  net.Listener
 		cancel     context.CancelFunc // of ctx
-		released   bool               // ln.release is closed
-		explicit   bool               // Shutdown or Close was called (not ctx)
 		clients    map[*client]struct{}
 		closedCmds uint64        // commands run on connections now closed
 		drained    chan struct{} // closed when closed and no clients are left
 		loops      []*eventLoop
 	}
-}
-
-// client is one connection: its session, and its guarded net.Conn if it
-// is served by redcon (nil on an event loop).
-type client struct {
-	sess *commands.Session
-	gc   *guardConn
 }
 
 // New returns a server for backend.
@@ -240,8 +238,9 @@ func New(cfg Config, backend Backend) (*Server, error) {
 			maxRequest: int64(cfg.MaxRequestBytes),
 			maxInline:  min(maxInline, int64(cfg.MaxRequestBytes)),
 		},
-		ready: make(chan struct{}),
-		done:  make(chan struct{}),
+		ready:    make(chan struct{}),
+		done:     make(chan struct{}),
+		released: make(chan struct{}),
 	}
 	s.mu.clients = make(map[*client]struct{})
 	s.mu.drained = make(chan struct{})
@@ -335,14 +334,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	s.mu.started = true
 	cctx, cancel := context.WithCancel(ctx)
 	s.ctx, s.mu.cancel = cctx, cancel
-	gl := &guardListener{
-		Listener: ln, closing: &s.closing, release: make(chan struct{}), lim: s.limits,
-		out:       outLimits{writeTimeout: s.cfg.WriteTimeout, outputLimit: int64(s.cfg.OutputLimit)},
-		tls:       s.cfg.TLS,
-		hsTimeout: s.cfg.TLSHandshakeTimeout,
-		log:       s.log,
-	}
-	s.mu.ln = gl
+	s.mu.ln = ln
 	s.mu.Unlock()
 	defer close(s.done)
 	defer cancel()
@@ -378,6 +370,21 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	}()
 
 	loops := s.useLoops(ln)
+	serve := func(nc net.Conn) {
+		s.streams.Add(1)
+		go func() {
+			defer s.streams.Done()
+			s.serveStream(nc)
+		}()
+	}
+	if loops {
+		if err := s.startLoops(); err != nil {
+			s.beginClose()
+			s.release()
+			return fmt.Errorf("server: %w", err)
+		}
+		serve = s.serveLoop
+	}
 	attrs := []any{"addr", ln.Addr().String(), "tls", s.cfg.TLS != nil}
 	if loops {
 		attrs = append(attrs, "event_loops", s.cfg.EventLoops)
@@ -390,24 +397,16 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	s.log.Info("ready", attrs...)
 	close(s.ready)
 
-	// Both accept loops return once gl.Accept reports the closed socket,
-	// which it holds back until release (see guardListener).
-	var err error
-	if loops {
-		err = s.serveLoops(gl)
-	} else {
-		rs := redcon.NewServerNetwork(ln.Addr().Network(), ln.Addr().String(), s.handle, s.accept, s.closed)
-		rs.SetIdleClose(s.cfg.IdleTimeout)
-		err = rs.Serve(gl)
-	}
-	// Every connection is closed or closing; wait until they are gone, so
-	// no command runs after Serve returns.
+	s.acceptLoop(ln, serve)
+	// The listener is closed: wait until every connection is gone (they
+	// finish their commands, or Shutdown's deadline or Close releases
+	// them), so no command runs after Serve returns.
 	s.beginClose()
-	s.release()
 	s.mu.Lock()
 	drained, msrv, explicit := s.mu.drained, s.mu.metricsSrv, s.mu.explicit
 	s.mu.Unlock()
 	<-drained
+	s.streams.Wait()
 	if loops {
 		s.stopLoops()
 	}
@@ -416,13 +415,37 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	}
 	cancel()
 	bg.Wait()
-	switch {
-	case err != nil:
-		return fmt.Errorf("server: %w", err)
-	case !explicit && ctx.Err() != nil:
+	if !explicit && ctx.Err() != nil {
 		return ctx.Err()
 	}
 	return ErrServerClosed
+}
+
+// acceptLoop accepts connections and hands each to serve, until the
+// listener is closed. Failures back off, as in net/http (running out of
+// file descriptors must not spin a core).
+func (s *Server) acceptLoop(ln net.Listener, serve func(net.Conn)) {
+	var delay time.Duration
+	for {
+		nc, err := ln.Accept()
+		if err == nil {
+			delay = 0
+			serve(nc)
+			continue
+		}
+		if errors.Is(err, net.ErrClosed) || s.closing.Load() {
+			return
+		}
+		delay = min(max(2*delay, 5*time.Millisecond), time.Second)
+		s.log.Warn("accept failed; retrying", "err", err, "retry_in", delay)
+		t := time.NewTimer(delay)
+		select {
+		case <-t.C:
+		case <-s.released:
+			t.Stop()
+			return
+		}
+	}
 }
 
 // Ready is closed once Serve is accepting connections (never, if Serve
@@ -512,31 +535,29 @@ func (s *Server) beginClose() {
 	s.mu.closed = true
 	s.closing.Store(true)
 	if s.mu.ln != nil {
-		// Close the socket, not gl: gl.Accept holds the error back until
-		// release.
-		s.mu.ln.Listener.Close()
+		s.mu.ln.Close()
 	}
 	if len(s.mu.clients) == 0 {
 		close(s.mu.drained)
 	}
 	conns := make([]net.Conn, 0, len(s.mu.clients))
 	for cl := range s.mu.clients {
-		if cl.gc != nil {
-			conns = append(conns, cl.gc.Conn)
+		if cl.nc != nil {
+			conns = append(conns, cl.nc)
 		}
 	}
 	s.mu.Unlock()
 	s.wakeLoops() // they close their connections as they finish
-	// A connection blocked reading returns at once, and its Read reports
-	// EOF because closing is set (see guardConn.Read).
+	// A goroutine blocked reading returns at once, sees closing, and
+	// closes its connection once its replies are sent (see readLoop).
 	now := time.Now()
 	for _, c := range conns {
 		_ = c.SetReadDeadline(now)
 	}
 }
 
-// release lets redcon's accept loop end, once; redcon then closes every
-// connection left, and the commands' context is canceled.
+// release closes every connection left, at once, and cancels the
+// commands' context.
 func (s *Server) release() {
 	s.mu.Lock()
 	if s.mu.released {
@@ -545,95 +566,20 @@ func (s *Server) release() {
 	}
 	s.mu.released = true
 	s.forced.Store(true)
-	if s.mu.ln != nil {
-		close(s.mu.ln.release)
-	}
+	close(s.released)
 	if s.mu.cancel != nil {
 		s.mu.cancel()
 	}
+	conns := make([]net.Conn, 0, len(s.mu.clients))
+	for cl := range s.mu.clients {
+		if cl.nc != nil {
+			conns = append(conns, cl.nc)
+		}
+	}
 	s.mu.Unlock()
 	s.wakeLoops()
-}
-
-// accept is redcon's accept callback, called on the accept loop.
-func (s *Server) accept(c redcon.Conn) bool {
-	gc, ok := c.NetConn().(*guardConn)
-	if !ok {
-		return false // cannot happen: every conn comes from guardListener
-	}
-	s.accepted.Add(1)
-	s.mu.Lock()
-	if s.mu.closed {
-		s.mu.Unlock()
-		return false
-	}
-	if len(s.mu.clients) >= s.cfg.MaxClients {
-		s.mu.Unlock()
-		s.rejected.Add(1)
-		// redcon flushes this when it closes the refused connection, on
-		// the accept loop: refuse keeps a stuck peer from stalling it.
-		gc.refuse()
-		c.WriteError("ERR max number of clients reached")
-		s.log.Debug("connection refused: max clients", "remote", c.RemoteAddr())
-		return false
-	}
-	cl := &client{
-		sess: commands.NewSession(s.nextID.Add(1), c.RemoteAddr(), gc.LocalAddr().String(), time.Now()),
-		gc:   gc,
-	}
-	c.SetContext(cl)
-	s.mu.clients[cl] = struct{}{}
-	s.mu.Unlock()
-	s.log.Debug("connection open", "id", cl.sess.ID(), "remote", c.RemoteAddr())
-	return true
-}
-
-// closed is redcon's callback when a connection's goroutine ends. redcon
-// holds its server lock here.
-func (s *Server) closed(c redcon.Conn, err error) {
-	if cl, ok := c.Context().(*client); ok {
-		s.forget(cl, err)
-	}
-}
-
-// forget removes a closed connection, once no command of it runs; err is
-// why it was closed.
-func (s *Server) forget(cl *client, err error) {
-	s.mu.Lock()
-	delete(s.mu.clients, cl)
-	s.mu.closedCmds += cl.sess.Commands()
-	if s.mu.closed && len(s.mu.clients) == 0 {
-		close(s.mu.drained)
-	}
-	s.mu.Unlock()
-	var perr *protocolError
-	if errors.As(err, &perr) && s.metrics != nil {
-		s.metrics.protocolErrors.Inc()
-	}
-	var lerr *clientLimitError
-	if errors.As(err, &lerr) {
-		// As Redis logs a client closed for its output buffer: the
-		// operator should learn that a client does not keep up.
-		s.log.Warn("client closed: it does not take its replies", "id", cl.sess.ID(), "remote", cl.sess.Addr(), "name", cl.sess.Name(), "err", err)
-		return
-	}
-	s.log.Debug("connection closed", "id", cl.sess.ID(), "remote", cl.sess.Addr(), "err", err)
-}
-
-// handle is redcon's command handler, called on the connection's
-// goroutine for each command, in order.
-func (s *Server) handle(c redcon.Conn, cmd redcon.Command) {
-	cl := c.Context().(*client) // set by accept for every connection
-	if cl.sess.Closing() {
-		return // QUIT or SHUTDOWN earlier in the pipeline: run nothing more
-	}
-	if s.closing.Load() {
-		c.Close() // flushes the replies so far
-		return
-	}
-	s.disp.Dispatch(s.ctx, c, cl.sess, cmd.Args)
-	if cl.sess.Closing() {
-		c.Close()
+	for _, c := range conns {
+		c.Close() // its goroutines see the error and end
 	}
 }
 

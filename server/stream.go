@@ -1,0 +1,309 @@
+package server
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"slices"
+	"sync"
+	"time"
+)
+
+// The goroutine driver: TLS, systems without the event loops, and
+// Config.EventLoops < 0. Each connection has a reader goroutine, which
+// reads, runs the commands (waiting for the database when it must) and
+// queues their replies, and a writer goroutine, which sends them, as
+// nats-server runs a client's read and write loops. With two, a client
+// may write a whole pipeline before it reads a reply, as every client
+// library's pipeline does: the reader keeps reading while the replies
+// wait, up to Config.OutputLimit, as Redis does.
+//
+// Invariants:
+//   - The pipeline (conn) belongs to the reader; the reply queue (q) to
+//     whoever holds mu.
+//   - The server forgets the connection only after both goroutines have
+//     ended, so when the server is drained no command runs.
+
+// A goroutine-driven connection reads into a buffer of its own: streamBuf
+// to start with, grown for a request that does not fit, kept up to
+// readChunk. A read has at least minRead bytes of room.
+const (
+	streamBuf = 16 << 10
+	minRead   = 4 << 10
+)
+
+// streamConn is a connection served by goroutines.
+type streamConn struct {
+	conn
+	cl  *client
+	nc  net.Conn
+	tls *tls.Conn // nil without TLS
+
+	mu struct {
+		sync.Mutex
+		q       []byte // replies queued for the writer
+		done    bool   // the reader has queued its last reply
+		err     error  // the writer failed: the connection is dead
+		writing bool   // the writer holds a batch taken from q
+	}
+	wake chan struct{} // the reader queued replies, or is done (cap 1)
+	idle chan struct{} // the writer has sent everything queued (cap 1)
+	dead chan struct{} // closed when the writer ends
+}
+
+// serveStream serves nc on goroutines until it closes; it is its reader
+// goroutine.
+func (s *Server) serveStream(nc net.Conn) {
+	if s.cfg.TLS != nil {
+		nc = tls.Server(nc, s.cfg.TLS)
+	}
+	cl, full := s.admit(nc, nc)
+	if cl == nil {
+		if full {
+			s.refuse(nc)
+		} else {
+			nc.Close()
+		}
+		return
+	}
+	c := &streamConn{
+		conn: newConn(s, cl.sess),
+		cl:   cl, nc: nc,
+		wake: make(chan struct{}, 1),
+		idle: make(chan struct{}, 1),
+		dead: make(chan struct{}),
+	}
+	c.tls, _ = nc.(*tls.Conn)
+	go c.writeLoop()
+	err := c.readLoop()
+	c.finish(err)
+}
+
+// readLoop reads and runs requests until the connection is to close; it
+// returns why.
+func (c *streamConn) readLoop() error {
+	s := c.s
+	if c.tls != nil {
+		// On the connection's goroutine, not the accept loop, within a
+		// bound: a client that connects and says nothing must not hold
+		// its slot of MaxClients for long.
+		ctx, cancel := context.WithTimeout(s.ctx, s.cfg.TLSHandshakeTimeout)
+		err := c.tls.HandshakeContext(ctx)
+		cancel()
+		if err != nil {
+			return fmt.Errorf("TLS handshake: %w", err)
+		}
+	}
+	var sc scratch
+	var w replyWriter
+	idle := s.cfg.IdleTimeout
+	for {
+		if s.closing.Load() {
+			return nil
+		}
+		if idle > 0 {
+			_ = c.nc.SetReadDeadline(time.Now().Add(idle))
+		}
+		if s.closing.Load() {
+			return nil // Shutdown began while the deadline was being set
+		}
+		if cap(c.in)-len(c.in) < minRead {
+			c.in = slices.Grow(c.in, max(streamBuf, cap(c.in)))
+		}
+		n, err := c.nc.Read(c.in[len(c.in):cap(c.in)])
+		if n > 0 {
+			c.in = c.in[:len(c.in)+n]
+			used := c.run(c.in, &sc, &w, true)
+			c.in = c.in[:copy(c.in, c.in[used:])]
+			if len(c.in) == 0 && cap(c.in) > readChunk {
+				c.in = nil // a large request's buffer does not stay
+			}
+			if c.perr != nil {
+				w.b = c.appendProtocolError(w.b)
+			}
+			if qerr := c.queue(&w); qerr != nil {
+				return qerr
+			}
+			if c.perr != nil {
+				c.linger()
+				return c.perr
+			}
+			if c.closing {
+				return nil
+			}
+		}
+		if err != nil {
+			if s.closing.Load() {
+				return nil // woken by Shutdown
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() && idle > 0 {
+				return errIdle
+			}
+			if errors.Is(err, io.EOF) {
+				return nil
+			}
+			return err
+		}
+	}
+}
+
+// queue hands the replies in w to the writer. It fails if the writer has
+// failed, or if the replies waiting pass Config.OutputLimit: as Redis's
+// hard client-output-buffer-limit, that counts replies before the socket
+// takes them, so one reply too large closes the connection too.
+func (c *streamConn) queue(w *replyWriter) error {
+	if len(w.b) == 0 {
+		return nil
+	}
+	c.mu.Lock()
+	if err := c.mu.err; err != nil {
+		c.mu.Unlock()
+		return err
+	}
+	if lim := c.s.cfg.OutputLimit; lim > 0 && len(c.mu.q)+len(w.b) > lim {
+		n := len(c.mu.q) + len(w.b)
+		c.mu.Unlock()
+		return outputLimitError(n, lim)
+	}
+	if len(c.mu.q) == 0 {
+		// Swap buffers: no copy, and each side keeps its capacity.
+		c.mu.q, w.b = w.b, c.mu.q[:0]
+	} else {
+		c.mu.q = append(c.mu.q, w.b...)
+		w.b = w.b[:0]
+	}
+	c.mu.Unlock()
+	if cap(w.b) > 4*readChunk {
+		w.b = nil // a huge batch does not stay
+	}
+	select {
+	case c.wake <- struct{}{}:
+	default:
+	}
+	return nil
+}
+
+// writeLoop is the writer goroutine: it sends what the reader queues,
+// until the reader is done and everything is sent, or a write fails.
+func (c *streamConn) writeLoop() {
+	defer close(c.dead)
+	s := c.s
+	var batch []byte
+	var wset time.Time // when the write deadline was last moved
+	for {
+		c.mu.Lock()
+		c.mu.writing = false
+		if len(c.mu.q) == 0 {
+			done := c.mu.done
+			c.mu.Unlock()
+			select {
+			case c.idle <- struct{}{}:
+			default:
+			}
+			if done {
+				return
+			}
+			<-c.wake
+			continue
+		}
+		batch, c.mu.q = c.mu.q, batch[:0]
+		c.mu.writing = true
+		c.mu.Unlock()
+		// Setting a deadline costs a lock and a timer update in the
+		// runtime's poller, so it is moved only once it is more than a
+		// slack old: it is then between d-slack and d from any write.
+		if d := s.cfg.WriteTimeout; d > 0 {
+			if now := time.Now(); now.Sub(wset) > writeSlack(d) {
+				_ = c.nc.SetWriteDeadline(now.Add(d))
+				wset = now
+			}
+		}
+		_, err := c.nc.Write(batch)
+		if cap(batch) > 4*readChunk {
+			batch = nil
+		}
+		if err != nil {
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() && !s.closing.Load() {
+				err = writeTimeoutError(s.cfg.WriteTimeout, err)
+			}
+			c.mu.Lock()
+			c.mu.err = err
+			c.mu.Unlock()
+			// The reader may be blocked reading: wake it, the connection
+			// is dead.
+			_ = c.nc.SetReadDeadline(time.Now())
+			return
+		}
+	}
+}
+
+// writeSlack is how stale the write deadline may get before the writer
+// moves it: a quarter of the timeout, at most a second.
+func writeSlack(d time.Duration) time.Duration {
+	return min(d/4, time.Second)
+}
+
+// flushed waits until the writer has sent everything queued, or failed,
+// or the server forces connections closed.
+func (c *streamConn) flushed() {
+	for {
+		c.mu.Lock()
+		empty := len(c.mu.q) == 0 && !c.mu.writing
+		c.mu.Unlock()
+		if empty {
+			return
+		}
+		select {
+		case <-c.idle:
+		case <-c.dead:
+			return
+		case <-c.s.released:
+			return
+		}
+	}
+}
+
+// linger sends FIN after the error reply and reads what the client already
+// sent, for a while, before the connection closes.
+func (c *streamConn) linger() {
+	c.flushed()
+	type closeWriter interface{ CloseWrite() error }
+	if cw, ok := c.nc.(closeWriter); ok {
+		_ = cw.CloseWrite()
+		_ = c.nc.SetReadDeadline(time.Now().Add(lingerTime))
+		_, _ = io.CopyN(io.Discard, c.nc, lingerBytes)
+	}
+}
+
+// finish ends the connection once its replies are sent (or cannot be):
+// the writer ends, the socket is closed, the server forgets it.
+func (c *streamConn) finish(err error) {
+	var werr error
+	if err == nil || !isLimit(err) {
+		c.flushed()
+	}
+	c.mu.Lock()
+	c.mu.done = true
+	werr = c.mu.err
+	c.mu.Unlock()
+	select {
+	case c.wake <- struct{}{}:
+	default:
+	}
+	c.nc.Close() // a writer still blocked fails now
+	<-c.dead
+	if err == nil {
+		err = werr
+	}
+	c.s.forget(c.cl, err)
+}
+
+func isLimit(err error) bool {
+	var lerr *clientLimitError
+	return errors.As(err, &lerr)
+}
