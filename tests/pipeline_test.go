@@ -67,12 +67,21 @@ func TestPipelineWrittenWhole(t *testing.T) {
 
 			t.Run("RSGET x 1000000", func(t *testing.T) {
 				const n = 1_000_000
+				var cmds [20]string
+				for i := range cmds {
+					cmds[i] = respCmd("RSGET", "42", strconv.Itoa(i+1))
+				}
 				var req bytes.Buffer
+				req.Grow(n * len(cmds[19]))
 				for i := range n {
-					req.WriteString(respCmd("RSGET", "42", strconv.Itoa(i%20+1)))
+					req.WriteString(cmds[i%20])
+				}
+				var counts [20]string
+				for i := range counts {
+					counts[i] = ":" + strconv.Itoa(i+1)
 				}
 				exchangeWhole(t, dial(), req.Bytes(), n, func(i int, r *bufio.Reader) error {
-					return expectLines(r, "*2", ":"+strconv.Itoa(i%20+1), ":0")
+					return expectLines(r, "*2", counts[i%20], ":0")
 				})
 			})
 			t.Run("RSMGET of 20 x 100000", func(t *testing.T) {
@@ -82,10 +91,7 @@ func TestPipelineWrittenWhole(t *testing.T) {
 					args = append(args, strconv.Itoa(ch))
 				}
 				one := respCmd(args...)
-				var req bytes.Buffer
-				for range n {
-					req.WriteString(one)
-				}
+				req := bytes.NewBuffer(bytes.Repeat([]byte(one), n))
 				want := []string{"*20"}
 				for ch := 1; ch <= 20; ch++ {
 					want = append(want, "*2", ":"+strconv.Itoa(ch), ":0")

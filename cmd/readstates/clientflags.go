@@ -29,7 +29,7 @@ func addClientFlags(fs *flag.FlagSet, o *options) {
 		"largest whole request (a `size`), as Redis's client-query-buffer-limit (1gb there): a request is buffered whole before it runs; the largest RSMGET is about 260kb")
 	s.OutputLimit = server.DefaultOutputLimit
 	fs.Var((*byteSize)(&s.OutputLimit), "client-output-limit",
-		"close a client rather than send it more than this `size` of replies at once, as Redis's hard client-output-buffer-limit (0: no limit)")
+		"close a client with more than this `size` of replies waiting, as Redis's hard client-output-buffer-limit; a client may write a whole pipeline before it reads, and the server reads on while its replies wait up to this (0: no limit)")
 	fs.DurationVar(&s.WriteTimeout, "client-write-timeout", server.DefaultWriteTimeout,
 		"close a client that takes none of its replies for this long once the socket buffers are full (0: never)")
 	t := &o.tls
