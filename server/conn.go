@@ -50,11 +50,13 @@ func newConn(s *Server, sess *commands.Session) conn {
 // their replies to w, until a request is not whole, or the connection is
 // to close, or (wait false) a command must wait for the database: then it
 // is deferred (c.busy). It returns how many bytes of buf it used: what
-// follows is the caller's to keep for the next call.
+// follows is the caller's to keep for the next call. The caller owns the
+// pipeline: a driver's goroutine while c is not busy, the goroutine of
+// the deferred command while it is.
 func (c *conn) run(buf []byte, sc *scratch, w *replyWriter, wait bool) int {
 	s := c.s
 	pos := 0
-	for !c.busy && !c.closing && c.perr == nil {
+	for !c.closing && c.perr == nil {
 		if s.closing.Load() {
 			c.closing = true // Shutdown: what was not run is not run
 			break

@@ -282,6 +282,12 @@ func (l *eventLoop) run() {
 		for _, ev := range l.events[:max(n, 0)] {
 			fd := int(ev.Fd)
 			if fd == l.wakefd {
+				// Always drained: a wake's write can land after the loop
+				// took the wake-up it belongs to (woken is false by then),
+				// and a readable eventfd left unread would make every
+				// epoll_wait return at once.
+				var buf [8]byte
+				_, _ = unix.Read(l.wakefd, buf[:])
 				continue
 			}
 			if c := l.conns[fd]; c != nil {
@@ -303,8 +309,6 @@ func (l *eventLoop) handleWake() bool {
 	if !l.woken.Load() {
 		return false
 	}
-	var buf [8]byte
-	_, _ = unix.Read(l.wakefd, buf[:])
 	l.woken.Store(false) // before taking the queues: see wake
 	l.mu.Lock()
 	added, done, stop := l.mu.added, l.mu.finished, l.mu.stop
@@ -385,13 +389,17 @@ func (l *eventLoop) ready(c *loopConn, ev uint32) {
 	}
 	n, err := unix.Read(c.fd, buf[pre:])
 	if n <= 0 {
-		if err == unix.EAGAIN || err == unix.EINTR {
-			return
+		switch {
+		case err == unix.EAGAIN || err == unix.EINTR:
+		case err == nil:
+			// The client is done sending (it may only have shut down its
+			// side): its replies are still sent, then the connection
+			// closes.
+			c.closing = true
+			l.flush(c, true)
+		default:
+			l.closeConn(c, err)
 		}
-		if err == nil {
-			err = io.EOF
-		}
-		l.closeConn(c, err)
 		return
 	}
 	c.lastIn = l.now

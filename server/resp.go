@@ -168,6 +168,9 @@ func (sc *scratch) multibulk(req []byte, count int) [][]byte {
 	return args
 }
 
+// maxDigits bounds the digits of a length, leading zeros included.
+const maxDigits = 20
+
 // readNum reads the decimal number at b[from:], up to and including its
 // CRLF: its value and the offset after the LF, next = 0 if b ends first.
 // Anything but digits, an empty number, a value above limit or a CR
@@ -178,6 +181,9 @@ func readNum(b []byte, from int, limit int64, bad *protocolError) (v int64, next
 		c := b[i]
 		if c == '\r' {
 			break
+		}
+		if i-from >= maxDigits {
+			return 0, 0, bad // leading zeros without end
 		}
 		if c < '0' || c > '9' {
 			return 0, 0, bad

@@ -161,6 +161,8 @@ type Server struct {
 	deferred *deferPool     // runs the event loops' deferred commands
 	nextLoop int            // the loop for the next connection (accept loop only)
 	streams  sync.WaitGroup // the goroutine driver's connections
+	// replyBufs holds the goroutine driver's reply buffers (*replyBuf).
+	replyBufs sync.Pool
 
 	mu struct {
 		sync.Mutex

@@ -28,12 +28,10 @@ import (
 //     ended, so when the server is drained no command runs.
 
 // A goroutine-driven connection reads into a buffer of its own: streamBuf
-// to start with, grown for a request that does not fit, kept up to
-// readChunk. A read has at least minRead bytes of room.
-const (
-	streamBuf = 16 << 10
-	minRead   = 4 << 10
-)
+// to start with (most clients send small requests, and an idle connection
+// keeps its buffer), doubled when a read fills it (a pipeline, or a
+// request that does not fit), kept up to twice readChunk.
+const streamBuf = 4 << 10
 
 // streamConn is a connection served by goroutines.
 type streamConn struct {
@@ -44,10 +42,10 @@ type streamConn struct {
 
 	mu struct {
 		sync.Mutex
-		q       []byte // replies queued for the writer
-		done    bool   // the reader has queued its last reply
-		err     error  // the writer failed: the connection is dead
-		writing bool   // the writer holds a batch taken from q
+		q       *replyBuf // replies queued for the writer (nil: none)
+		done    bool      // the reader has queued its last reply
+		err     error     // the writer failed: the connection is dead
+		writing bool      // the writer holds a batch taken from q
 	}
 	wake chan struct{} // the reader queued replies, or is done (cap 1)
 	idle chan struct{} // the writer has sent everything queued (cap 1)
@@ -99,6 +97,13 @@ func (c *streamConn) readLoop() error {
 	}
 	var sc scratch
 	var w replyWriter
+	var rb *replyBuf // w's buffer, from the server's pool while a batch runs
+	defer func() {
+		if rb != nil {
+			s.putReplyBuf(rb)
+		}
+	}()
+	full := false // the last read filled the buffer
 	idle := s.cfg.IdleTimeout
 	for {
 		if s.closing.Load() {
@@ -110,21 +115,32 @@ func (c *streamConn) readLoop() error {
 		if s.closing.Load() {
 			return nil // Shutdown began while the deadline was being set
 		}
-		if cap(c.in)-len(c.in) < minRead {
+		if rb != nil && len(rb.b) == 0 {
+			// Idle connections hold no reply buffer.
+			s.putReplyBuf(rb)
+			rb = nil
+		}
+		if room := cap(c.in) - len(c.in); room == 0 || (full && cap(c.in) < readChunk) {
 			c.in = slices.Grow(c.in, max(streamBuf, cap(c.in)))
 		}
 		n, err := c.nc.Read(c.in[len(c.in):cap(c.in)])
+		full = n == cap(c.in)-len(c.in)
 		if n > 0 {
 			c.in = c.in[:len(c.in)+n]
+			if rb == nil {
+				rb = s.getReplyBuf()
+			}
+			w.b = rb.b[:0]
 			used := c.run(c.in, &sc, &w, true)
 			c.in = c.in[:copy(c.in, c.in[used:])]
-			if len(c.in) == 0 && cap(c.in) > readChunk {
+			if len(c.in) == 0 && cap(c.in) > 2*readChunk {
 				c.in = nil // a large request's buffer does not stay
 			}
 			if c.perr != nil {
 				w.b = c.appendProtocolError(w.b)
 			}
-			if qerr := c.queue(&w); qerr != nil {
+			rb.b, w.b = w.b, nil
+			if qerr := c.queue(&rb); qerr != nil {
 				return qerr
 			}
 			if c.perr != nil {
@@ -151,12 +167,14 @@ func (c *streamConn) readLoop() error {
 	}
 }
 
-// queue hands the replies in w to the writer. It fails if the writer has
+// queue hands the replies in *rb to the writer: the buffer itself if
+// none wait (*rb is then nil), else a copy. It fails if the writer has
 // failed, or if the replies waiting pass Config.OutputLimit: as Redis's
 // hard client-output-buffer-limit, that counts replies before the socket
 // takes them, so one reply too large closes the connection too.
-func (c *streamConn) queue(w *replyWriter) error {
-	if len(w.b) == 0 {
+func (c *streamConn) queue(rb **replyBuf) error {
+	b := *rb
+	if len(b.b) == 0 {
 		return nil
 	}
 	c.mu.Lock()
@@ -164,22 +182,21 @@ func (c *streamConn) queue(w *replyWriter) error {
 		c.mu.Unlock()
 		return err
 	}
-	if lim := c.s.cfg.OutputLimit; lim > 0 && len(c.mu.q)+len(w.b) > lim {
-		n := len(c.mu.q) + len(w.b)
-		c.mu.Unlock()
-		return outputLimitError(n, lim)
+	waiting := 0
+	if c.mu.q != nil {
+		waiting = len(c.mu.q.b)
 	}
-	if len(c.mu.q) == 0 {
-		// Swap buffers: no copy, and each side keeps its capacity.
-		c.mu.q, w.b = w.b, c.mu.q[:0]
+	if lim := c.s.cfg.OutputLimit; lim > 0 && waiting+len(b.b) > lim {
+		c.mu.Unlock()
+		return outputLimitError(waiting+len(b.b), lim)
+	}
+	if c.mu.q == nil {
+		c.mu.q, *rb = b, nil
 	} else {
-		c.mu.q = append(c.mu.q, w.b...)
-		w.b = w.b[:0]
+		c.mu.q.b = append(c.mu.q.b, b.b...)
+		b.b = b.b[:0]
 	}
 	c.mu.Unlock()
-	if cap(w.b) > 4*readChunk {
-		w.b = nil // a huge batch does not stay
-	}
 	select {
 	case c.wake <- struct{}{}:
 	default:
@@ -192,12 +209,11 @@ func (c *streamConn) queue(w *replyWriter) error {
 func (c *streamConn) writeLoop() {
 	defer close(c.dead)
 	s := c.s
-	var batch []byte
 	var wset time.Time // when the write deadline was last moved
 	for {
 		c.mu.Lock()
 		c.mu.writing = false
-		if len(c.mu.q) == 0 {
+		if c.mu.q == nil {
 			done := c.mu.done
 			c.mu.Unlock()
 			select {
@@ -210,7 +226,8 @@ func (c *streamConn) writeLoop() {
 			<-c.wake
 			continue
 		}
-		batch, c.mu.q = c.mu.q, batch[:0]
+		batch := c.mu.q
+		c.mu.q = nil
 		c.mu.writing = true
 		c.mu.Unlock()
 		// Setting a deadline costs a lock and a timer update in the
@@ -222,10 +239,8 @@ func (c *streamConn) writeLoop() {
 				wset = now
 			}
 		}
-		_, err := c.nc.Write(batch)
-		if cap(batch) > 4*readChunk {
-			batch = nil
-		}
+		_, err := c.nc.Write(batch.b)
+		s.putReplyBuf(batch)
 		if err != nil {
 			var ne net.Error
 			if errors.As(err, &ne) && ne.Timeout() && !s.closing.Load() {
@@ -242,6 +257,27 @@ func (c *streamConn) writeLoop() {
 	}
 }
 
+// replyBuf is a reply buffer of the goroutine driver. Buffers come from a
+// pool of the server's, so a connection holds one only while it has
+// replies to make or send, and a steady stream of batches allocates none.
+type replyBuf struct{ b []byte }
+
+func (s *Server) getReplyBuf() *replyBuf {
+	if b, ok := s.replyBufs.Get().(*replyBuf); ok {
+		return b
+	}
+	return &replyBuf{b: make([]byte, 0, streamBuf)}
+}
+
+// putReplyBuf gives b back; one that grew huge is let go.
+func (s *Server) putReplyBuf(b *replyBuf) {
+	if cap(b.b) > 4*readChunk {
+		return
+	}
+	b.b = b.b[:0]
+	s.replyBufs.Put(b)
+}
+
 // writeSlack is how stale the write deadline may get before the writer
 // moves it: a quarter of the timeout, at most a second.
 func writeSlack(d time.Duration) time.Duration {
@@ -253,7 +289,7 @@ func writeSlack(d time.Duration) time.Duration {
 func (c *streamConn) flushed() {
 	for {
 		c.mu.Lock()
-		empty := len(c.mu.q) == 0 && !c.mu.writing
+		empty := c.mu.q == nil && !c.mu.writing
 		c.mu.Unlock()
 		if empty {
 			return
@@ -290,6 +326,10 @@ func (c *streamConn) finish(err error) {
 	c.mu.Lock()
 	c.mu.done = true
 	werr = c.mu.err
+	if q := c.mu.q; q != nil { // not sent: the connection closes
+		c.mu.q = nil
+		c.s.putReplyBuf(q)
+	}
 	c.mu.Unlock()
 	select {
 	case c.wake <- struct{}{}:
