@@ -9,6 +9,7 @@ import (
 	"net"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -46,10 +47,12 @@ type streamConn struct {
 		done    bool      // the reader has queued its last reply
 		err     error     // the writer failed: the connection is dead
 		writing bool      // the writer holds a batch taken from q
+		sending int       // the bytes of that batch
 	}
-	wake chan struct{} // the reader queued replies, or is done (cap 1)
-	idle chan struct{} // the writer has sent everything queued (cap 1)
-	dead chan struct{} // closed when the writer ends
+	writerDead atomic.Bool   // the writer failed
+	wake       chan struct{} // the reader queued replies, or is done (cap 1)
+	idle       chan struct{} // the writer has sent everything queued (cap 1)
+	dead       chan struct{} // closed when the writer ends
 }
 
 // serveStream serves nc on goroutines until it closes; it is its reader
@@ -114,6 +117,9 @@ func (c *streamConn) readLoop() error {
 		}
 		if s.closing.Load() {
 			return nil // Shutdown began while the deadline was being set
+		}
+		if c.writerDead.Load() {
+			return nil // the writer failed: finish reports its error
 		}
 		if rb != nil && len(rb.b) == 0 {
 			// Idle connections hold no reply buffer.
@@ -182,9 +188,9 @@ func (c *streamConn) queue(rb **replyBuf) error {
 		c.mu.Unlock()
 		return err
 	}
-	waiting := 0
+	waiting := c.mu.sending
 	if c.mu.q != nil {
-		waiting = len(c.mu.q.b)
+		waiting += len(c.mu.q.b)
 	}
 	if lim := c.s.cfg.OutputLimit; lim > 0 && waiting+len(b.b) > lim {
 		c.mu.Unlock()
@@ -212,7 +218,7 @@ func (c *streamConn) writeLoop() {
 	var wset time.Time // when the write deadline was last moved
 	for {
 		c.mu.Lock()
-		c.mu.writing = false
+		c.mu.writing, c.mu.sending = false, 0
 		if c.mu.q == nil {
 			done := c.mu.done
 			c.mu.Unlock()
@@ -228,7 +234,7 @@ func (c *streamConn) writeLoop() {
 		}
 		batch := c.mu.q
 		c.mu.q = nil
-		c.mu.writing = true
+		c.mu.writing, c.mu.sending = true, len(batch.b)
 		c.mu.Unlock()
 		// Setting a deadline costs a lock and a timer update in the
 		// runtime's poller, so it is moved only once it is more than a
@@ -250,7 +256,8 @@ func (c *streamConn) writeLoop() {
 			c.mu.err = err
 			c.mu.Unlock()
 			// The reader may be blocked reading: wake it, the connection
-			// is dead.
+			// is dead (it checks writerDead after moving its deadline).
+			c.writerDead.Store(true)
 			_ = c.nc.SetReadDeadline(time.Now())
 			return
 		}
