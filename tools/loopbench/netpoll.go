@@ -31,7 +31,7 @@ type netpollConn struct {
 type netpollKey struct{}
 
 func serveNetpoll(addr string, n int, d *commands.Dispatcher) (func(), error) {
-	if err := netpoll.Configure(netpoll.Config{PollerNum: 0 * n}); err != nil {
+	if err := netpoll.Configure(netpoll.Config{PollerNum: n}); err != nil {
 		return nil, err
 	}
 	ln, err := netpoll.CreateListener("tcp", addr)
@@ -74,13 +74,16 @@ func serveNetpoll(addr string, n int, d *commands.Dispatcher) (func(), error) {
 			if closeConn {
 				return c.Close()
 			}
-			if r.Len() == 0 {
-				return nil
+			if used == len(in) {
+				if r.Len() == 0 {
+					return nil
+				}
+				continue // more came in meanwhile
 			}
 			// The start of a command: netpoll calls OnRequest again at
-			// once while input is left, so wait here for the rest, as
+			// once while input is left, so wait here for more of it, as
 			// netpoll's codecs do (Peek blocks until it has n bytes).
-			if _, err := r.Peek(r.Len() + 1); err != nil {
+			if _, err := r.Peek(len(in) - used + 1); err != nil {
 				return err
 			}
 		}
