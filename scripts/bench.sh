@@ -38,6 +38,9 @@ base=$((20000 + RANDOM % 10000))
 # costs), one event loop (Redis's one thread of commands), and a goroutine
 # per connection.
 variants=("loops:--event-loops 0" "nojournal:--event-loops 0 --journal=false" "loop1:--event-loops 1" "goroutines:--event-loops -1")
+# BENCH_VARIANTS="name:flags;name:flags" replaces them (e.g. to compare one
+# change with BENCH_BASE quickly).
+if [ -n "${BENCH_VARIANTS:-}" ]; then IFS=';' read -r -a variants <<<"$BENCH_VARIANTS"; fi
 # BENCH_BASE=<git revision> adds that revision's build, both drivers, as
 # "base" and "base-gorout": a before/after comparison in the same run.
 if [ -n "${BENCH_BASE:-}" ]; then

@@ -269,10 +269,16 @@ func (l *eventLoop) wake() {
 func (l *eventLoop) run() {
 	timeout := int(sweepEvery / time.Millisecond)
 	for {
-		// A blocking epoll_wait: parking the goroutine in the runtime's
-		// poller instead (on the epoll descriptor) cost more CPU per
-		// request, in wake-ups (BENCHMARKS.md, section 2).
-		n, err := unix.EpollWait(l.epfd, l.events, timeout)
+		// Under load there is usually something ready again after a
+		// batch: look without waiting first (a raw call, see
+		// sys_linux.go), and block only when nothing is. A blocking
+		// epoll_wait, not the runtime's poller: parking the goroutine
+		// there (on the epoll descriptor) cost more CPU per request, in
+		// wake-ups (BENCHMARKS.md, section 2).
+		n, err := pollNow(l.epfd, l.events)
+		if n == 0 && err == nil {
+			n, err = unix.EpollWait(l.epfd, l.events, timeout)
+		}
 		if err != nil && err != unix.EINTR {
 			// Only a bug gets here (a bad descriptor or argument).
 			l.s.log.Error("epoll_wait failed", "err", err)
@@ -387,7 +393,7 @@ func (l *eventLoop) ready(c *loopConn, ev uint32) {
 	} else {
 		pre = copy(buf, c.in)
 	}
-	n, err := unix.Read(c.fd, buf[pre:])
+	n, err := sysRead(c.fd, buf[pre:])
 	if n <= 0 {
 		switch {
 		case err == unix.EAGAIN || err == unix.EINTR:
@@ -547,7 +553,7 @@ func (l *eventLoop) send(c *loopConn) {
 		return
 	}
 	if len(b) > 0 {
-		n, err := unix.Write(c.fd, b)
+		n, err := sysWrite(c.fd, b)
 		if err != nil && err != unix.EAGAIN && err != unix.EINTR {
 			l.closeConn(c, err)
 			return
@@ -582,7 +588,7 @@ func (l *eventLoop) flush(c *loopConn, write bool) {
 		return
 	}
 	if write && len(c.out) > 0 {
-		n, err := unix.Write(c.fd, c.out)
+		n, err := sysWrite(c.fd, c.out)
 		if err != nil && err != unix.EAGAIN && err != unix.EINTR {
 			l.closeConn(c, err)
 			return
@@ -648,7 +654,7 @@ func (l *eventLoop) interest(c *loopConn) {
 
 // drain reads and drops a lingering connection's input.
 func (l *eventLoop) drain(c *loopConn) {
-	n, err := unix.Read(c.fd, l.rbuf[:min(len(l.rbuf), c.lingerLeft)])
+	n, err := sysRead(c.fd, l.rbuf[:min(len(l.rbuf), c.lingerLeft)])
 	if err == unix.EAGAIN || err == unix.EINTR {
 		return
 	}
