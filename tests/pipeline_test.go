@@ -142,4 +142,3 @@ func expectLines(r *bufio.Reader, want ...string) error {
 	}
 	return nil
 }
-
