@@ -11,6 +11,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"slices"
 	"sync/atomic"
 	"time"
 
@@ -167,4 +168,35 @@ func (t *Table) GetMany(user int64, channels []int64, out []State, found []bool)
 		}
 	}
 	return missing
+}
+
+// lockOrder returns the indexes of the shards of keys, sorted and without
+// duplicates: the order in which Atomically locks them.
+func lockOrder(keys []Key, shardBits uint) []int {
+	idx := make([]int, 0, len(keys))
+	for _, k := range keys {
+		idx = append(idx, int(hashKey(k)>>(64-shardBits)&(1<<shardBits-1)))
+	}
+	slices.Sort(idx)
+	return slices.Compact(idx)
+}
+
+// Locked is the view of a Table inside Atomically: its operations on the
+// keys whose shards are locked. A key outside them is a bug of the
+// caller (its operations would race).
+type Locked struct {
+	get   func(Key) (State, error)
+	incr  func(Key, int64) (int32, error)
+	reset func(Key, int64, bool) (int32, error)
+}
+
+// Get is Table.Get on a locked key.
+func (l Locked) Get(k Key) (State, error) { return l.get(k) }
+
+// Incr is Table.Incr on a locked key.
+func (l Locked) Incr(k Key, delta int64) (int32, error) { return l.incr(k, delta) }
+
+// Reset is Table.Reset on a locked key.
+func (l Locked) Reset(k Key, msgID int64, setMsg bool) (int32, error) {
+	return l.reset(k, msgID, setMsg)
 }

@@ -140,14 +140,17 @@ func (t *ptrTable) changedLocked(s *ptrShard, it *lruItem) {
 func (t *ptrTable) Get(k Key) (State, error) {
 	s := t.shardOf(k)
 	s.mu.Lock()
+	st, err := t.getLocked(s, k)
+	s.mu.Unlock()
+	return st, err
+}
+
+func (t *ptrTable) getLocked(s *ptrShard, k Key) (State, error) {
 	it := s.lookupLocked(k)
 	if it == nil {
-		s.mu.Unlock()
 		return State{}, ErrMiss
 	}
-	st := it.state
-	s.mu.Unlock()
-	return st, nil
+	return it.state, nil
 }
 
 // Incr adds delta to the mention count of k and returns the new count. A
@@ -156,16 +159,20 @@ func (t *ptrTable) Get(k Key) (State, error) {
 func (t *ptrTable) Incr(k Key, delta int64) (int32, error) {
 	s := t.shardOf(k)
 	s.mu.Lock()
+	n, err := t.incrLocked(s, k, delta)
+	s.mu.Unlock()
+	return n, err
+}
+
+func (t *ptrTable) incrLocked(s *ptrShard, k Key, delta int64) (int32, error) {
 	it := s.lookupLocked(k)
 	if it == nil {
-		s.mu.Unlock()
 		return 0, ErrMiss
 	}
 	cur := int64(it.state.MentionCount)
 	var next int64
 	switch {
 	case delta > math.MaxInt32-cur:
-		s.mu.Unlock()
 		return int32(cur), ErrOverflow
 	case delta <= -cur:
 		next = 0
@@ -176,7 +183,6 @@ func (t *ptrTable) Incr(k Key, delta int64) (int32, error) {
 		it.state.MentionCount = int32(next)
 		t.changedLocked(s, it)
 	}
-	s.mu.Unlock()
 	return int32(next), nil
 }
 
@@ -186,9 +192,14 @@ func (t *ptrTable) Incr(k Key, delta int64) (int32, error) {
 func (t *ptrTable) Reset(k Key, msgID int64, setMsg bool) (int32, error) {
 	s := t.shardOf(k)
 	s.mu.Lock()
+	prev, err := t.resetLocked(s, k, msgID, setMsg)
+	s.mu.Unlock()
+	return prev, err
+}
+
+func (t *ptrTable) resetLocked(s *ptrShard, k Key, msgID int64, setMsg bool) (int32, error) {
 	it := s.lookupLocked(k)
 	if it == nil {
-		s.mu.Unlock()
 		return 0, ErrMiss
 	}
 	prev := it.state.MentionCount
@@ -199,8 +210,31 @@ func (t *ptrTable) Reset(k Key, msgID int64, setMsg bool) (int32, error) {
 		}
 		t.changedLocked(s, it)
 	}
-	s.mu.Unlock()
 	return prev, nil
+}
+
+// Atomically is Table.Atomically (atomic.go).
+func (t *ptrTable) Atomically(keys []Key, fn func(Locked)) (missing Key, ok bool) {
+	idx := lockOrder(keys, t.shardBits)
+	for _, i := range idx {
+		t.shards[i].mu.Lock()
+	}
+	defer func() {
+		for _, i := range idx {
+			t.shards[i].mu.Unlock()
+		}
+	}()
+	for _, k := range keys {
+		if el, found := t.shardOf(k).items[k]; !found || el.Value.(*lruItem).loading {
+			return k, false
+		}
+	}
+	fn(Locked{
+		get:   func(k Key) (State, error) { return t.getLocked(t.shardOf(k), k) },
+		incr:  func(k Key, d int64) (int32, error) { return t.incrLocked(t.shardOf(k), k, d) },
+		reset: func(k Key, m int64, set bool) (int32, error) { return t.resetLocked(t.shardOf(k), k, m, set) },
+	})
+	return Key{}, true
 }
 
 // Reserve prepares the read-through of k. If k is cached it returns false

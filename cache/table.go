@@ -177,14 +177,17 @@ func (t *Table) changedLocked(s *shard, e *entry) {
 func (t *Table) Get(k Key) (State, error) {
 	s, home := t.locate(k)
 	s.mu.Lock()
+	st, err := s.getLocked(k, home)
+	s.mu.Unlock()
+	return st, err
+}
+
+func (s *shard) getLocked(k Key, home uint64) (State, error) {
 	e := s.lookupLocked(k, home)
 	if e == nil {
-		s.mu.Unlock()
 		return State{}, ErrMiss
 	}
-	st := State{MentionCount: e.mentions, LastMessageID: e.lastMsg}
-	s.mu.Unlock()
-	return st, nil
+	return State{MentionCount: e.mentions, LastMessageID: e.lastMsg}, nil
 }
 
 // Incr adds delta to the mention count of k and returns the new count. A
@@ -193,16 +196,20 @@ func (t *Table) Get(k Key) (State, error) {
 func (t *Table) Incr(k Key, delta int64) (int32, error) {
 	s, home := t.locate(k)
 	s.mu.Lock()
+	n, err := t.incrLocked(s, k, home, delta)
+	s.mu.Unlock()
+	return n, err
+}
+
+func (t *Table) incrLocked(s *shard, k Key, home uint64, delta int64) (int32, error) {
 	e := s.lookupLocked(k, home)
 	if e == nil {
-		s.mu.Unlock()
 		return 0, ErrMiss
 	}
 	cur := int64(e.mentions)
 	var next int64
 	switch {
 	case delta > math.MaxInt32-cur:
-		s.mu.Unlock()
 		return e.mentions, ErrOverflow
 	case delta <= -cur:
 		next = 0
@@ -213,7 +220,6 @@ func (t *Table) Incr(k Key, delta int64) (int32, error) {
 		e.mentions = int32(next)
 		t.changedLocked(s, e)
 	}
-	s.mu.Unlock()
 	return int32(next), nil
 }
 
@@ -223,9 +229,14 @@ func (t *Table) Incr(k Key, delta int64) (int32, error) {
 func (t *Table) Reset(k Key, msgID int64, setMsg bool) (int32, error) {
 	s, home := t.locate(k)
 	s.mu.Lock()
+	prev, err := t.resetLocked(s, k, home, msgID, setMsg)
+	s.mu.Unlock()
+	return prev, err
+}
+
+func (t *Table) resetLocked(s *shard, k Key, home uint64, msgID int64, setMsg bool) (int32, error) {
 	e := s.lookupLocked(k, home)
 	if e == nil {
-		s.mu.Unlock()
 		return 0, ErrMiss
 	}
 	prev := e.mentions
@@ -236,7 +247,6 @@ func (t *Table) Reset(k Key, msgID int64, setMsg bool) (int32, error) {
 		}
 		t.changedLocked(s, e)
 	}
-	s.mu.Unlock()
 	return prev, nil
 }
 

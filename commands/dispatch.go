@@ -199,6 +199,9 @@ func (d *Dispatcher) dispatch(ctx context.Context, w Writer, s *Session, args []
 	}
 	cmd = d.lookup(args[0])
 	if cmd == nil {
+		if s.multi != nil {
+			s.multi.dirty = true
+		}
 		s.writeError(w, unknownCommand(args))
 		d.record(nil, false, true, time.Since(start))
 		return nil, true
@@ -206,6 +209,9 @@ func (d *Dispatcher) dispatch(ctx context.Context, w Writer, s *Session, args []
 	// The order of the checks is Redis's: unknown command, arity, then
 	// authentication.
 	if !cmd.arityOK(len(args)) {
+		if s.multi != nil {
+			s.multi.dirty = true
+		}
 		s.writeError(w, wrongArity(cmd.Name))
 		d.record(cmd, true, true, time.Since(start))
 		return cmd, true
@@ -214,6 +220,10 @@ func (d *Dispatcher) dispatch(ctx context.Context, w Writer, s *Session, args []
 		s.writeError(w, "NOAUTH Authentication required.")
 		d.record(cmd, true, true, time.Since(start))
 		return cmd, true
+	}
+	if s.multi != nil && !cmd.txControl {
+		d.queue(w, s, cmd, args)
+		return cmd, s.failed
 	}
 	s.noWait = noWait
 	cmd.run(ctx, d, w, s, args)
@@ -228,6 +238,9 @@ func (d *Dispatcher) dispatch(ctx context.Context, w Writer, s *Session, args []
 // readStates is the backend for s's current command: the view that never
 // waits under DispatchNoWait.
 func (d *Dispatcher) readStates(s *Session) ReadStates {
+	if s.tx != nil {
+		return s.tx // inside EXEC
+	}
 	if s.noWait {
 		return d.noWait
 	}

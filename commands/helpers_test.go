@@ -20,6 +20,7 @@ import (
 // to test how engine errors become replies.
 type memBackend struct {
 	mu        sync.Mutex
+	txMu      sync.Mutex // held by Atomically
 	m         map[cache.Key]cache.State
 	failUsers map[int64]error
 	calls     int
@@ -95,6 +96,16 @@ func (b *memBackend) GetMany(ctx context.Context, user int64, channels []int64, 
 		}
 		out[i] = st
 	}
+	return nil
+}
+
+// Atomically runs fn on b itself: atomic among transactions only (txMu),
+// which is what the logic tests need; the engine's atomicity is tested on
+// the engine.
+func (b *memBackend) Atomically(_ context.Context, _ []cache.Key, fn func(ReadStates)) error {
+	b.txMu.Lock()
+	defer b.txMu.Unlock()
+	fn(b)
 	return nil
 }
 

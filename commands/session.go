@@ -36,6 +36,8 @@ type Session struct {
 	scratch  []byte
 	ids      []int64       // RSMGET's channel_ids
 	states   []cache.State // RSMGET's results before they are written
+	multi    *txQueue      // between MULTI and EXEC (nil otherwise)
+	tx       ReadStates    // inside EXEC: the transaction's view
 
 	// Readable by any goroutine.
 	proto    atomic.Int32

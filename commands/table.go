@@ -1,6 +1,10 @@
 package commands
 
-import "context"
+import (
+	"context"
+
+	"github.com/readstates/readstates/cache"
+)
 
 // Command describes one command: what COMMAND INFO and COMMAND DOCS report,
 // and the handler that runs it.
@@ -25,8 +29,14 @@ type Command struct {
 	Complexity              string
 	Subcommands             []*Command
 
-	noAuth  bool // allowed before AUTH
-	admin   bool // changes the server, not read states: see Dispatcher.denied
+	noAuth bool // allowed before AUTH
+	admin  bool // changes the server, not read states: see Dispatcher.denied
+	// inTx: may be queued between MULTI and EXEC; txControl: runs at once
+	// even then (MULTI, EXEC, DISCARD, QUIT).
+	inTx, txControl bool
+	// keys appends the read states the command touches to dst (a
+	// read-state command), for EXEC to lock them.
+	keys    func(args [][]byte, dst []cache.Key) []cache.Key
 	handler func(ctx context.Context, d *Dispatcher, w Writer, s *Session, args [][]byte)
 }
 
@@ -184,25 +194,25 @@ func table() []*Command {
 		// touches one user's read states, so a cluster-aware client would
 		// route by it.
 		{
-			Name: "rsincr", Arity: -3, MaxArgs: 4, handler: rsIncr,
+			Name: "rsincr", Arity: -3, MaxArgs: 4, handler: rsIncr, inTx: true, keys: keyOf,
 			Flags: []string{"write", "denyoom", "fast"}, ACL: []string{"@write", "@fast"},
 			FirstKey: 1, LastKey: 1, Step: 1, Group: "readstates", Since: "1.0.0", Complexity: "O(1)",
 			Summary: "Adds delta (default 1) to the mention_count of a read state and returns the new value.",
 		},
 		{
-			Name: "rsreset", Arity: -3, MaxArgs: 4, handler: rsReset,
+			Name: "rsreset", Arity: -3, MaxArgs: 4, handler: rsReset, inTx: true, keys: keyOf,
 			Flags: []string{"write", "fast"}, ACL: []string{"@write", "@fast"},
 			FirstKey: 1, LastKey: 1, Step: 1, Group: "readstates", Since: "1.0.0", Complexity: "O(1)",
 			Summary: "Sets the mention_count of a read state to 0 (and last_message_id, if given) and returns the mention_count before.",
 		},
 		{
-			Name: "rsget", Arity: 3, handler: rsGet,
+			Name: "rsget", Arity: 3, handler: rsGet, inTx: true, keys: keyOf,
 			Flags: []string{"readonly", "fast"}, ACL: []string{"@read", "@fast"},
 			FirstKey: 1, LastKey: 1, Step: 1, Group: "readstates", Since: "1.0.0", Complexity: "O(1)",
 			Summary: "Returns [mention_count, last_message_id] of a read state.",
 		},
 		{
-			Name: "rsmget", Arity: -3, handler: rsMGet,
+			Name: "rsmget", Arity: -3, handler: rsMGet, inTx: true, keys: keysOfMGet,
 			Flags: []string{"readonly"}, ACL: []string{"@read"},
 			FirstKey: 1, LastKey: 1, Step: 1, Group: "readstates", Since: "1.0.0",
 			Complexity: "O(N) where N is the number of channel_ids",
@@ -210,17 +220,35 @@ func table() []*Command {
 		},
 		// Redis commands that clients and tools send.
 		{
-			Name: "ping", Arity: -1, MaxArgs: 2, handler: ping,
+			Name: "ping", Arity: -1, MaxArgs: 2, handler: ping, inTx: true,
 			Flags: []string{"fast", "sentinel"}, ACL: []string{"@fast", "@connection"},
 			Group: "connection", Since: "1.0.0", Complexity: "O(1)", Summary: "Returns the server's liveliness response.",
 		},
 		{
-			Name: "echo", Arity: 2, handler: echo,
+			Name: "echo", Arity: 2, handler: echo, inTx: true,
 			Flags: []string{"fast"}, ACL: []string{"@fast", "@connection"},
 			Group: "connection", Since: "1.0.0", Complexity: "O(1)", Summary: "Returns the given string.",
 		},
+		// Transactions (multi.go).
 		{
-			Name: "quit", Arity: -1, handler: quit, noAuth: true,
+			Name: "multi", Arity: 1, handler: multi, txControl: true,
+			Flags: []string{"noscript", "loading", "stale", "fast", "allow_busy"}, ACL: []string{"@fast", "@transaction"},
+			Group: "transactions", Since: "1.2.0", Complexity: "O(1)", Summary: "Starts a transaction.",
+		},
+		{
+			Name: "exec", Arity: 1, handler: exec, txControl: true,
+			Flags: []string{"noscript", "loading", "stale", "skip_slowlog"}, ACL: []string{"@slow", "@transaction"},
+			Group: "transactions", Since: "1.2.0", Complexity: "Depends on commands in the transaction",
+			Summary: "Executes all commands in a transaction.",
+		},
+		{
+			Name: "discard", Arity: 1, handler: discard, txControl: true,
+			Flags: []string{"noscript", "loading", "stale", "fast", "allow_busy"}, ACL: []string{"@fast", "@transaction"},
+			Group: "transactions", Since: "2.0.0", Complexity: "O(N), when N is the number of queued commands",
+			Summary: "Discards a transaction.",
+		},
+		{
+			Name: "quit", Arity: -1, handler: quit, noAuth: true, txControl: true,
 			Flags: flagsConn, ACL: []string{"@fast", "@connection"},
 			Group: "connection", Since: "1.0.0", Complexity: "O(1)", Summary: "Closes the connection.",
 		},

@@ -28,6 +28,12 @@ type ReadStates interface {
 	Reset(ctx context.Context, k cache.Key, msgID int64, setMsg bool) (int32, error)
 	Get(ctx context.Context, k cache.Key) (cache.State, error)
 	GetMany(ctx context.Context, user int64, channels []int64, out []cache.State) error
+	// Atomically runs fn on a view of the read states of keys whose
+	// operations run as one unit: no other operation on those read
+	// states interleaves with them (MULTI/EXEC). The read states are
+	// loaded first; fn runs once, after every one is cached, and must use
+	// only its view, on read states among keys, and not block.
+	Atomically(ctx context.Context, keys []cache.Key, fn func(ReadStates)) error
 }
 
 // NoWait returns the engine's view that never waits.
@@ -51,4 +57,10 @@ func (n noWait) Get(ctx context.Context, k cache.Key) (cache.State, error) {
 // GetMany is Engine.GetMany, or ErrWouldBlock if any channel misses.
 func (n noWait) GetMany(ctx context.Context, user int64, channels []int64, out []cache.State) error {
 	return n.e.getMany(ctx, user, channels, out, false)
+}
+
+// Atomically is Engine.Atomically, or ErrWouldBlock, before fn runs, if a
+// read state of keys is not cached.
+func (n noWait) Atomically(ctx context.Context, keys []cache.Key, fn func(ReadStates)) error {
+	return n.e.atomically(ctx, keys, fn, false)
 }

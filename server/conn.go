@@ -79,7 +79,7 @@ func (c *conn) run(buf []byte, sc *scratch, w *replyWriter, wait bool) int {
 		} else {
 			s.disp.DispatchNoWait(s.ctx, w, c.sess, args)
 			if c.sess.Deferred() {
-				c.busy, c.deferred = true, ownArgs(args)
+				c.busy, c.deferred = true, commands.CopyArgs(args)
 				break
 			}
 		}
@@ -94,21 +94,6 @@ func (c *conn) run(buf []byte, sc *scratch, w *replyWriter, wait bool) int {
 // appendProtocolError appends the reply to c.perr.
 func (c *conn) appendProtocolError(b []byte) []byte {
 	return redcon.AppendError(b, "ERR "+c.perr.Error())
-}
-
-// ownArgs copies args, which alias an input buffer.
-func ownArgs(args [][]byte) [][]byte {
-	n := 0
-	for _, a := range args {
-		n += len(a)
-	}
-	data := make([]byte, 0, n)
-	own := make([][]byte, len(args))
-	for i, a := range args {
-		data = append(data, a...)
-		own[i] = data[len(data)-len(a):]
-	}
-	return own
 }
 
 // keep returns in with its first n bytes dropped, in place; an emptied

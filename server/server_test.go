@@ -27,6 +27,7 @@ import (
 // for it to be closed (or for its context), to hold a command in flight.
 type fakeBackend struct {
 	mu      sync.Mutex
+	txMu    sync.Mutex // held by Atomically
 	m       map[cache.Key]cache.State
 	calls   int
 	block   chan struct{}
@@ -109,6 +110,15 @@ func (b *fakeBackend) GetMany(ctx context.Context, user int64, channels []int64,
 	for i, c := range channels {
 		out[i], _ = b.Get(ctx, cache.Key{User: user, Channel: c})
 	}
+	return nil
+}
+
+// Atomically runs fn on b: atomic among transactions only (the engine's
+// atomicity is tested on the engine).
+func (b *fakeBackend) Atomically(_ context.Context, _ []cache.Key, fn func(persist.ReadStates)) error {
+	b.txMu.Lock()
+	defer b.txMu.Unlock()
+	fn(b)
 	return nil
 }
 

@@ -337,6 +337,10 @@ func (nopBackend) Get(context.Context, cache.Key) (cache.State, error) { return 
 func (nopBackend) GetMany(context.Context, int64, []int64, []cache.State) error {
 	return nil
 }
+func (b nopBackend) Atomically(_ context.Context, _ []cache.Key, fn func(commands.ReadStates)) error {
+	fn(b)
+	return nil
+}
 
 // respWriter is a commands.Writer that encodes RESP2 into a buffer.
 type respWriter struct{ b bytes.Buffer }

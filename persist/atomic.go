@@ -1,0 +1,109 @@
+package persist
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/readstates/readstates/cache"
+)
+
+// Atomically runs fn on a view of the read states of keys whose
+// operations run as one unit (see ReadStates.Atomically). It loads the
+// read states that are not cached, then runs fn with their cache shards
+// locked; if one was evicted in between, it loads again, a bounded number
+// of times. fn runs once.
+func (e *Engine) Atomically(ctx context.Context, keys []cache.Key, fn func(ReadStates)) error {
+	return e.atomically(ctx, keys, fn, true)
+}
+
+func (e *Engine) atomically(ctx context.Context, keys []cache.Key, fn func(ReadStates), wait bool) error {
+	if e.closed.Load() {
+		return ErrClosed
+	}
+	for attempt := 0; ; attempt++ {
+		changed := false
+		_, ok := e.table.Atomically(keys, func(l cache.Locked) {
+			fn(&txView{e: e, l: l, changed: &changed})
+		})
+		if ok {
+			if changed {
+				return e.commit()
+			}
+			return nil
+		}
+		if !wait {
+			return ErrWouldBlock
+		}
+		if attempt >= maxLoadAttempts {
+			return fmt.Errorf("a transaction's %d read states were evicted %d times while being loaded: the cache is too small for them", len(keys), attempt)
+		}
+		for _, k := range keys {
+			if _, err := e.table.Get(k); err != cache.ErrMiss {
+				continue
+			}
+			if err := e.load(ctx, k); err != nil {
+				return err
+			}
+		}
+	}
+}
+
+// errNotLocked is a transaction's operation on a read state it did not
+// declare: a bug of the caller.
+var errNotLocked = errors.New("read state outside the transaction's keys")
+
+// txView is the ReadStates of a transaction: operations on the locked
+// cache shards, which never wait.
+type txView struct {
+	e       *Engine
+	l       cache.Locked
+	changed *bool
+}
+
+func (v *txView) Incr(_ context.Context, k cache.Key, delta int64) (int32, error) {
+	if err := v.e.journalCheck(); err != nil {
+		return 0, err
+	}
+	n, err := v.l.Incr(k, delta)
+	if err == cache.ErrMiss {
+		return 0, errNotLocked
+	}
+	*v.changed = *v.changed || err == nil
+	return n, err
+}
+
+func (v *txView) Reset(_ context.Context, k cache.Key, msgID int64, setMsg bool) (int32, error) {
+	if err := v.e.journalCheck(); err != nil {
+		return 0, err
+	}
+	n, err := v.l.Reset(k, msgID, setMsg)
+	if err == cache.ErrMiss {
+		return 0, errNotLocked
+	}
+	*v.changed = *v.changed || err == nil
+	return n, err
+}
+
+func (v *txView) Get(_ context.Context, k cache.Key) (cache.State, error) {
+	st, err := v.l.Get(k)
+	if err == cache.ErrMiss {
+		return st, errNotLocked
+	}
+	return st, err
+}
+
+func (v *txView) GetMany(ctx context.Context, user int64, channels []int64, out []cache.State) error {
+	for i, c := range channels {
+		st, err := v.Get(ctx, cache.Key{User: user, Channel: c})
+		if err != nil {
+			return err
+		}
+		out[i] = st
+	}
+	return nil
+}
+
+func (v *txView) Atomically(context.Context, []cache.Key, func(ReadStates)) error {
+	return errors.New("transactions do not nest")
+}
