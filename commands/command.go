@@ -59,11 +59,49 @@ func (c *Command) writeInfo(w Writer, s *Session) {
 	w.WriteInt64(int64(c.Step))
 	writeStatusSet(w, s, c.ACL)
 	s.writeSet(w, 0) // tips
-	w.WriteArray(0)  // key specs: clients use first/last/step
+	c.writeKeySpecs(w, s)
+	if len(c.Subcommands) == 0 {
+		s.writeSet(w, 0) // as Redis: an empty set, an array otherwise
+		return
+	}
 	w.WriteArray(len(c.Subcommands))
 	for _, sub := range c.Subcommands {
 		sub.writeInfo(w, s)
 	}
+}
+
+// writeKeySpecs writes the command's key specs as Redis 7 does: the
+// read-state commands have one key, the user_id at index 1 (cluster
+// clients route by it).
+func (c *Command) writeKeySpecs(w Writer, s *Session) {
+	if c.FirstKey == 0 {
+		w.WriteArray(0)
+		return
+	}
+	w.WriteArray(1)
+	s.writeMap(w, 3)
+	w.WriteBulkString("flags")
+	writeStatusSet(w, s, c.KeyFlags)
+	w.WriteBulkString("begin_search")
+	s.writeMap(w, 2)
+	w.WriteBulkString("type")
+	w.WriteBulkString("index")
+	w.WriteBulkString("spec")
+	s.writeMap(w, 1)
+	w.WriteBulkString("index")
+	w.WriteInt64(int64(c.FirstKey))
+	w.WriteBulkString("find_keys")
+	s.writeMap(w, 2)
+	w.WriteBulkString("type")
+	w.WriteBulkString("range")
+	w.WriteBulkString("spec")
+	s.writeMap(w, 3)
+	w.WriteBulkString("lastkey")
+	w.WriteInt64(int64(c.LastKey - c.FirstKey))
+	w.WriteBulkString("keystep")
+	w.WriteInt64(int64(c.Step))
+	w.WriteBulkString("limit")
+	w.WriteInt64(0)
 }
 
 func writeStatusSet(w Writer, s *Session, items []string) {

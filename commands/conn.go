@@ -314,6 +314,8 @@ func clientHelp(_ context.Context, _ *Dispatcher, w Writer, _ *Session, _ [][]by
 		"SETINFO <option> <value>", "    Set client meta attr. Options are:",
 		"    * LIB-NAME: the client lib name.", "    * LIB-VER: the client lib version.",
 		"INFO", "    Return information about the current client connection.",
+		"REPLY (ON|OFF|SKIP)", "    Control the replies sent to the current connection.",
+		"NO-EVICT (ON|OFF)", "    Protect current client connection from eviction.",
 		"LIST [TYPE <type>] [ID <id> [<id> ...]]", "    Return information about client connections.",
 		"HELP", "    Print this help.",
 	)

@@ -221,6 +221,11 @@ func (d *Dispatcher) dispatch(ctx context.Context, w Writer, s *Session, args []
 		d.record(cmd, true, true, time.Since(start))
 		return cmd, true
 	}
+	skip := s.skipNext
+	if (s.replyOff || skip) && !replyOn(args) {
+		w = muted{} // CLIENT REPLY OFF or SKIP
+		s.skipNext = false
+	}
 	if s.multi != nil && !cmd.txControl {
 		d.queue(w, s, cmd, args)
 		return cmd, s.failed
@@ -228,6 +233,7 @@ func (d *Dispatcher) dispatch(ctx context.Context, w Writer, s *Session, args []
 	s.noWait = noWait
 	cmd.run(ctx, d, w, s, args)
 	if s.deferred {
+		s.skipNext = skip          // it runs again, and is the one to mute
 		s.commands.Add(^uint64(0)) // counted when it runs
 		return cmd, false
 	}

@@ -37,6 +37,8 @@ type Session struct {
 	ids      []int64       // RSMGET's channel_ids
 	states   []cache.State // RSMGET's results before they are written
 	multi    *txQueue      // between MULTI and EXEC (nil otherwise)
+	replyOff bool          // CLIENT REPLY OFF
+	skipNext bool          // CLIENT REPLY SKIP: mute the next command's reply
 	tx       ReadStates    // inside EXEC: the transaction's view
 
 	// Readable by any goroutine.

@@ -25,6 +25,7 @@ type Command struct {
 	Flags                   []string
 	ACL                     []string
 	FirstKey, LastKey, Step int
+	KeyFlags                []string // the key spec's flags (RW ACCESS UPDATE, RO ACCESS)
 	Summary, Since, Group   string
 	Complexity              string
 	Subcommands             []*Command
@@ -136,6 +137,8 @@ func table() []*Command {
 		{Name: "client|setinfo", Arity: 4, handler: clientSetInfo, Summary: "Sets information specific to the client or connection.", Since: "7.2.0", Complexity: "O(1)"},
 		{Name: "client|info", Arity: 2, handler: clientInfo, Summary: "Returns information about the connection.", Since: "6.2.0", Complexity: "O(1)"},
 		{Name: "client|list", Arity: -2, handler: clientList, Summary: "Lists open connections.", Since: "2.4.0", Complexity: "O(N) where N is the number of client connections"},
+		{Name: "client|reply", Arity: 3, handler: clientReply, Summary: "Instructs the server whether to reply to commands.", Since: "3.2.0", Complexity: "O(1)"},
+		{Name: "client|no-evict", Arity: 3, handler: clientNoEvict, Summary: "Sets the client eviction mode of the connection.", Since: "7.0.0", Complexity: "O(1)"},
 		{Name: "client|help", Arity: 2, handler: clientHelp, Summary: "Returns helpful text about the different subcommands.", Since: "5.0.0", Complexity: "O(1)"},
 	}
 	config := &Command{
@@ -196,25 +199,29 @@ func table() []*Command {
 		{
 			Name: "rsincr", Arity: -3, MaxArgs: 4, handler: rsIncr, inTx: true, keys: keyOf,
 			Flags: []string{"write", "denyoom", "fast"}, ACL: []string{"@write", "@fast"},
-			FirstKey: 1, LastKey: 1, Step: 1, Group: "readstates", Since: "1.0.0", Complexity: "O(1)",
+			FirstKey: 1, LastKey: 1, Step: 1, KeyFlags: []string{"RW", "ACCESS", "UPDATE"},
+			Group: "readstates", Since: "1.0.0", Complexity: "O(1)",
 			Summary: "Adds delta (default 1) to the mention_count of a read state and returns the new value.",
 		},
 		{
 			Name: "rsreset", Arity: -3, MaxArgs: 4, handler: rsReset, inTx: true, keys: keyOf,
 			Flags: []string{"write", "fast"}, ACL: []string{"@write", "@fast"},
-			FirstKey: 1, LastKey: 1, Step: 1, Group: "readstates", Since: "1.0.0", Complexity: "O(1)",
+			FirstKey: 1, LastKey: 1, Step: 1, KeyFlags: []string{"RW", "ACCESS", "UPDATE"},
+			Group: "readstates", Since: "1.0.0", Complexity: "O(1)",
 			Summary: "Sets the mention_count of a read state to 0 (and last_message_id, if given) and returns the mention_count before.",
 		},
 		{
 			Name: "rsget", Arity: 3, handler: rsGet, inTx: true, keys: keyOf,
 			Flags: []string{"readonly", "fast"}, ACL: []string{"@read", "@fast"},
-			FirstKey: 1, LastKey: 1, Step: 1, Group: "readstates", Since: "1.0.0", Complexity: "O(1)",
+			FirstKey: 1, LastKey: 1, Step: 1, KeyFlags: []string{"RO", "ACCESS"},
+			Group: "readstates", Since: "1.0.0", Complexity: "O(1)",
 			Summary: "Returns [mention_count, last_message_id] of a read state.",
 		},
 		{
 			Name: "rsmget", Arity: -3, handler: rsMGet, inTx: true, keys: keysOfMGet,
 			Flags: []string{"readonly"}, ACL: []string{"@read"},
-			FirstKey: 1, LastKey: 1, Step: 1, Group: "readstates", Since: "1.0.0",
+			FirstKey: 1, LastKey: 1, Step: 1, KeyFlags: []string{"RO", "ACCESS"},
+			Group: "readstates", Since: "1.0.0",
 			Complexity: "O(N) where N is the number of channel_ids",
 			Summary:    "Returns [mention_count, last_message_id] of one user's read states in several channels.",
 		},
@@ -228,6 +235,27 @@ func table() []*Command {
 			Name: "echo", Arity: 2, handler: echo, inTx: true,
 			Flags: []string{"fast"}, ACL: []string{"@fast", "@connection"},
 			Group: "connection", Since: "1.0.0", Complexity: "O(1)", Summary: "Returns the given string.",
+		},
+		// Compatibility (compat.go).
+		{
+			Name: "reset", Arity: 1, handler: reset, noAuth: true, txControl: true,
+			Flags: flagsConn, ACL: []string{"@fast", "@connection"},
+			Group: "connection", Since: "6.2.0", Complexity: "O(1)", Summary: "Resets the connection.",
+		},
+		{
+			Name: "role", Arity: 1, handler: role,
+			Flags: []string{"noscript", "loading", "stale", "fast"}, ACL: []string{"@admin", "@fast", "@dangerous"},
+			Group: "server", Since: "2.8.12", Complexity: "O(1)", Summary: "Returns the replication role.",
+		},
+		{
+			Name: "readonly", Arity: 1, handler: clusterDisabled,
+			Flags: []string{"loading", "stale", "fast"}, ACL: []string{"@fast", "@connection"},
+			Group: "cluster", Since: "3.0.0", Complexity: "O(1)", Summary: "Enables read-only queries for a connection to a Redis Cluster replica node.",
+		},
+		{
+			Name: "readwrite", Arity: 1, handler: clusterDisabled,
+			Flags: []string{"loading", "stale", "fast"}, ACL: []string{"@fast", "@connection"},
+			Group: "cluster", Since: "3.0.0", Complexity: "O(1)", Summary: "Enables read-write queries for a connection to a Redis Cluster replica node.",
 		},
 		// Transactions (multi.go).
 		{
