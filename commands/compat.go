@@ -20,6 +20,17 @@ func reset(_ context.Context, d *Dispatcher, w Writer, s *Session, _ [][]byte) {
 	w.WriteString("RESET")
 }
 
+// PTTL user_id: -1, "a key without an expiry": read states never expire
+// (a user never read or written reads as zeros). rueidis asks it of every
+// reply it caches.
+func pttl(_ context.Context, _ *Dispatcher, w Writer, s *Session, args [][]byte) {
+	if _, ok := parseID(args[1]); !ok {
+		s.writeError(w, invalidArg(argUserID, args[1], idRange))
+		return
+	}
+	w.WriteInt64(-1)
+}
+
 // ROLE: a primary with no replicas, as a standalone Redis answers.
 func role(_ context.Context, _ *Dispatcher, w Writer, _ *Session, _ [][]byte) {
 	w.WriteArray(3)

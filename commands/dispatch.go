@@ -1,6 +1,7 @@
 package commands
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -42,6 +43,14 @@ type Config struct {
 	// Now is the clock for INFO uptime and CLIENT LIST ages; default
 	// time.Now.
 	Now func() time.Time
+	// Changes, if set, reports every change of a read state, for client-side
+	// caching (CLIENT TRACKING); without it CLIENT TRACKING is refused.
+	Changes ChangeSource
+	// TrackingTableMaxKeys bounds the users the tracking table remembers
+	// (default DefaultTrackingTableMaxKeys), as Redis's
+	// tracking-table-max-keys: past it, some are forgotten and their
+	// clients told to drop them.
+	TrackingTableMaxKeys int
 	// Observe, if set, is called after every command with the command
 	// (nil if unknown), whether its reply was an error, and how long it
 	// took to run (the server's Prometheus metrics). It must not block.
@@ -99,6 +108,9 @@ type Dispatcher struct {
 	cmds  []*Command          // in table order; Command.Index is the position
 	byKey map[string]*Command // lower-case name -> command
 
+	changes ChangeSource // nil: no CLIENT TRACKING
+	tracker *tracker
+
 	cmdStats []cmdStats // by Command.Index
 	pcts     atomic.Pointer[[]float64]
 	observe  func(cmd *Command, failed bool, d time.Duration)
@@ -123,6 +135,11 @@ func New(cfg Config) (*Dispatcher, error) {
 		params:      cfg.Params,
 		now:         cfg.Now,
 		observe:     cfg.Observe,
+		changes:     cfg.Changes,
+		tracker:     newTracker(cmp.Or(cfg.TrackingTableMaxKeys, DefaultTrackingTableMaxKeys)),
+	}
+	if d.changes != nil {
+		d.changes.Watch(d.tracker.changed)
 	}
 	d.pcts.Store(&defaultPercentiles)
 	if d.maxChannels <= 0 {
@@ -236,6 +253,12 @@ func (d *Dispatcher) dispatch(ctx context.Context, w Writer, s *Session, args []
 		s.skipNext = skip          // it runs again, and is the one to mute
 		s.commands.Add(^uint64(0)) // counted when it runs
 		return cmd, false
+	}
+	switch {
+	case s.cachingSet:
+		s.cachingSet = false // CLIENT CACHING: for the next command
+	case s.multi == nil:
+		s.caching = 0 // as Redis: it lasts through a MULTI ... EXEC block
 	}
 	d.record(cmd, false, s.failed, time.Since(start))
 	return cmd, s.failed

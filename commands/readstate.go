@@ -79,6 +79,7 @@ func rsGet(ctx context.Context, d *Dispatcher, w Writer, s *Session, args [][]by
 	if !ok {
 		return
 	}
+	d.register(s, k.User) // before the read: see tracking.go
 	st, err := d.readStates(s).Get(ctx, k)
 	if err != nil {
 		s.writeBackendError(w, err)
@@ -118,6 +119,7 @@ func rsMGet(ctx context.Context, d *Dispatcher, w Writer, s *Session, args [][]b
 			return
 		}
 	}
+	d.register(s, user) // before the read: see tracking.go
 	// One call, so that the engine can load the missing read states
 	// concurrently: a cold RSMGET costs about one database round trip.
 	if err := d.readStates(s).GetMany(ctx, user, ids, states); err != nil {

@@ -38,8 +38,22 @@ type Session struct {
 	states   []cache.State // RSMGET's results before they are written
 	multi    *txQueue      // between MULTI and EXEC (nil otherwise)
 	replyOff bool          // CLIENT REPLY OFF
-	skipNext bool          // CLIENT REPLY SKIP: mute the next command's reply
-	tx       ReadStates    // inside EXEC: the transaction's view
+	// Client-side caching (tracking.go). track is the mode, written by
+	// the connection's goroutine and read by the tracker.
+	track      atomic.Int32
+	caching    int8          // CLIENT CACHING: 1 yes, -1 no, for the next command
+	cachingSet bool          // the current command is CLIENT CACHING
+	pushSeq    atomic.Uint64 // invalidations queued so far
+	push       struct {
+		mu      sync.Mutex
+		seq     uint64
+		pending []pushed
+		busy    bool // a batch of commands runs: see BeginBatch
+		send    func(take func([]byte) []byte)
+		taken   atomic.Uint64 // seq of the last invalidation taken
+	}
+	skipNext bool       // CLIENT REPLY SKIP: mute the next command's reply
+	tx       ReadStates // inside EXEC: the transaction's view
 
 	// Readable by any goroutine.
 	proto    atomic.Int32

@@ -137,6 +137,10 @@ func table() []*Command {
 		{Name: "client|setinfo", Arity: 4, handler: clientSetInfo, Summary: "Sets information specific to the client or connection.", Since: "7.2.0", Complexity: "O(1)"},
 		{Name: "client|info", Arity: 2, handler: clientInfo, Summary: "Returns information about the connection.", Since: "6.2.0", Complexity: "O(1)"},
 		{Name: "client|list", Arity: -2, handler: clientList, Summary: "Lists open connections.", Since: "2.4.0", Complexity: "O(N) where N is the number of client connections"},
+		{Name: "client|tracking", Arity: -3, handler: clientTracking, Summary: "Controls server-assisted client-side caching for the connection.", Since: "6.0.0", Complexity: "O(1). Some options may introduce additional complexity."},
+		{Name: "client|caching", Arity: 3, handler: clientCaching, Summary: "Instructs the server whether to track the keys in the next request.", Since: "6.0.0", Complexity: "O(1)"},
+		{Name: "client|trackinginfo", Arity: 2, handler: clientTrackingInfo, Summary: "Returns information about server-assisted client-side caching for the connection.", Since: "6.2.0", Complexity: "O(1)"},
+		{Name: "client|getredir", Arity: 2, handler: clientGetRedir, Summary: "Returns the client ID to which the connection's tracking notifications are redirected.", Since: "6.0.0", Complexity: "O(1)"},
 		{Name: "client|reply", Arity: 3, handler: clientReply, Summary: "Instructs the server whether to reply to commands.", Since: "3.2.0", Complexity: "O(1)"},
 		{Name: "client|no-evict", Arity: 3, handler: clientNoEvict, Summary: "Sets the client eviction mode of the connection.", Since: "7.0.0", Complexity: "O(1)"},
 		{Name: "client|help", Arity: 2, handler: clientHelp, Summary: "Returns helpful text about the different subcommands.", Since: "5.0.0", Complexity: "O(1)"},
@@ -235,6 +239,13 @@ func table() []*Command {
 			Name: "echo", Arity: 2, handler: echo, inTx: true,
 			Flags: []string{"fast"}, ACL: []string{"@fast", "@connection"},
 			Group: "connection", Since: "1.0.0", Complexity: "O(1)", Summary: "Returns the given string.",
+		},
+		{
+			Name: "pttl", Arity: 2, handler: pttl, inTx: true,
+			Flags: []string{"readonly", "fast"}, ACL: []string{"@keyspace", "@read", "@fast"},
+			FirstKey: 1, LastKey: 1, Step: 1, KeyFlags: []string{"RO", "ACCESS"},
+			Group: "generic", Since: "2.6.0", Complexity: "O(1)",
+			Summary: "Returns the expiration time in milliseconds of a key: -1 for a user_id (read states never expire).",
 		},
 		// Compatibility (compat.go).
 		{

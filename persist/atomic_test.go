@@ -22,7 +22,6 @@ func TestAtomically(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer e.Close(ctx)
 	keys := []cache.Key{a, b}
 	runs := 0
 	move := func(tx ReadStates) {

@@ -78,6 +78,7 @@ type EngineConfig struct {
 // Lock order: a cache shard lock, then mu. flightMu is never held with
 // another lock.
 type Engine struct {
+	watch         atomic.Pointer[func(user int64)] // see Watch
 	store         Store
 	table         *cache.Table
 	log           *slog.Logger
@@ -185,7 +186,7 @@ func NewEngine(cfg EngineConfig) (*Engine, error) {
 	e.mu.inflightSince = make([]int64, cfg.Writers)
 	e.mu.queue = newKeyQueue(cfg.MaxPending)
 	e.mu.written = make(chan struct{})
-	ccfg := cache.Config{Entries: cfg.CacheEntries, WriteBack: e.writeBack, Now: cfg.Now}
+	ccfg := cache.Config{Entries: cfg.CacheEntries, WriteBack: e.writeBack, Now: cfg.Now, OnChange: e.changed}
 	var maxStamp int64
 	if cfg.Journal != nil {
 		jopts := *cfg.Journal
@@ -198,7 +199,6 @@ func NewEngine(cfg EngineConfig) (*Engine, error) {
 			return nil, fmt.Errorf("persist: %w", err)
 		}
 		e.journal = j
-		ccfg.OnChange = j.Append
 		if rp.Records > 0 || rp.TornBytes > 0 || rp.Skipped > 0 {
 			e.log.Info("journal replayed: its read states are queued for writing",
 				"dir", jopts.Dir, "segments", rp.Segments, "records", rp.Records,
@@ -286,6 +286,23 @@ func (e *Engine) writeBack(s cache.Snapshot) bool {
 	}
 	return true
 }
+
+// changed is the cache's OnChange hook, under the changed read state's
+// shard lock: the change goes to the journal, then to the watcher.
+func (e *Engine) changed(s cache.Snapshot) {
+	if e.journal != nil {
+		e.journal.Append(s)
+	}
+	if fn := e.watch.Load(); fn != nil {
+		(*fn)(s.Key.User)
+	}
+}
+
+// Watch makes fn be called with the user_id of every read state that
+// changes, under the read state's lock, so before anyone else can read
+// the change (client-side caching's invalidations, commands.ChangeSource).
+// fn must not block. A second Watch replaces the first.
+func (e *Engine) Watch(fn func(user int64)) { e.watch.Store(&fn) }
 
 // Incr adds delta to the mention count of k; see cache.Table.Incr.
 func (e *Engine) Incr(ctx context.Context, k cache.Key, delta int64) (int32, error) {

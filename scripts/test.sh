@@ -42,7 +42,7 @@ go test -race -count=1 -tags ptrcache ./cache/ ./persist/ # the benchmark's poin
 # engine's durability do not depend on the driver).
 READSTATES_TEST_EVENT_LOOPS=-1 go test -race -count=1 ./server/
 READSTATES_TEST_EVENT_LOOPS=-1 go test -race -count=1 ./tests/ \
-	-run 'Protocol|Pipeline|Inline|RedisCLI|GoRedis|RedisPy|RedisBenchmark|TLS|MaxClients|NeverRead|OutputLimit|Shutdown|SIGTERM|TenThousand|FuzzServerStream|Metrics|Admin|Latency|Auth|Transaction'
+	-run 'Protocol|Pipeline|Inline|RedisCLI|GoRedis|RedisPy|RedisBenchmark|TLS|MaxClients|NeverRead|OutputLimit|Shutdown|SIGTERM|TenThousand|FuzzServerStream|Metrics|Admin|Latency|Auth|Transaction|Tracking'
 
 # The allocation tests, without the race detector (which allocates on its
 # own, so they are left out of the runs above), on both layers.

@@ -74,6 +74,11 @@ func (c *conn) run(buf []byte, sc *scratch, w *replyWriter, wait bool) int {
 		if len(args) == 0 {
 			continue // a blank inline line
 		}
+		var mark commands.PushMark
+		tracking := c.sess.Tracking()
+		if tracking {
+			mark = c.sess.Mark(len(w.b))
+		}
 		if wait {
 			s.disp.Dispatch(s.ctx, w, c.sess, args)
 		} else {
@@ -82,6 +87,11 @@ func (c *conn) run(buf []byte, sc *scratch, w *replyWriter, wait bool) int {
 				c.busy, c.deferred = true, commands.CopyArgs(args)
 				break
 			}
+		}
+		if tracking {
+			// Client-side caching: invalidations queued while the command
+			// ran go around its reply (commands/tracking.go).
+			w.b = c.sess.PlacePushes(w.b, mark)
 		}
 		if c.sess.Closing() { // QUIT, SHUTDOWN
 			c.closing = true
@@ -212,6 +222,7 @@ func (s *Server) refuse(nc net.Conn) {
 // forget removes a closed connection, once no command of it runs; err is
 // why it was closed.
 func (s *Server) forget(cl *client, err error) {
+	s.disp.Closed(cl.sess)
 	s.mu.Lock()
 	delete(s.mu.clients, cl)
 	s.mu.closedCmds += cl.sess.Commands()

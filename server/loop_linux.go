@@ -61,14 +61,18 @@ type eventLoop struct {
 	wbuf   []byte // replies of connections with nothing pending
 	rw     replyWriter
 	sc     scratch
-	now    time.Time
-	swept  time.Time
+	// deliver is setReplies as a func value made once (a method value
+	// made per call would allocate).
+	deliver func([]byte) error
+	now     time.Time
+	swept   time.Time
 
 	woken atomic.Bool // wakefd has been written since the loop last read it
 	mu    struct {
 		sync.Mutex
 		added    []*loopConn
 		finished []finished
+		pushed   []*loopConn // connections with invalidations to send
 		stop     bool
 	}
 }
@@ -89,6 +93,7 @@ type loopConn struct {
 	pend   bool   // the loop's reply writer holds out (see target)
 	events uint32 // epoll interest registered
 	closed bool   // the socket is closed
+	pusher bool   // the session's pusher is set (client-side caching)
 	linger bool   // after out is sent: shut down writes, drain input, close
 	// lingering: writes are shut down, input is drained until EOF,
 	// lingerBytes or the deadline.
@@ -248,6 +253,7 @@ func newEventLoop(s *Server) (*eventLoop, error) {
 		events: make([]unix.EpollEvent, 256),
 		rbuf:   make([]byte, readChunk),
 	}
+	l.deliver = l.setReplies
 	return l, nil
 }
 
@@ -317,14 +323,21 @@ func (l *eventLoop) handleWake() bool {
 	}
 	l.woken.Store(false) // before taking the queues: see wake
 	l.mu.Lock()
-	added, done, stop := l.mu.added, l.mu.finished, l.mu.stop
-	l.mu.added, l.mu.finished = nil, nil
+	added, done, pushed, stop := l.mu.added, l.mu.finished, l.mu.pushed, l.mu.stop
+	l.mu.added, l.mu.finished, l.mu.pushed = nil, nil, nil
 	l.mu.Unlock()
 	for _, c := range added {
 		l.add(c)
 	}
 	for _, f := range done {
 		l.deferredDone(f)
+	}
+	for _, c := range pushed {
+		if !c.closed && !c.busy {
+			l.target(c)
+			l.rw.b = c.sess.TakePushes(l.rw.b)
+			l.send(c)
+		}
 	}
 	s := l.s
 	if s.forced.Load() {
@@ -410,6 +423,9 @@ func (l *eventLoop) ready(c *loopConn, ev uint32) {
 	}
 	c.lastIn = l.now
 	l.target(c)
+	if c.sess.Tracking() {
+		l.beginBatch(c)
+	}
 	if large {
 		c.in = c.in[:len(c.in)+n]
 		c.in = keep(c.in, c.run(c.in, &l.sc, &l.rw, false))
@@ -422,6 +438,29 @@ func (l *eventLoop) ready(c *loopConn, ev uint32) {
 		}
 	}
 	l.send(c)
+}
+
+// beginBatch starts a batch of commands of a connection whose client
+// caches (CLIENT TRACKING): invalidations queued from now on go with its
+// replies, and between batches they come to the loop (pushed).
+func (l *eventLoop) beginBatch(c *loopConn) {
+	if !c.pusher {
+		c.pusher = true
+		c.sess.SetPusher(func(func([]byte) []byte) {
+			l.mu.Lock()
+			l.mu.pushed = append(l.mu.pushed, c)
+			l.mu.Unlock()
+			l.wake()
+		})
+	}
+	c.sess.BeginBatch()
+}
+
+// setReplies is EndBatch's deliver: the replies stay in the reply writer
+// for send.
+func (l *eventLoop) setReplies(b []byte) error {
+	l.rw.b = b
+	return nil
 }
 
 // runPending runs the whole requests held in c.in, after target.
@@ -539,6 +578,9 @@ func (l *eventLoop) deferredDone(f finished) {
 func (l *eventLoop) send(c *loopConn) {
 	if c.deferred != nil {
 		l.startDeferred(c)
+	}
+	if !c.busy && c.sess.Tracking() {
+		_ = c.sess.EndBatch(l.rw.b, l.deliver)
 	}
 	b := l.rw.b
 	l.rw.b = nil

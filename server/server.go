@@ -60,6 +60,9 @@ type Config struct {
 	// the replies wait, up to this limit. So a client costs at most this
 	// much in replies, plus MaxRequestBytes of input.
 	OutputLimit int
+	// TrackingTableMaxKeys bounds the users the client-side caching table
+	// remembers (default commands.DefaultTrackingTableMaxKeys).
+	TrackingTableMaxKeys int
 	// TLS, if set, makes the server speak TLS only (on Addr, or the
 	// listener given to Serve). It is cloned; its MinVersion is raised to
 	// TLS 1.2. The protocol limits and deadlines apply to the decrypted
@@ -250,15 +253,18 @@ func New(cfg Config, backend Backend) (*Server, error) {
 	if s.metrics != nil {
 		observe = s.metrics.observe
 	}
+	changes, _ := backend.(commands.ChangeSource) // client-side caching
 	disp, err := commands.New(commands.Config{
-		Observe:     observe,
-		Backend:     backend,
-		NoWait:      backend.NoWait(),
-		Stats:       backend,
-		Host:        (*host)(s),
-		RequirePass: cfg.RequirePass,
-		MaxChannels: cfg.MaxChannels,
-		Version:     cfg.Version,
+		Changes:              changes,
+		TrackingTableMaxKeys: cfg.TrackingTableMaxKeys,
+		Observe:              observe,
+		Backend:              backend,
+		NoWait:               backend.NoWait(),
+		Stats:                backend,
+		Host:                 (*host)(s),
+		RequirePass:          cfg.RequirePass,
+		MaxChannels:          cfg.MaxChannels,
+		Version:              cfg.Version,
 		Params: []commands.Param{
 			{Name: "maxclients", Value: strconv.Itoa(cfg.MaxClients)},
 			{Name: "timeout", Value: strconv.Itoa(int(cfg.IdleTimeout / time.Second))},
@@ -270,6 +276,7 @@ func New(cfg Config, backend Backend) (*Server, error) {
 			{Name: "client-output-limit", Value: strconv.Itoa(cfg.OutputLimit)},
 			{Name: "client-write-timeout", Value: strconv.Itoa(int(cfg.WriteTimeout / time.Second))},
 			{Name: "maxmemory-policy", Value: "allkeys-lru"},
+			{Name: "tracking-table-max-keys", Value: strconv.Itoa(cmp.Or(cfg.TrackingTableMaxKeys, commands.DefaultTrackingTableMaxKeys))},
 		},
 	})
 	if err != nil {

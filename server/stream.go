@@ -50,6 +50,7 @@ type streamConn struct {
 		sending int       // the bytes of that batch
 	}
 	writerDead atomic.Bool   // the writer failed
+	pusher     bool          // the session's pusher is set (client-side caching)
 	wake       chan struct{} // the reader queued replies, or is done (cap 1)
 	idle       chan struct{} // the writer has sent everything queued (cap 1)
 	dead       chan struct{} // closed when the writer ends
@@ -137,6 +138,10 @@ func (c *streamConn) readLoop() error {
 				rb = s.getReplyBuf()
 			}
 			w.b = rb.b[:0]
+			tracking := c.sess.Tracking()
+			if tracking {
+				c.beginBatch()
+			}
 			used := c.run(c.in, &sc, &w, true)
 			c.in = c.in[:copy(c.in, c.in[used:])]
 			if len(c.in) == 0 && cap(c.in) > 2*readChunk {
@@ -146,7 +151,18 @@ func (c *streamConn) readLoop() error {
 				w.b = c.appendProtocolError(w.b)
 			}
 			rb.b, w.b = w.b, nil
-			if qerr := c.queue(&rb); qerr != nil {
+			var qerr error
+			if tracking || c.sess.Tracking() {
+				// The invalidations queued since the last command go after
+				// the batch's replies, in the same hand-over to the writer.
+				qerr = c.sess.EndBatch(rb.b, func(b []byte) error {
+					rb.b = b
+					return c.queue(&rb)
+				})
+			} else {
+				qerr = c.queue(&rb)
+			}
+			if qerr != nil {
 				return qerr
 			}
 			if c.perr != nil {
@@ -171,6 +187,24 @@ func (c *streamConn) readLoop() error {
 			return err
 		}
 	}
+}
+
+// beginBatch starts a batch of commands of a connection whose client
+// caches (CLIENT TRACKING). Between batches, invalidations go to the
+// writer as they are queued.
+func (c *streamConn) beginBatch() {
+	if !c.pusher {
+		c.pusher = true
+		c.sess.SetPusher(func(take func([]byte) []byte) {
+			rb := c.s.getReplyBuf()
+			rb.b = take(rb.b)
+			_ = c.queue(&rb) // a failure closes the connection anyway
+			if rb != nil {
+				c.s.putReplyBuf(rb)
+			}
+		})
+	}
+	c.sess.BeginBatch()
 }
 
 // queue hands the replies in *rb to the writer: the buffer itself if

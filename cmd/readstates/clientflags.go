@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/readstates/readstates/commands"
 	"github.com/readstates/readstates/server"
 )
 
@@ -32,6 +33,8 @@ func addClientFlags(fs *flag.FlagSet, o *options) {
 		"close a client with more than this `size` of replies waiting, as Redis's hard client-output-buffer-limit; a client may write a whole pipeline before it reads, and the server reads on while its replies wait up to this (0: no limit)")
 	fs.DurationVar(&s.WriteTimeout, "client-write-timeout", server.DefaultWriteTimeout,
 		"close a client that takes none of its replies for this long once the socket buffers are full (0: never)")
+	fs.IntVar(&s.TrackingTableMaxKeys, "tracking-table-max-keys", commands.DefaultTrackingTableMaxKeys,
+		"most users the client-side caching table remembers, as Redis's tracking-table-max-keys; past it some are forgotten and their clients told to drop them")
 	t := &o.tls
 	fs.StringVar(&t.certFile, "tls-cert", "", "PEM certificate (chain) of the server: with --tls-key, --addr serves TLS only (1.2 or later)")
 	fs.StringVar(&t.keyFile, "tls-key", "", "PEM private key of --tls-cert")
@@ -51,6 +54,7 @@ func checkClientFlags(o *options) error {
 		{"--proto-max-bulk-len", s.MaxBulkBytes},
 		{"--proto-max-multibulk-len", s.MaxArgs},
 		{"--client-query-buffer-limit", s.MaxRequestBytes},
+		{"--tracking-table-max-keys", s.TrackingTableMaxKeys},
 	} {
 		if l.v < 1 || l.v > maxSize {
 			errs = append(errs, fmt.Errorf("%s: %d is not between 1 and %d", l.name, l.v, maxSize))
