@@ -91,3 +91,82 @@ func (muted) WriteRaw([]byte)        {}
 func replyOn(args [][]byte) bool {
 	return len(args) == 3 && equalFold("client", args[0]) && equalFold("reply", args[1]) && equalFold("on", args[2])
 }
+
+// CLIENT KILL ip:port, or CLIENT KILL <filter value> ... with the filters
+// ID, ADDR, LADDR, USER, TYPE (normal) and SKIPME (yes by default), as
+// Redis: the old form answers +OK or "No such client", the new one the
+// number of clients closed.
+func clientKill(_ context.Context, d *Dispatcher, w Writer, s *Session, args [][]byte) {
+	if d.host == nil {
+		s.writeError(w, "ERR CLIENT KILL is not available")
+		return
+	}
+	if len(args) == 3 {
+		addr := string(args[2])
+		if d.host.Kill(func(o *Session) bool { return o.addr == addr }) == 0 {
+			s.writeError(w, "ERR No such client")
+			return
+		}
+		writeOK(w)
+		return
+	}
+	if len(args)%2 != 0 {
+		s.writeError(w, errSyntax)
+		return
+	}
+	var (
+		id          int64 = -1
+		addr, laddr string
+		skipMe      = true
+		noneMatch   bool // a filter no client can match (another user, type)
+	)
+	for i := 2; i < len(args); i += 2 {
+		k, v := args[i], args[i+1]
+		switch {
+		case equalFold("id", k):
+			n, ok := parseInt64(v)
+			if !ok || n <= 0 {
+				s.writeError(w, "ERR client-id should be greater than 0")
+				return
+			}
+			id = n
+		case equalFold("addr", k):
+			addr = string(v)
+		case equalFold("laddr", k):
+			laddr = string(v)
+		case equalFold("user", k):
+			noneMatch = noneMatch || string(v) != "default"
+		case equalFold("type", k):
+			switch {
+			case equalFold("normal", v):
+			case equalFold("master", v), equalFold("replica", v), equalFold("slave", v), equalFold("pubsub", v):
+				noneMatch = true
+			default:
+				s.writeError(w, "ERR Unknown client type '"+string(v)+"'")
+				return
+			}
+		case equalFold("skipme", k):
+			switch {
+			case equalFold("yes", v):
+				skipMe = true
+			case equalFold("no", v):
+				skipMe = false
+			default:
+				s.writeError(w, errSyntax)
+				return
+			}
+		default:
+			s.writeError(w, errSyntax)
+			return
+		}
+	}
+	if noneMatch {
+		w.WriteInt64(0)
+		return
+	}
+	n := d.host.Kill(func(o *Session) bool {
+		return (id < 0 || o.id == id) && (addr == "" || o.addr == addr) &&
+			(laddr == "" || o.laddr == laddr) && !(skipMe && o == s)
+	})
+	w.WriteInt64(int64(n))
+}

@@ -314,6 +314,8 @@ func clientHelp(_ context.Context, _ *Dispatcher, w Writer, _ *Session, _ [][]by
 		"SETINFO <option> <value>", "    Set client meta attr. Options are:",
 		"    * LIB-NAME: the client lib name.", "    * LIB-VER: the client lib version.",
 		"INFO", "    Return information about the current client connection.",
+		"KILL <ip:port>", "    Kill connection made from <ip:port>.",
+		"KILL <option> <value> [<option> <value> [...]]", "    Kill connections. Options are: ID <client-id>, ADDR <ip:port>, LADDR <ip:port>, USER <username>, TYPE normal, SKIPME (YES|NO) (default YES).",
 		"REPLY (ON|OFF|SKIP)", "    Control the replies sent to the current connection.",
 		"TRACKING (ON|OFF) [OPTIN] [OPTOUT] [NOLOOP]", "    Control server assisted client side caching (RESP3; no BCAST, PREFIX or REDIRECT).",
 		"CACHING (YES|NO)", "    Enable/disable tracking of the keys for next command in OPTIN/OPTOUT modes.",

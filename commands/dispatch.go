@@ -75,6 +75,9 @@ type Host interface {
 	// EachSession calls fn for every connected client (CLIENT LIST). fn
 	// must not block.
 	EachSession(fn func(*Session))
+	// Kill closes the connections whose sessions match (CLIENT KILL), as
+	// if their clients had quit, and returns how many it closed.
+	Kill(match func(*Session) bool) int
 	// Shutdown begins a graceful shutdown (SHUTDOWN): stop serving, flush
 	// every change, exit. It returns at once; an error means the server
 	// cannot shut down on request.

@@ -140,6 +140,24 @@ type fakeHost struct {
 	failStop  bool
 }
 
+// Kill marks the matching sessions closing (as a server's closed
+// connection would stop them) and drops them from the list.
+func (h *fakeHost) Kill(match func(*Session) bool) int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	n := 0
+	kept := h.sessions[:0]
+	for _, s := range h.sessions {
+		if match(s) {
+			n++
+			continue
+		}
+		kept = append(kept, s)
+	}
+	h.sessions = kept
+	return n
+}
+
 func (h *fakeHost) HostStats() HostStats {
 	h.mu.Lock()
 	defer h.mu.Unlock()

@@ -141,6 +141,7 @@ func table() []*Command {
 		{Name: "client|caching", Arity: 3, handler: clientCaching, Summary: "Instructs the server whether to track the keys in the next request.", Since: "6.0.0", Complexity: "O(1)"},
 		{Name: "client|trackinginfo", Arity: 2, handler: clientTrackingInfo, Summary: "Returns information about server-assisted client-side caching for the connection.", Since: "6.2.0", Complexity: "O(1)"},
 		{Name: "client|getredir", Arity: 2, handler: clientGetRedir, Summary: "Returns the client ID to which the connection's tracking notifications are redirected.", Since: "6.0.0", Complexity: "O(1)"},
+		{Name: "client|kill", Arity: -3, handler: clientKill, admin: true, Flags: []string{"admin", "noscript", "loading", "stale"}, ACL: []string{"@admin", "@slow", "@dangerous", "@connection"}, Summary: "Terminates open connections.", Since: "2.4.0", Complexity: "O(N) where N is the number of client connections"},
 		{Name: "client|reply", Arity: 3, handler: clientReply, Summary: "Instructs the server whether to reply to commands.", Since: "3.2.0", Complexity: "O(1)"},
 		{Name: "client|no-evict", Arity: 3, handler: clientNoEvict, Summary: "Sets the client eviction mode of the connection.", Since: "7.0.0", Complexity: "O(1)"},
 		{Name: "client|help", Arity: 2, handler: clientHelp, Summary: "Returns helpful text about the different subcommands.", Since: "5.0.0", Complexity: "O(1)"},

@@ -172,7 +172,10 @@ func writeTimeoutError(d time.Duration, err error) error {
 	return &clientLimitError{msg: fmt.Sprintf("write timeout: the client took no replies for %v", d), err: err}
 }
 
-var errIdle = errors.New("idle timeout")
+var (
+	errIdle   = errors.New("idle timeout")
+	errKilled = errors.New("killed by CLIENT KILL")
+)
 
 // client is one admitted connection, as the server tracks it.
 type client struct {
@@ -180,6 +183,9 @@ type client struct {
 	// nc is the connection of a goroutine-driven client (nil on an event
 	// loop): Shutdown wakes its blocked read through it.
 	nc net.Conn
+	// kill closes the connection (CLIENT KILL); set by the driver, under
+	// the server's lock, before the client is served.
+	kill func()
 }
 
 // admit registers a new connection, unless the server is closing or full:
@@ -198,6 +204,9 @@ func (s *Server) admit(nc, stream net.Conn) (cl *client, full bool) {
 		return nil, true
 	}
 	cl = &client{sess: commands.NewSession(s.nextID.Add(1), nc.RemoteAddr().String(), nc.LocalAddr().String(), time.Now()), nc: stream}
+	if stream != nil {
+		cl.kill = func() { stream.Close() } // its goroutines see the error and end
+	}
 	s.mu.clients[cl] = struct{}{}
 	s.log.Debug("connection open", "id", cl.sess.ID(), "remote", nc.RemoteAddr())
 	return cl, false

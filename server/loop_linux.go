@@ -73,6 +73,7 @@ type eventLoop struct {
 		added    []*loopConn
 		finished []finished
 		pushed   []*loopConn // connections with invalidations to send
+		killed   []*loopConn // CLIENT KILL
 		stop     bool
 	}
 }
@@ -165,6 +166,14 @@ func (s *Server) serveLoop(nc net.Conn) {
 	l := loops[s.nextLoop%len(loops)]
 	s.nextLoop++
 	c := &loopConn{conn: newConn(s, cl.sess), fd: fd, cl: cl}
+	s.mu.Lock()
+	cl.kill = func() {
+		l.mu.Lock()
+		l.mu.killed = append(l.mu.killed, c)
+		l.mu.Unlock()
+		l.wake()
+	}
+	s.mu.Unlock()
 	l.mu.Lock()
 	l.mu.added = append(l.mu.added, c)
 	l.mu.Unlock()
@@ -323,11 +332,14 @@ func (l *eventLoop) handleWake() bool {
 	}
 	l.woken.Store(false) // before taking the queues: see wake
 	l.mu.Lock()
-	added, done, pushed, stop := l.mu.added, l.mu.finished, l.mu.pushed, l.mu.stop
-	l.mu.added, l.mu.finished, l.mu.pushed = nil, nil, nil
+	added, done, pushed, killed, stop := l.mu.added, l.mu.finished, l.mu.pushed, l.mu.killed, l.mu.stop
+	l.mu.added, l.mu.finished, l.mu.pushed, l.mu.killed = nil, nil, nil, nil
 	l.mu.Unlock()
 	for _, c := range added {
 		l.add(c)
+	}
+	for _, c := range killed {
+		l.closeConn(c, errKilled)
 	}
 	for _, f := range done {
 		l.deferredDone(f)
@@ -354,6 +366,9 @@ func (l *eventLoop) handleWake() bool {
 }
 
 func (l *eventLoop) add(c *loopConn) {
+	if c.closed {
+		return // killed before it was added (CLIENT KILL)
+	}
 	if l.s.forced.Load() {
 		unix.Close(c.fd)
 		l.s.forget(c.cl, nil)

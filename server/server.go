@@ -631,6 +631,22 @@ func (h *host) EachSession(fn func(*commands.Session)) {
 	}
 }
 
+func (h *host) Kill(match func(*commands.Session) bool) int {
+	s := (*Server)(h)
+	s.mu.Lock()
+	var kills []func()
+	for cl := range s.mu.clients {
+		if cl.kill != nil && match(cl.sess) {
+			kills = append(kills, cl.kill)
+		}
+	}
+	s.mu.Unlock()
+	for _, k := range kills {
+		k()
+	}
+	return len(kills)
+}
+
 func (h *host) Shutdown() error {
 	s := (*Server)(h)
 	if s.cfg.OnShutdown == nil {
