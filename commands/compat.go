@@ -12,6 +12,7 @@ import (
 // authenticated.
 func reset(_ context.Context, d *Dispatcher, w Writer, s *Session, _ [][]byte) {
 	s.multi = nil
+	d.trackOff(s) // as Redis: RESET turns client-side caching off
 	s.replyOff, s.skipNext = false, false
 	s.proto.Store(RESP2)
 	if d.pass != "" {

@@ -127,6 +127,9 @@ func hello(_ context.Context, d *Dispatcher, w Writer, s *Session, args [][]byte
 		}
 		s.setName(string(name))
 	}
+	if proto != RESP3 {
+		d.trackOff(s) // a RESP2 client cannot take invalidation pushes
+	}
 	s.proto.Store(int32(proto))
 	// The reply is in the new protocol, as in Redis.
 	s.writeMap(w, 7)

@@ -25,12 +25,14 @@ import (
 const (
 	maxTxCommands = 10000
 	maxTxKeys     = 10000
+	maxTxBytes    = 1 << 20 // of the queued commands' arguments
 )
 
 // txQueue is a session's transaction between MULTI and EXEC.
 type txQueue struct {
 	cmds  [][][]byte // owned copies of the queued commands' arguments
 	keys  int        // read states the queued commands name, at most
+	bytes int        // of the queued commands' arguments
 	dirty bool       // a command was refused: EXEC aborts
 }
 
@@ -77,6 +79,16 @@ func (d *Dispatcher) queue(w Writer, s *Session, cmd *Command, args [][]byte) {
 		}
 		q.keys += len(n)
 	}
+	n := 0
+	for _, a := range args {
+		n += len(a)
+	}
+	if q.bytes+n > maxTxBytes {
+		q.dirty = true
+		s.writeError(w, "ERR transaction too large: at most "+strconv.Itoa(maxTxBytes)+" bytes of arguments between MULTI and EXEC")
+		return
+	}
+	q.bytes += n
 	q.cmds = append(q.cmds, CopyArgs(args))
 	w.WriteString("QUEUED")
 }
@@ -101,7 +113,9 @@ func exec(ctx context.Context, d *Dispatcher, w Writer, s *Session, _ [][]byte) 
 			keys = k(args, keys)
 		}
 	}
+	ran := false
 	err := d.readStates(s).Atomically(ctx, keys, func(tx persist.ReadStates) {
+		ran = true
 		s.tx = tx
 		defer func() { s.tx = nil }()
 		w.WriteArray(len(q.cmds))
@@ -110,7 +124,10 @@ func exec(ctx context.Context, d *Dispatcher, w Writer, s *Session, _ [][]byte) 
 		}
 	})
 	switch {
-	case err == nil:
+	case err == nil || ran:
+		// Once the commands ran, EXEC's reply is written: an error after
+		// (the journal's fsync under --journal-fsync always) is the
+		// journal's own, reported by every later change.
 		s.multi = nil
 		s.failed = false // EXEC itself succeeded, whatever its commands did
 	case errors.Is(err, persist.ErrWouldBlock):

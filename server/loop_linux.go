@@ -595,6 +595,9 @@ func (l *eventLoop) send(c *loopConn) {
 		l.startDeferred(c)
 	}
 	if !c.busy && c.sess.Tracking() {
+		if !c.pusher {
+			l.beginBatch(c) // turned on in this batch: its pusher, now
+		}
 		_ = c.sess.EndBatch(l.rw.b, l.deliver)
 	}
 	b := l.rw.b

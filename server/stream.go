@@ -152,6 +152,9 @@ func (c *streamConn) readLoop() error {
 			}
 			rb.b, w.b = w.b, nil
 			var qerr error
+			if !tracking && c.sess.Tracking() {
+				c.beginBatch() // turned on in this batch: its pusher, now
+			}
 			if tracking || c.sess.Tracking() {
 				// The invalidations queued since the last command go after
 				// the batch's replies, in the same hand-over to the writer.
@@ -198,7 +201,9 @@ func (c *streamConn) beginBatch() {
 		c.sess.SetPusher(func(take func([]byte) []byte) {
 			rb := c.s.getReplyBuf()
 			rb.b = take(rb.b)
-			_ = c.queue(&rb) // a failure closes the connection anyway
+			if c.queue(&rb) != nil {
+				c.nc.Close() // an invalidation must not be dropped: the reader ends
+			}
 			if rb != nil {
 				c.s.putReplyBuf(rb)
 			}
