@@ -45,8 +45,9 @@ func (s *memStore) Close() error { return nil }
 // registry, no SHUTDOWN.
 type host struct{ port int }
 
-func (h host) HostStats() commands.HostStats       { return commands.HostStats{Port: h.port} }
-func (h host) EachSession(func(*commands.Session)) {}
+func (h host) HostStats() commands.HostStats         { return commands.HostStats{Port: h.port} }
+func (h host) EachSession(func(*commands.Session))   {}
+func (h host) Kill(func(*commands.Session) bool) int { return 0 }
 func (h host) Shutdown() error {
 	return errors.New("loopbench: SHUTDOWN is not supported, send SIGTERM")
 }
