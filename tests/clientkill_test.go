@@ -41,6 +41,11 @@ func TestClientKill(t *testing.T) {
 				return cc
 			}
 			a, b, admin := open(), open(), open()
+			for _, c := range []*conn{a, b, admin} {
+				if _, err := strconv.Atoi(c.id); err != nil {
+					t.Fatalf("CLIENT ID: %q", c.id)
+				}
+			}
 			if got := admin.send("CLIENT", "KILL", "ID", a.id); got != ":1\r\n" {
 				t.Fatalf("CLIENT KILL ID %s: %q", a.id, got)
 			}
@@ -58,9 +63,6 @@ func TestClientKill(t *testing.T) {
 			}
 			if got := admin.send("PING"); got != "+PONG\r\n" {
 				t.Fatalf("the caller after CLIENT KILL: %q", got)
-			}
-			if _, err := strconv.Atoi(a.id); err != nil {
-				t.Fatalf("CLIENT ID: %q", a.id)
 			}
 		})
 	}
