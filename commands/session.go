@@ -41,9 +41,10 @@ type Session struct {
 	// Client-side caching (tracking.go). track is the mode, written by
 	// the connection's goroutine and read by the tracker.
 	track      atomic.Int32
-	caching    int8          // CLIENT CACHING: 1 yes, -1 no, for the next command
-	cachingSet bool          // the current command is CLIENT CACHING
-	pushSeq    atomic.Uint64 // invalidations queued so far
+	caching    int8               // CLIENT CACHING: 1 yes, -1 no, for the next command
+	cachingSet bool               // the current command is CLIENT CACHING
+	tracked    map[int64]struct{} // users whose list s is in; tracker.mu
+	pushSeq    atomic.Uint64      // invalidations queued so far
 	push       struct {
 		mu      sync.Mutex
 		seq     uint64

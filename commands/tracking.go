@@ -55,6 +55,10 @@ const DefaultTrackingTableMaxKeys = 1_000_000
 // tracker is the tracking table: for each user, the sessions that may hold
 // one of its read states in their cache.
 //
+// Invariant: s is in users[u] exactly when u is in s.tracked (both
+// guarded by mu), so the sessions that turn tracking off or go leave
+// nothing behind, and a read finds whether it is registered in O(1).
+//
 // Lock order: a cache shard (the engine calls changed under it), then
 // tracker.mu, then a session's push.mu.
 type tracker struct {
@@ -82,11 +86,38 @@ func (t *tracker) changed(user int64) {
 	sessions, ok := t.mu.users[user]
 	if ok {
 		delete(t.mu.users, user)
+		for _, s := range sessions {
+			delete(s.tracked, user)
+		}
 	}
 	t.mu.Unlock()
 	for _, s := range sessions {
 		s.invalidate(user)
 	}
+}
+
+// forget takes s out of the lists of every user it tracks: it turned
+// tracking off, or its connection is gone.
+func (t *tracker) forget(s *Session) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for user := range s.tracked {
+		list := t.mu.users[user]
+		for i, o := range list {
+			if o == s {
+				list[i] = list[len(list)-1]
+				list[len(list)-1] = nil
+				list = list[:len(list)-1]
+				break
+			}
+		}
+		if len(list) == 0 {
+			delete(t.mu.users, user)
+		} else {
+			t.mu.users[user] = list
+		}
+	}
+	s.tracked = nil
 }
 
 // register records that s is about to read user, if its mode says the
@@ -106,14 +137,15 @@ func (d *Dispatcher) register(s *Session, user int64) {
 	}
 	t := d.tracker
 	t.mu.Lock()
-	list := t.mu.users[user]
-	for _, o := range list {
-		if o == s {
-			t.mu.Unlock()
-			return
-		}
+	if _, ok := s.tracked[user]; ok {
+		t.mu.Unlock()
+		return
 	}
-	t.mu.users[user] = append(list, s)
+	if s.tracked == nil {
+		s.tracked = make(map[int64]struct{})
+	}
+	s.tracked[user] = struct{}{}
+	t.mu.users[user] = append(t.mu.users[user], s)
 	// Over the bound: forget other users, telling their sessions to drop
 	// what they cached (Redis evicts the same way).
 	var evicted []int64
@@ -126,6 +158,9 @@ func (d *Dispatcher) register(s *Session, user int64) {
 			continue
 		}
 		delete(t.mu.users, u)
+		for _, o := range l {
+			delete(o.tracked, u)
+		}
 		evicted, lists = append(evicted, u), append(lists, l)
 	}
 	t.mu.Unlock()
@@ -274,9 +309,11 @@ func (s *Session) takeLocked(b []byte) []byte {
 func (d *Dispatcher) Closed(s *Session) { d.trackOff(s) }
 
 func (d *Dispatcher) trackOff(s *Session) {
-	if s.track.Swap(trackOff) != trackOff {
-		d.tracker.active.Add(-1)
+	if s.track.Swap(trackOff) == trackOff {
+		return
 	}
+	d.tracker.forget(s)
+	d.tracker.active.Add(-1)
 	s.push.mu.Lock()
 	s.push.pending = nil
 	s.push.mu.Unlock()
@@ -332,6 +369,11 @@ func clientTracking(_ context.Context, d *Dispatcher, w Writer, s *Session, args
 	}
 	if old := s.track.Swap(mode); old == trackOff {
 		d.tracker.active.Add(1)
+		// This command runs inside a batch of the session's commands that
+		// its driver began without BeginBatch (nothing was tracked):
+		// from now on, invalidations wait for the batch's EndBatch, so
+		// none overtakes the replies of this batch's reads.
+		s.BeginBatch()
 	}
 	s.caching = 0
 	writeOK(w)

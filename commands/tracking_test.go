@@ -24,6 +24,11 @@ func trackingSession(t *testing.T, maxKeys int) (*Dispatcher, *changes, *Session
 			a[i] = []byte(x)
 		}
 		d.Dispatch(context.Background(), w, s, a)
+		// The batch ends, as a driver ends it, but the tests take the
+		// pushes themselves.
+		s.push.mu.Lock()
+		s.push.busy = false
+		s.push.mu.Unlock()
 		return string(w.b)
 	}
 	run("HELLO", "3")
@@ -155,6 +160,58 @@ func TestTrackingTableBound(t *testing.T) {
 	}
 }
 
+// TestTrackingOffLeavesNothing: a session that turns tracking off, or
+// goes, is in no user's list, and the users only it tracked are gone.
+func TestTrackingOffLeavesNothing(t *testing.T) {
+	d, ch, s, run := trackingSession(t, 0)
+	other := NewSession(2, "127.0.0.1:50002", "127.0.0.1:6380", time.Now())
+	runOther := func(args ...string) {
+		a := make([][]byte, len(args))
+		for i, x := range args {
+			a[i] = []byte(x)
+		}
+		d.Dispatch(context.Background(), &bufWriter{}, other, a)
+	}
+	runOther("HELLO", "3")
+	runOther("CLIENT", "TRACKING", "ON")
+	run("CLIENT", "TRACKING", "ON")
+	for _, u := range []string{"1", "2", "3"} {
+		run("RSGET", u, "1")
+	}
+	runOther("RSGET", "2", "1")
+	users := func() map[int64]int {
+		d.tracker.mu.Lock()
+		defer d.tracker.mu.Unlock()
+		m := map[int64]int{}
+		for u, l := range d.tracker.mu.users {
+			m[u] = len(l)
+		}
+		return m
+	}
+	if got := users(); len(got) != 3 || got[2] != 2 {
+		t.Fatalf("tracked before OFF: %v, want users 1, 2 (twice), 3", got)
+	}
+	run("CLIENT", "TRACKING", "OFF")
+	if got := users(); len(got) != 1 || got[2] != 1 {
+		t.Fatalf("tracked after OFF: %v, want user 2 once (the other session)", got)
+	}
+	ch.fn(2)
+	if got := string(s.TakePushes(nil)); got != "" {
+		t.Fatalf("pushes after OFF: %q", got)
+	}
+	run("CLIENT", "TRACKING", "ON")
+	run("RSGET", "3", "1")
+	d.Closed(s)
+	runOther("RSGET", "1", "1")
+	d.Closed(other)
+	if got := users(); len(got) != 0 {
+		t.Fatalf("tracked after both closed: %v", got)
+	}
+	if n := d.tracker.active.Load(); n != 0 {
+		t.Fatalf("%d sessions counted as tracking, want 0", n)
+	}
+}
+
 // BenchmarkTracking is the cost of a tracked RSGET (registration in the
 // tracking table) against an untracked one, and of a change that
 // invalidates a tracking client.
@@ -181,5 +238,47 @@ func BenchmarkTracking(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// TestTrackingOnInsideBatch: a batch that began with tracking off (so its
+// driver did not call BeginBatch) turns it on and reads: an invalidation
+// queued before the batch ends waits for EndBatch, after the batch's
+// replies, instead of going to the pusher ahead of them.
+func TestTrackingOnInsideBatch(t *testing.T) {
+	ch := &changes{}
+	d, _ := newTestDispatcher(t, func(c *Config) { c.Changes = ch })
+	s := NewSession(1, "127.0.0.1:50001", "127.0.0.1:6380", time.Now())
+	pushed := 0
+	s.SetPusher(func(take func([]byte) []byte) { pushed += strings.Count(string(take(nil)), "invalidate") })
+	w := &bufWriter{}
+	for _, cmd := range [][]string{
+		{"HELLO", "3"},
+		{"CLIENT", "TRACKING", "ON"}, {"CLIENT", "TRACKING", "OFF"}, // the pusher is set, no push ever queued
+		{"CLIENT", "TRACKING", "ON"}, {"RSGET", "42", "7"},
+	} {
+		if cmd[0] == "CLIENT" && cmd[2] == "ON" && s.Tracking() {
+			t.Fatal("tracking off, but the session reports it may be sent invalidations")
+		}
+		a := make([][]byte, len(cmd))
+		for i, x := range cmd {
+			a[i] = []byte(x)
+		}
+		d.Dispatch(context.Background(), w, s, a)
+	}
+	ch.fn(42) // another client's change, while the batch is still running
+	if pushed != 0 {
+		t.Fatalf("%d invalidations sent while the batch ran, ahead of its replies", pushed)
+	}
+	var out []byte
+	if err := s.EndBatch(w.b, func(b []byte) error { out = b; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasSuffix(string(out), push42) {
+		t.Fatalf("batch delivered %q, want its replies then the invalidation", out)
+	}
+	ch.fn(42) // between batches, not tracked any more: nothing
+	if pushed != 0 {
+		t.Fatalf("%d invalidations sent for a user the client no longer tracks", pushed)
 	}
 }

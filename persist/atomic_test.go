@@ -57,3 +57,39 @@ func TestAtomically(t *testing.T) {
 		t.Errorf("stored %v: %d after Close, want 8", a, got)
 	}
 }
+
+// TestAtomicallyLoadsConcurrently: the read states a transaction misses
+// are read from the database at once, as GetMany reads them, not one
+// round trip after another: every load is in flight before any returns.
+func TestAtomicallyLoadsConcurrently(t *testing.T) {
+	st := newFakeStore()
+	st.loadGate = make(chan struct{})
+	e := startEngine(t, EngineConfig{Store: st, CacheEntries: 1000, FlushInterval: time.Hour})
+	ctx := context.Background()
+	keys := make([]cache.Key, maxParallelLoads)
+	for i := range keys {
+		keys[i] = cache.Key{User: 1, Channel: int64(i)}
+	}
+	done := make(chan error, 1)
+	go func() {
+		done <- e.Atomically(ctx, keys, func(tx ReadStates) {
+			for _, k := range keys {
+				if _, err := tx.Incr(ctx, k, 1); err != nil {
+					t.Errorf("Incr %v: %v", k, err)
+				}
+			}
+		})
+	}()
+	deadline := time.Now().Add(10 * time.Second)
+	for st.loads.Load() < int64(len(keys)) {
+		if time.Now().After(deadline) {
+			close(st.loadGate)
+			t.Fatalf("%d of %d loads in flight at once, want all", st.loads.Load(), len(keys))
+		}
+		time.Sleep(time.Millisecond)
+	}
+	close(st.loadGate)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}

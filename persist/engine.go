@@ -412,25 +412,36 @@ func (e *Engine) getMany(ctx context.Context, user int64, channels []int64, out 
 			missing = append(missing, i)
 		}
 	}
+	return inParallel(len(missing), func(j int) error {
+		i := missing[j]
+		st, err := e.Get(ctx, cache.Key{User: user, Channel: channels[i]})
+		out[i] = st
+		return err
+	})
+}
+
+// inParallel calls fn(0) ... fn(n-1), up to maxParallelLoads at once, and
+// returns the first error any returned, after all have returned.
+func inParallel(n int, fn func(i int) error) error {
+	if n == 1 {
+		return fn(0)
+	}
 	var (
 		wg    sync.WaitGroup
 		errMu sync.Mutex
 		first error
 		sem   = make(chan struct{}, maxParallelLoads)
 	)
-	for _, i := range missing {
+	for i := range n {
 		sem <- struct{}{}
 		wg.Add(1)
 		go func() {
 			defer func() { <-sem; wg.Done() }()
-			st, err := e.Get(ctx, cache.Key{User: user, Channel: channels[i]})
-			if err != nil {
+			if err := fn(i); err != nil {
 				errMu.Lock()
 				first = cmp.Or(first, err)
 				errMu.Unlock()
-				return
 			}
-			out[i] = st
 		}()
 	}
 	wg.Wait()

@@ -94,7 +94,6 @@ type loopConn struct {
 	pend   bool   // the loop's reply writer holds out (see target)
 	events uint32 // epoll interest registered
 	closed bool   // the socket is closed
-	pusher bool   // the session's pusher is set (client-side caching)
 	linger bool   // after out is sent: shut down writes, drain input, close
 	// lingering: writes are shut down, input is drained until EOF,
 	// lingerBytes or the deadline.
@@ -382,6 +381,14 @@ func (l *eventLoop) add(c *loopConn) {
 		return
 	}
 	l.conns[c.fd] = c
+	// Client-side caching: an invalidation queued between batches comes
+	// to the loop (pushed), which sends it.
+	c.sess.SetPusher(func(func([]byte) []byte) {
+		l.mu.Lock()
+		l.mu.pushed = append(l.mu.pushed, c)
+		l.mu.Unlock()
+		l.wake()
+	})
 	if l.s.closing.Load() {
 		c.closing = true
 		l.flush(c, true)
@@ -439,7 +446,7 @@ func (l *eventLoop) ready(c *loopConn, ev uint32) {
 	c.lastIn = l.now
 	l.target(c)
 	if c.sess.Tracking() {
-		l.beginBatch(c)
+		c.sess.BeginBatch()
 	}
 	if large {
 		c.in = c.in[:len(c.in)+n]
@@ -453,22 +460,6 @@ func (l *eventLoop) ready(c *loopConn, ev uint32) {
 		}
 	}
 	l.send(c)
-}
-
-// beginBatch starts a batch of commands of a connection whose client
-// caches (CLIENT TRACKING): invalidations queued from now on go with its
-// replies, and between batches they come to the loop (pushed).
-func (l *eventLoop) beginBatch(c *loopConn) {
-	if !c.pusher {
-		c.pusher = true
-		c.sess.SetPusher(func(func([]byte) []byte) {
-			l.mu.Lock()
-			l.mu.pushed = append(l.mu.pushed, c)
-			l.mu.Unlock()
-			l.wake()
-		})
-	}
-	c.sess.BeginBatch()
 }
 
 // setReplies is EndBatch's deliver: the replies stay in the reply writer
@@ -595,9 +586,6 @@ func (l *eventLoop) send(c *loopConn) {
 		l.startDeferred(c)
 	}
 	if !c.busy && c.sess.Tracking() {
-		if !c.pusher {
-			l.beginBatch(c) // turned on in this batch: its pusher, now
-		}
 		_ = c.sess.EndBatch(l.rw.b, l.deliver)
 	}
 	b := l.rw.b

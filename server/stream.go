@@ -50,7 +50,6 @@ type streamConn struct {
 		sending int       // the bytes of that batch
 	}
 	writerDead atomic.Bool   // the writer failed
-	pusher     bool          // the session's pusher is set (client-side caching)
 	wake       chan struct{} // the reader queued replies, or is done (cap 1)
 	idle       chan struct{} // the writer has sent everything queued (cap 1)
 	dead       chan struct{} // closed when the writer ends
@@ -79,6 +78,7 @@ func (s *Server) serveStream(nc net.Conn) {
 		dead: make(chan struct{}),
 	}
 	c.tls, _ = nc.(*tls.Conn)
+	c.sess.SetPusher(c.push)
 	go c.writeLoop()
 	err := c.readLoop()
 	c.finish(err)
@@ -140,7 +140,7 @@ func (c *streamConn) readLoop() error {
 			w.b = rb.b[:0]
 			tracking := c.sess.Tracking()
 			if tracking {
-				c.beginBatch()
+				c.sess.BeginBatch()
 			}
 			used := c.run(c.in, &sc, &w, true)
 			c.in = c.in[:copy(c.in, c.in[used:])]
@@ -152,9 +152,6 @@ func (c *streamConn) readLoop() error {
 			}
 			rb.b, w.b = w.b, nil
 			var qerr error
-			if !tracking && c.sess.Tracking() {
-				c.beginBatch() // turned on in this batch: its pusher, now
-			}
 			if tracking || c.sess.Tracking() {
 				// The invalidations queued since the last command go after
 				// the batch's replies, in the same hand-over to the writer.
@@ -192,24 +189,17 @@ func (c *streamConn) readLoop() error {
 	}
 }
 
-// beginBatch starts a batch of commands of a connection whose client
-// caches (CLIENT TRACKING). Between batches, invalidations go to the
-// writer as they are queued.
-func (c *streamConn) beginBatch() {
-	if !c.pusher {
-		c.pusher = true
-		c.sess.SetPusher(func(take func([]byte) []byte) {
-			rb := c.s.getReplyBuf()
-			rb.b = take(rb.b)
-			if c.queue(&rb) != nil {
-				c.nc.Close() // an invalidation must not be dropped: the reader ends
-			}
-			if rb != nil {
-				c.s.putReplyBuf(rb)
-			}
-		})
+// push is the session's pusher (Session.SetPusher): an invalidation
+// queued between batches goes to the writer at once.
+func (c *streamConn) push(take func([]byte) []byte) {
+	rb := c.s.getReplyBuf()
+	rb.b = take(rb.b)
+	if c.queue(&rb) != nil {
+		c.nc.Close() // an invalidation must not be dropped: the reader ends
 	}
-	c.sess.BeginBatch()
+	if rb != nil {
+		c.s.putReplyBuf(rb)
+	}
 }
 
 // queue hands the replies in *rb to the writer: the buffer itself if
