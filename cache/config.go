@@ -140,6 +140,10 @@ func (c *stampClock) stamp() int64 {
 	}
 }
 
+// HighStamp returns the highest stamp issued or observed so far: every
+// later stamp is above it.
+func (c *stampClock) HighStamp() int64 { return c.lastStamp.Load() }
+
 // observe raises the clock so that every later stamp is above stamp.
 func (c *stampClock) observe(stamp int64) {
 	for {

@@ -400,3 +400,28 @@ func (t *ptrTable) Stats() Stats {
 	}
 	return st
 }
+
+// Drop is Table.Drop.
+func (t *ptrTable) Drop(drop func(Key) bool, dirty bool) (dropped, kept int) {
+	for i := range t.shards {
+		s := &t.shards[i]
+		s.mu.Lock()
+		for k, el := range s.items {
+			if !drop(k) {
+				continue
+			}
+			it := el.Value.(*lruItem)
+			if it.loading || (it.dirty && !dirty) {
+				kept++
+				continue
+			}
+			if it.dirty {
+				s.dirty--
+			}
+			s.removeLocked(el)
+			dropped++
+		}
+		s.mu.Unlock()
+	}
+	return dropped, kept
+}

@@ -40,12 +40,6 @@ func role(_ context.Context, _ *Dispatcher, w Writer, _ *Session, _ [][]byte) {
 	w.WriteArray(0)
 }
 
-// READONLY, READWRITE: cluster commands, refused as a Redis without
-// cluster support refuses them (clients use the reply to detect the mode).
-func clusterDisabled(_ context.Context, _ *Dispatcher, w Writer, s *Session, _ [][]byte) {
-	s.writeError(w, "ERR This instance has cluster support disabled")
-}
-
 // CLIENT REPLY ON|OFF|SKIP. ON answers +OK; OFF and SKIP answer nothing
 // (see Dispatcher.dispatch, which mutes the replies).
 func clientReply(_ context.Context, _ *Dispatcher, w Writer, s *Session, args [][]byte) {

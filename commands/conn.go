@@ -134,7 +134,9 @@ func hello(_ context.Context, d *Dispatcher, w Writer, s *Session, args [][]byte
 	// The reply is in the new protocol, as in Redis.
 	s.writeMap(w, 7)
 	w.WriteBulkString("server")
-	w.WriteBulkString("readstates")
+	// "redis", as servers of the protocol say (clients check it before
+	// they use client-side caching); INFO says which server this is.
+	w.WriteBulkString("redis")
 	w.WriteBulkString("version")
 	w.WriteBulkString(RedisVersion)
 	w.WriteBulkString("proto")
@@ -142,7 +144,11 @@ func hello(_ context.Context, d *Dispatcher, w Writer, s *Session, args [][]byte
 	w.WriteBulkString("id")
 	w.WriteInt64(s.id)
 	w.WriteBulkString("mode")
-	w.WriteBulkString("standalone")
+	if d.cluster != nil {
+		w.WriteBulkString("cluster")
+	} else {
+		w.WriteBulkString("standalone")
+	}
 	w.WriteBulkString("role")
 	w.WriteBulkString("master")
 	w.WriteBulkString("modules")

@@ -51,6 +51,10 @@ type Config struct {
 	// tracking-table-max-keys: past it, some are forgotten and their
 	// clients told to drop them.
 	TrackingTableMaxKeys int
+	// Cluster, if set, makes the server a node of that cluster: commands
+	// with a key run only on the node that serves its slot (the others
+	// redirect with -MOVED), and CLUSTER describes the cluster.
+	Cluster Cluster
 	// Observe, if set, is called after every command with the command
 	// (nil if unknown), whether its reply was an error, and how long it
 	// took to run (the server's Prometheus metrics). It must not block.
@@ -65,7 +69,10 @@ const DefaultMaxChannels = 10000
 
 // RedisVersion is the Redis version the server claims to be compatible
 // with (HELLO, INFO redis_version): clients and tools pick features by it.
-const RedisVersion = "7.2.0"
+// 7.4: Jedis and redis-py turn their client-side caches on only for a
+// server that says it is Redis 7.4 or later, whose CLIENT TRACKING this
+// server implements for the read states.
+const RedisVersion = "7.4.0"
 
 // Host is what the connection-level commands need to see of the server.
 // Implementations are safe for concurrent use.
@@ -113,6 +120,7 @@ type Dispatcher struct {
 
 	changes ChangeSource // nil: no CLIENT TRACKING
 	tracker *tracker
+	cluster Cluster // nil: not a cluster node
 
 	cmdStats []cmdStats // by Command.Index
 	pcts     atomic.Pointer[[]float64]
@@ -139,6 +147,7 @@ func New(cfg Config) (*Dispatcher, error) {
 		now:         cfg.Now,
 		observe:     cfg.Observe,
 		changes:     cfg.Changes,
+		cluster:     cfg.Cluster,
 		tracker:     newTracker(cmp.Or(cfg.TrackingTableMaxKeys, DefaultTrackingTableMaxKeys)),
 	}
 	if d.changes != nil {
@@ -251,7 +260,17 @@ func (d *Dispatcher) dispatch(ctx context.Context, w Writer, s *Session, args []
 		return cmd, s.failed
 	}
 	s.noWait = noWait
-	cmd.run(ctx, d, w, s, args)
+	if d.cluster != nil && cmd.FirstKey == 1 {
+		slot, ok := d.route(w, s, args[1])
+		if !ok {
+			d.record(cmd, false, true, time.Since(start))
+			return cmd, true
+		}
+		cmd.run(ctx, d, w, s, args)
+		d.cluster.Exit(slot)
+	} else {
+		cmd.run(ctx, d, w, s, args)
+	}
 	if s.deferred {
 		s.skipNext = skip          // it runs again, and is the one to mute
 		s.commands.Add(^uint64(0)) // counted when it runs

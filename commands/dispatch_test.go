@@ -247,7 +247,7 @@ func TestInfo(t *testing.T) {
 	}
 	all := run("INFO")
 	for _, want := range []string{
-		"# Server\r\n", "redis_version:7.2.0\r\n", "readstates_version:test\r\n", "tcp_port:6380\r\n",
+		"# Server\r\n", "redis_version:7.4.0\r\n", "readstates_version:test\r\n", "tcp_port:6380\r\n",
 		"uptime_in_seconds:100\r\n",
 		"# Clients\r\n", "connected_clients:0\r\n", "maxclients:10000\r\n",
 		"# Memory\r\n", "used_memory:", "go_heap_objects_bytes:",

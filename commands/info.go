@@ -74,7 +74,11 @@ func info(_ context.Context, d *Dispatcher, w Writer, s *Session, args [][]byte)
 		up := int64(now.Sub(d.started) / time.Second)
 		b = field(b, "redis_version", RedisVersion)
 		b = field(b, "readstates_version", d.version)
-		b = field(b, "redis_mode", "standalone")
+		if d.cluster != nil {
+			b = field(b, "redis_mode", "cluster")
+		} else {
+			b = field(b, "redis_mode", "standalone")
+		}
 		b = field(b, "os", runtime.GOOS+" "+runtime.GOARCH)
 		b = field(b, "arch_bits", strconv.Itoa(strconv.IntSize))
 		b = field(b, "go_version", runtime.Version())
@@ -147,6 +151,12 @@ func info(_ context.Context, d *Dispatcher, w Writer, s *Session, args [][]byte)
 		b = field(b, "role", "master")
 		b = field(b, "connected_slaves", "0")
 		return b
+	})
+	section("Cluster", func(b []byte) []byte {
+		if d.cluster == nil {
+			return field(b, "cluster_enabled", "0")
+		}
+		return field(b, "cluster_enabled", "1")
 	})
 	section("Keyspace", func(b []byte) []byte {
 		b = append(b, "db0:keys="...)

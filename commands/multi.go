@@ -34,6 +34,8 @@ type txQueue struct {
 	keys  int        // read states the queued commands name, at most
 	bytes int        // of the queued commands' arguments
 	dirty bool       // a command was refused: EXEC aborts
+	slot  int        // cluster mode: the slot of the queued keys, -1 before the first
+	keyAt int        // cluster mode: the queued command that set slot
 }
 
 // MULTI
@@ -42,7 +44,7 @@ func multi(_ context.Context, _ *Dispatcher, w Writer, s *Session, _ [][]byte) {
 		s.writeError(w, "ERR MULTI calls can not be nested")
 		return
 	}
-	s.multi = &txQueue{}
+	s.multi = &txQueue{slot: -1}
 	writeOK(w)
 }
 
@@ -68,6 +70,10 @@ func (d *Dispatcher) queue(w Writer, s *Session, cmd *Command, args [][]byte) {
 	case len(q.cmds) >= maxTxCommands:
 		q.dirty = true
 		s.writeError(w, "ERR transaction too long: at most "+strconv.Itoa(maxTxCommands)+" commands between MULTI and EXEC")
+		return
+	}
+	if d.cluster != nil && cmd.FirstKey == 1 && !d.txSlot(w, s, args[1]) {
+		q.dirty = true
 		return
 	}
 	if cmd.keys != nil {
@@ -112,6 +118,15 @@ func exec(ctx context.Context, d *Dispatcher, w Writer, s *Session, _ [][]byte) 
 		if k := cmds[i].keys; k != nil {
 			keys = k(args, keys)
 		}
+	}
+	if d.cluster != nil && q.slot >= 0 {
+		// The slot may have moved since the commands were queued.
+		slot, ok := d.route(w, s, q.cmds[q.keyAt][1])
+		if !ok {
+			s.multi = nil
+			return
+		}
+		defer d.cluster.Exit(slot)
 	}
 	ran := false
 	err := d.readStates(s).Atomically(ctx, keys, func(tx persist.ReadStates) {

@@ -186,7 +186,24 @@ func table() []*Command {
 		{Name: "command|list", Arity: -2, handler: commandList, Summary: "Returns a list of command names.", Since: "7.0.0", Complexity: "O(N) where N is the total number of Redis commands"},
 		{Name: "command|help", Arity: 2, handler: commandHelp, Summary: "Returns helpful text about the different subcommands.", Since: "5.0.0", Complexity: "O(1)"},
 	}
-	for _, c := range [...]*Command{client, config, latency, command} {
+	clusterCmd := &Command{
+		Name: "cluster", Arity: -2, handler: clusterHelp, Group: "cluster",
+		Flags: []string{"loading", "stale"}, ACL: []string{"@slow"},
+		Summary: "A container for Redis Cluster commands.", Since: "3.0.0",
+		Complexity: "Depends on subcommand.",
+	}
+	clusterCmd.Subcommands = []*Command{
+		{Name: "cluster|info", Arity: 2, handler: clusterInfo, Summary: "Returns information about the state of a node.", Since: "3.0.0", Complexity: "O(1)"},
+		{Name: "cluster|myid", Arity: 2, handler: clusterMyID, Summary: "Returns the ID of a node.", Since: "3.0.0", Complexity: "O(1)"},
+		{Name: "cluster|myshardid", Arity: 2, handler: clusterMyID, Summary: "Returns the shard ID of a node.", Since: "7.2.0", Complexity: "O(1)"},
+		{Name: "cluster|keyslot", Arity: 3, handler: clusterKeySlot, Summary: "Returns the hash slot for a key.", Since: "3.0.0", Complexity: "O(N) where N is the number of bytes in the key"},
+		{Name: "cluster|countkeysinslot", Arity: 3, handler: clusterCountKeys, Summary: "Returns the number of keys in a hash slot.", Since: "3.0.0", Complexity: "O(1)"},
+		{Name: "cluster|nodes", Arity: 2, handler: clusterNodes, Summary: "Returns the cluster configuration for a node.", Since: "3.0.0", Complexity: "O(N) where N is the total number of Cluster nodes"},
+		{Name: "cluster|slots", Arity: 2, handler: clusterSlots, Summary: "Returns the mapping of cluster slots to nodes.", Since: "3.0.0", Complexity: "O(N) where N is the total number of Cluster nodes"},
+		{Name: "cluster|shards", Arity: 2, handler: clusterShards, Summary: "Returns the mapping of cluster slots to shards.", Since: "7.0.0", Complexity: "O(N) where N is the total number of cluster nodes"},
+		{Name: "cluster|help", Arity: 2, handler: clusterHelp, Summary: "Returns helpful text about the different subcommands.", Since: "5.0.0", Complexity: "O(1)"},
+	}
+	for _, c := range [...]*Command{client, config, latency, command, clusterCmd} {
 		for _, sub := range c.Subcommands {
 			sub.Group = c.Group
 			if sub.Flags == nil {
@@ -259,13 +276,19 @@ func table() []*Command {
 			Flags: []string{"noscript", "loading", "stale", "fast"}, ACL: []string{"@admin", "@fast", "@dangerous"},
 			Group: "server", Since: "2.8.12", Complexity: "O(1)", Summary: "Returns the replication role.",
 		},
+		clusterCmd,
 		{
-			Name: "readonly", Arity: 1, handler: clusterDisabled,
+			Name: "asking", Arity: 1, handler: asking,
+			Flags: []string{"fast"}, ACL: []string{"@fast", "@connection"},
+			Group: "cluster", Since: "3.0.0", Complexity: "O(1)", Summary: "Signals that a cluster client is following an -ASK redirect.",
+		},
+		{
+			Name: "readonly", Arity: 1, handler: readOnly,
 			Flags: []string{"loading", "stale", "fast"}, ACL: []string{"@fast", "@connection"},
 			Group: "cluster", Since: "3.0.0", Complexity: "O(1)", Summary: "Enables read-only queries for a connection to a Redis Cluster replica node.",
 		},
 		{
-			Name: "readwrite", Arity: 1, handler: clusterDisabled,
+			Name: "readwrite", Arity: 1, handler: readOnly,
 			Flags: []string{"loading", "stale", "fast"}, ACL: []string{"@fast", "@connection"},
 			Group: "cluster", Since: "3.0.0", Complexity: "O(1)", Summary: "Enables read-write queries for a connection to a Redis Cluster replica node.",
 		},

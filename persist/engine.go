@@ -54,6 +54,12 @@ type EngineConfig struct {
 	// stamps stay above every stamp loaded from the store whatever it
 	// says.
 	Now func() time.Time
+	// LogicalStamps makes stamps follow no clock at all: each is one above
+	// the highest issued, loaded or fenced (Engine.Fence) before. A
+	// cluster node needs it: a node whose clock runs ahead must not be
+	// able to stamp an old change above the newer one of the node that
+	// took its users over. Now is then unused.
+	LogicalStamps bool
 	// Journal, if set, is the local journal every change is recorded in
 	// before it is acknowledged. NewEngine opens it and queues what it
 	// holds for writing (before any command can run), and Close releases
@@ -81,6 +87,7 @@ type Engine struct {
 	watch         atomic.Pointer[func(user int64)] // see Watch
 	store         Store
 	table         *cache.Table
+	logical       bool // EngineConfig.LogicalStamps
 	log           *slog.Logger
 	flushInterval time.Duration
 	maxPending    int
@@ -121,10 +128,11 @@ type pendingRecord struct {
 	state cache.State
 	stamp int64
 	since int64 // when the key entered the queue, for the age figure
-	// replayed: read back from the journal at start. The store may hold a
-	// newer state of the key (written before the crash, its journal
-	// record lost with the unwritten tail), so read-through compares the
-	// two.
+	// replayed: read back from the journal at start, or kept by Discard.
+	// The store may hold a newer state of the key (written before the
+	// crash, its journal record lost with the unwritten tail; written by
+	// the cluster node that took the user over), so read-through compares
+	// the two.
 	replayed bool
 }
 
@@ -169,6 +177,9 @@ func NewEngine(cfg EngineConfig) (*Engine, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
+	if cfg.LogicalStamps {
+		cfg.Now = func() time.Time { return time.UnixMicro(0) }
+	}
 	e := &Engine{
 		store:         cfg.Store,
 		log:           cfg.Logger,
@@ -179,6 +190,7 @@ func NewEngine(cfg EngineConfig) (*Engine, error) {
 		fullWait:      cfg.FullWait,
 		observeLoad:   cfg.ObserveLoad,
 		now:           cfg.Now,
+		logical:       cfg.LogicalStamps,
 		wake:          make(chan struct{}, 1),
 		flights:       make(map[cache.Key]*flight),
 	}
@@ -523,6 +535,9 @@ func (e *Engine) fetch(ctx context.Context, k cache.Key) error {
 // ahead. Nothing is lost (the table stamps the next change above it), but
 // an operator should know.
 func (e *Engine) checkStamp(k cache.Key, stamp int64) {
+	if e.logical {
+		return // stamps follow no clock
+	}
 	now := e.now()
 	ahead := time.Duration(stamp-now.UnixMicro()) * time.Microsecond
 	if ahead <= time.Second {

@@ -63,6 +63,9 @@ type Config struct {
 	// TrackingTableMaxKeys bounds the users the client-side caching table
 	// remembers (default commands.DefaultTrackingTableMaxKeys).
 	TrackingTableMaxKeys int
+	// Cluster, if set, makes the server a node of a cluster (see
+	// commands.Config.Cluster and package cluster).
+	Cluster commands.Cluster
 	// TLS, if set, makes the server speak TLS only (on Addr, or the
 	// listener given to Serve). It is cloned; its MinVersion is raised to
 	// TLS 1.2. The protocol limits and deadlines apply to the decrypted
@@ -257,6 +260,7 @@ func New(cfg Config, backend Backend) (*Server, error) {
 	disp, err := commands.New(commands.Config{
 		Changes:              changes,
 		TrackingTableMaxKeys: cfg.TrackingTableMaxKeys,
+		Cluster:              cfg.Cluster,
 		Observe:              observe,
 		Backend:              backend,
 		NoWait:               backend.NoWait(),

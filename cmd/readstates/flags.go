@@ -28,6 +28,9 @@ type options struct {
 	journalPolicy   journal.Policy
 	journalRepair   bool
 	clockOffset     time.Duration
+	cluster         bool
+	clusterAnnounce string
+	clusterLease    time.Duration
 	logLevel        string
 	logFormat       string
 	pprofAddr       string
@@ -72,6 +75,9 @@ func parseFlags(args []string, lookupEnv func(string) (string, bool), out io.Wri
 	fs.DurationVar(&o.clockOffset, "clock-offset", 0, "add this to the wall clock the server reads (testing: rehearse a clock step; stamps stay correct whatever the clock says)")
 	fs.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&o.logFormat, "log-format", "text", "text or json")
+	fs.BoolVar(&o.cluster, "cluster", false, "run as a node of a cluster over one Cassandra cluster, routed by the Redis Cluster protocol (needs --cassandra-hosts; the node id is kept in --data-dir)")
+	fs.StringVar(&o.clusterAnnounce, "cluster-announce-addr", "", "host:port clients are told to connect to for this node's slots (default: --addr)")
+	fs.DurationVar(&o.clusterLease, "cluster-lease", 10*time.Second, "how long a node serves its slots after a renewal of its lease in Cassandra; a dead node's slots are taken over this long (plus a fifth of it) after its last renewal")
 	c := &o.cassandra
 	fs.StringVar(&o.cassandraHosts, "cassandra-hosts", "", "comma-separated Cassandra contact points (host or host:port); set to use Cassandra instead of the embedded store")
 	fs.StringVar(&c.Keyspace, "cassandra-keyspace", "readstates", "keyspace, created if missing")
@@ -127,6 +133,14 @@ func parseFlags(args []string, lookupEnv func(string) (string, bool), out io.Wri
 		return nil, err
 	}
 	switch {
+	case o.cluster && len(c.Hosts) == 0:
+		err := errors.New("--cluster needs --cassandra-hosts: the nodes share one Cassandra cluster, where they claim their slots (the embedded store is one machine's)")
+		fmt.Fprintln(out, err)
+		return nil, err
+	case o.cluster && o.clusterLease < time.Second:
+		err := fmt.Errorf("--cluster-lease: %v is under 1s: a lease must outlast a few Cassandra round trips", o.clusterLease)
+		fmt.Fprintln(out, err)
+		return nil, err
 	case o.shutdownTimeout <= 0:
 		err := fmt.Errorf("--shutdown-timeout: %v is not positive: the final write needs time", o.shutdownTimeout)
 		fmt.Fprintln(out, err)

@@ -5,12 +5,14 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -19,6 +21,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/readstates/readstates/cluster"
 	"github.com/readstates/readstates/persist"
 	"github.com/readstates/readstates/persist/cassandrastore"
 	"github.com/readstates/readstates/persist/journal"
@@ -184,6 +187,9 @@ func serve(ctx context.Context, requestShutdown func(), o *options, log *slog.Lo
 		log.Warn("the wall clock is offset (--clock-offset)", "offset", o.clockOffset)
 		ecfg.Now = func() time.Time { return time.Now().Add(o.clockOffset) }
 	}
+	if o.cluster {
+		ecfg.LogicalStamps = true // see package cluster: fencing
+	}
 	if o.journal {
 		ecfg.Journal = &journal.Options{Dir: filepath.Join(o.dataDir, "journal"), Policy: o.journalPolicy, Repair: o.journalRepair}
 	}
@@ -202,7 +208,29 @@ func serve(ctx context.Context, requestShutdown func(), o *options, log *slog.Lo
 	runDone := make(chan error, 1)
 	go func() { runDone <- engine.Run(runCtx) }()
 
+	var node *cluster.Node
+	if o.cluster {
+		if node, err = newNode(o, store, engine, log); err != nil {
+			stopRun()
+			<-runDone
+			cctx, cancel := context.WithTimeout(context.Background(), o.shutdownTimeout)
+			defer cancel()
+			return errors.Join(err, closeEngine(cctx, engine, log))
+		}
+	}
+	nodeCtx, stopNode := context.WithCancel(context.Background())
+	defer stopNode()
+	nodeDone := make(chan error, 1)
+	if node != nil {
+		go func() { nodeDone <- node.Run(nodeCtx) }()
+	} else {
+		close(nodeDone)
+	}
+
 	cfg := o.server
+	if node != nil {
+		cfg.Cluster = node
+	}
 	cfg.TLS = tlsConfig
 	cfg.Metrics = metrics
 	cfg.OnShutdown = requestShutdown
@@ -226,6 +254,17 @@ func serve(ctx context.Context, requestShutdown func(), o *options, log *slog.Lo
 			"drain_timeout", o.drainTimeout, "shutdown_timeout", o.shutdownTimeout)
 	case serveErr = <-serveDone: // could not listen
 	}
+	if node != nil {
+		// The node hands its slots over while it still serves: a client
+		// of a slot that moved is redirected to its new owner.
+		lctx, cancelLeave := context.WithTimeout(context.Background(), o.shutdownTimeout)
+		if err := node.Leave(lctx); err != nil {
+			log.Warn("cluster: slots not handed over: the other nodes take them when this node's lease runs out", "err", err)
+		}
+		cancelLeave()
+		stopNode()
+		<-nodeDone
+	}
 	// The drain and the final flush have budgets of their own: a client
 	// that does not read its replies can hold the drain to its end, and
 	// must not take the time the acknowledged changes need to be written.
@@ -248,6 +287,28 @@ func serve(ctx context.Context, requestShutdown func(), o *options, log *slog.Lo
 	fctx, cancelFlush := context.WithTimeout(context.Background(), o.shutdownTimeout)
 	defer cancelFlush()
 	return errors.Join(serveErr, closeEngine(fctx, engine, log))
+}
+
+// newNode makes this process a cluster node over the Cassandra store.
+func newNode(o *options, store persist.Store, engine *persist.Engine, log *slog.Logger) (*cluster.Node, error) {
+	cs, ok := store.(*cassandrastore.Store)
+	if !ok {
+		return nil, errors.New("--cluster needs the Cassandra store")
+	}
+	addr := cmp.Or(o.clusterAnnounce, o.server.Addr)
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil || port == "" || host == "" || net.ParseIP(host).IsUnspecified() {
+		return nil, fmt.Errorf("cluster: %q is not an address clients can connect to: set --cluster-announce-addr host:port", addr)
+	}
+	id, err := cluster.NodeID(o.dataDir)
+	if err != nil {
+		return nil, err
+	}
+	log.Info("cluster: node", "id", id, "announce", addr, "lease", o.clusterLease)
+	return cluster.NewNode(cluster.Config{
+		ID: id, Addr: addr, Lease: o.clusterLease,
+		Store: cs.Coordinator(), Host: engine, Logger: log,
+	})
 }
 
 // closeEngine writes every change left and releases the cache.

@@ -39,7 +39,8 @@ import (
 // A Cassandra is safe for concurrent use. Errors that mean "try again later"
 // (timeouts, unavailable replicas, no connection) wrap persist.ErrUnavailable.
 type Store struct {
-	session *gocql.Session
+	session  *gocql.Session
+	keyspace string
 	// insertCQL and loadCQL are fixed at Open: gocql prepares each distinct
 	// query string once and caches it.
 	insertCQL string
@@ -148,7 +149,8 @@ func openCassandra(ctx context.Context, cfg Config, logger *slog.Logger, tweak f
 	}
 	ks := cfg.Keyspace
 	c := &Store{
-		session: session,
+		session:  session,
+		keyspace: ks,
 		insertCQL: "INSERT INTO " + ks + ".read_states (user_id, channel_id, mention_count, last_message_id)" +
 			" VALUES (?, ?, ?, ?) USING TIMESTAMP ?",
 		loadCQL: "SELECT mention_count, last_message_id, WRITETIME(mention_count), WRITETIME(last_message_id)" +

@@ -1,0 +1,57 @@
+package persist
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/readstates/readstates/cache"
+)
+
+// Release makes every change durable (Sync) and then drops from the cache
+// the read states of the users it is given, which the caller has stopped
+// serving: a cluster node handing them to another. When Release returns
+// nil, the Store holds their newest states and this engine holds none of
+// them, so a later read of one (the users came back) reads the Store.
+//
+// REQUIRES: no operation on those users runs, or starts before Release
+// returns.
+func (e *Engine) Release(ctx context.Context, users func(user int64) bool) error {
+	if err := e.Sync(ctx); err != nil {
+		return fmt.Errorf("release: %w", err)
+	}
+	if _, kept := e.table.Drop(func(k cache.Key) bool { return users(k.User) }, false); kept > 0 {
+		return fmt.Errorf("release: %d read states changed or loading while they were released", kept)
+	}
+	return nil
+}
+
+// Discard drops from the cache the read states of the users it is given,
+// written or not: a cluster node whose lease lapsed no longer owns them,
+// and what it had not written is lost (the new owner stamps its own
+// changes above it; see package cluster). Their records still in the
+// write queue stay there and are written, but read-through no longer
+// trusts them over the Store: it takes the newer of the two, as for
+// records replayed from the journal. It returns how many read states it
+// dropped from the cache.
+//
+// REQUIRES: no operation on those users runs, or starts before Discard
+// returns.
+func (e *Engine) Discard(users func(user int64) bool) int {
+	e.mu.Lock()
+	for k, rec := range e.mu.pending {
+		if users(k.User) && !rec.replayed {
+			rec.replayed = true
+			e.mu.pending[k] = rec
+		}
+	}
+	e.mu.Unlock()
+	dropped, _ := e.table.Drop(func(k cache.Key) bool { return users(k.User) }, true)
+	return dropped
+}
+
+// Fence makes every later stamp greater than stamp (see
+// EngineConfig.LogicalStamps).
+func (e *Engine) Fence(stamp int64) { e.table.Observe(stamp) }
+
+// HighStamp returns the highest stamp issued, loaded or fenced so far.
+func (e *Engine) HighStamp() int64 { return e.table.HighStamp() }

@@ -1,0 +1,408 @@
+//go:build cassandra
+
+package tests
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"os/exec"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// The cluster (package cluster) through its real parts: readstates nodes
+// as processes over one keyspace of the test Cassandra node, driven by
+// go-redis's ClusterClient and redis-cli -c with their default options.
+
+const clusterLease = 3 * time.Second
+
+// startClusterNode starts a node of the cluster in keyspace ks.
+func startClusterNode(t *testing.T, ks string) *serverProc {
+	t.Helper()
+	return startCassandraServer(t, ks, "--cluster", "--cluster-lease", clusterLease.String(),
+		"--flush-interval", "1s")
+}
+
+// clusterMap is what CLUSTER SLOTS says: the address serving each range.
+func clusterMap(ctx context.Context, addr string) (string, error) {
+	c := redis.NewClient(&redis.Options{Addr: addr, MaxRetries: -1})
+	defer c.Close()
+	slots, err := c.ClusterSlots(ctx).Result()
+	if err != nil {
+		return "", err
+	}
+	var b strings.Builder
+	covered := 0
+	for _, s := range slots {
+		fmt.Fprintf(&b, "%d-%d:%s ", s.Start, s.End, s.Nodes[0].Addr)
+		covered += s.End - s.Start + 1
+	}
+	if covered != 16384 {
+		return b.String(), fmt.Errorf("%d slots served", covered)
+	}
+	return b.String(), nil
+}
+
+// waitClusterOK waits until every node serves all 16384 slots with the
+// same map and says cluster_state:ok; it returns how long that took.
+func waitClusterOK(t *testing.T, nodes []*serverProc, within time.Duration) time.Duration {
+	t.Helper()
+	start := time.Now()
+	ctx := testCtx(t)
+	var last string
+	for time.Since(start) < within {
+		maps := map[string]bool{}
+		ok := true
+		for _, n := range nodes {
+			m, err := clusterMap(ctx, n.addr)
+			if err != nil {
+				ok, last = false, fmt.Sprintf("%s: %v (%s)", n.addr, err, m)
+				break
+			}
+			info, err := redis.NewClient(&redis.Options{Addr: n.addr}).ClusterInfo(ctx).Result()
+			if err != nil || !strings.Contains(info, "cluster_state:ok") {
+				ok, last = false, fmt.Sprintf("%s: CLUSTER INFO %v %q", n.addr, err, info)
+				break
+			}
+			maps[m] = true
+		}
+		if ok && len(maps) == 1 {
+			return time.Since(start)
+		}
+		if ok {
+			last = fmt.Sprintf("%d different maps", len(maps))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Fatalf("the cluster did not serve every slot with one map within %v: %s", within, last)
+	return 0
+}
+
+func clusterClient(nodes ...*serverProc) *redis.ClusterClient {
+	var addrs []string
+	for _, n := range nodes {
+		addrs = append(addrs, n.addr)
+	}
+	return redis.NewClusterClient(&redis.ClusterOptions{Addrs: addrs})
+}
+
+// clusterLoad increments read states of its users from several
+// goroutines through a cluster client, retrying what fails, and keeps
+// what was acknowledged (the lower bound of each state) and what was
+// sent without an answer (the upper bound's excess).
+type clusterLoad struct {
+	mu       sync.Mutex
+	acked    map[[2]int64]int64
+	unknown  map[[2]int64]int64
+	errs     map[string]int
+	longest  time.Duration // the longest an increment took, retries included
+	stop     chan struct{}
+	wg       sync.WaitGroup
+	ops      atomic.Int64
+	lastAck  map[[2]int64]time.Time
+	userBase int64
+}
+
+func startClusterLoad(t *testing.T, c *redis.ClusterClient, userBase int64, users, workers int) *clusterLoad {
+	l := &clusterLoad{
+		acked: map[[2]int64]int64{}, unknown: map[[2]int64]int64{}, errs: map[string]int{},
+		lastAck: map[[2]int64]time.Time{}, stop: make(chan struct{}), userBase: userBase,
+	}
+	for w := range workers {
+		l.wg.Add(1)
+		go func() {
+			defer l.wg.Done()
+			rng := rand.New(rand.NewPCG(uint64(w), uint64(userBase)))
+			for {
+				select {
+				case <-l.stop:
+					return
+				default:
+				}
+				// Each worker owns the users u with u % workers == w: no two
+				// increments of one read state race.
+				u := userBase + int64(rng.IntN(users/workers)*workers+w)
+				k := [2]int64{u, int64(rng.IntN(4))}
+				start := time.Now()
+				for attempt := 0; ; attempt++ {
+					ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+					err := c.Do(ctx, "RSINCR", u, k[1]).Err()
+					cancel()
+					if err == nil {
+						l.mu.Lock()
+						l.acked[k]++
+						l.lastAck[k] = time.Now()
+						l.longest = max(l.longest, time.Since(start))
+						l.mu.Unlock()
+						l.ops.Add(1)
+						break
+					}
+					kind := errKind(err)
+					l.mu.Lock()
+					l.errs[kind]++
+					if kind == "other" {
+						// Sent, maybe applied, no answer: this increment is
+						// in neither bound until the state is read.
+						l.unknown[k]++
+					}
+					l.mu.Unlock()
+					if kind == "other" || attempt > 200 {
+						break
+					}
+					time.Sleep(20 * time.Millisecond)
+				}
+			}
+		}()
+	}
+	return l
+}
+
+func errKind(err error) string {
+	s := err.Error()
+	for _, p := range []string{"TRYAGAIN", "MOVED", "CLUSTERDOWN"} {
+		if strings.HasPrefix(s, p) {
+			return p // refused before anything ran
+		}
+	}
+	return "other"
+}
+
+func (l *clusterLoad) halt() {
+	close(l.stop)
+	l.wg.Wait()
+}
+
+// check reads every state the load touched and compares it with what was
+// acknowledged: exact, or within the unanswered attempts; lost counts the
+// acknowledged increments missing, for the users in lossy (nil: none may
+// lose any).
+func (l *clusterLoad) check(t *testing.T, nodes []*serverProc, lossy func(user int64) bool, killedAt time.Time) (lost int64, oldest time.Duration) {
+	t.Helper()
+	ctx := testCtx(t)
+	// A client of the nodes still up: one whose map names a node gone
+	// keeps dialing it until it reloads (go-redis: a map 10s old).
+	c := clusterClient(nodes...)
+	defer c.Close()
+	bad := 0
+	for k, want := range l.acked {
+		var got []int64
+		var err error
+		// Retried: the client's map may still name a node that left (go-redis
+		// reloads a map older than 10s).
+		for attempt := 0; attempt < 400; attempt++ {
+			if got, err = c.Do(ctx, "RSGET", k[0], k[1]).Int64Slice(); err == nil {
+				break
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		if err != nil {
+			t.Fatalf("RSGET %d %d: %v", k[0], k[1], err)
+		}
+		switch {
+		case got[0] >= want && got[0] <= want+l.unknown[k]:
+		case got[0] < want && lossy != nil && lossy(k[0]):
+			lost += want - got[0]
+			oldest = max(oldest, killedAt.Sub(l.lastAck[k]))
+		default:
+			if bad++; bad <= 10 {
+				t.Errorf("read state %d/%d: %d, want %d acknowledged (+ up to %d unanswered)", k[0], k[1], got[0], want, l.unknown[k])
+			}
+		}
+	}
+	if bad > 0 {
+		t.Errorf("%d of %d read states wrong", bad, len(l.acked))
+	}
+	return lost, oldest
+}
+
+// TestClusterCassandra: three nodes start and serve every slot with one
+// map; go-redis's ClusterClient and redis-cli -c run the read-state
+// commands, pipelines included; then, under load, a node leaves by
+// SIGTERM (0 lost), a new one joins (0 lost, it gets its share), and one
+// is killed (the others serve its slots within lease + margin, every
+// other user exact).
+func TestClusterCassandra(t *testing.T) {
+	requireCassandra(t)
+	ks := cassandraKeyspace(t)
+	nodes := []*serverProc{startClusterNode(t, ks), startClusterNode(t, ks), startClusterNode(t, ks)}
+	took := waitClusterOK(t, nodes, 30*time.Second)
+	t.Logf("3 nodes: every slot served, one map, after %v", took)
+
+	c := clusterClient(nodes...)
+	defer c.Close()
+	ctx := testCtx(t)
+
+	// Every command, one by one and in a cluster pipeline.
+	if n, err := c.Do(ctx, "RSINCR", 42, 7, 3).Int64(); err != nil || n != 3 {
+		t.Fatalf("RSINCR 42 7 3: %v %v", n, err)
+	}
+	cmds, err := c.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for u := int64(1000); u < 1300; u++ {
+			p.Do(ctx, "RSINCR", u, 1, u%5+1)
+			p.Do(ctx, "RSRESET", u, 2, u*10)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("cluster pipeline: %v", err)
+	}
+	for i, cmd := range cmds {
+		u := 1000 + int64(i/2)
+		if n, err := cmd.(*redis.Cmd).Int64(); err != nil || (i%2 == 0 && n != u%5+1) || (i%2 == 1 && n != 0) {
+			t.Fatalf("pipeline reply %d (user %d): %v %v", i, u, n, err)
+		}
+	}
+	for u := int64(1000); u < 1300; u += 37 {
+		got, err := c.Do(ctx, "RSMGET", u, 1, 2, 3).Slice()
+		if err != nil {
+			t.Fatalf("RSMGET %d: %v", u, err)
+		}
+		want := fmt.Sprint([]any{[]any{u%5 + 1, int64(0)}, []any{int64(0), u * 10}, []any{int64(0), int64(0)}})
+		if fmt.Sprint(got) != want {
+			t.Fatalf("RSMGET %d 1 2 3: %v, want %v", u, got, want)
+		}
+	}
+	// Every node serves a third of the users: a plain client on one node
+	// is redirected for the others.
+	moved := 0
+	plain := redis.NewClient(&redis.Options{Addr: nodes[0].addr})
+	defer plain.Close()
+	for u := int64(1000); u < 1300; u++ {
+		if err := plain.Do(ctx, "RSGET", u, 1).Err(); err != nil && strings.HasPrefix(err.Error(), "MOVED ") {
+			moved++
+		}
+	}
+	if moved < 100 || moved > 300-50 {
+		t.Fatalf("%d of 300 users redirected from one node of three", moved)
+	}
+	if cli, err := exec.LookPath("redis-cli"); err == nil {
+		host, port := splitAddr(t, nodes[1].addr)
+		out, err := exec.CommandContext(ctx, cli, "-c", "-h", host, "-p", port, "RSGET", "42", "7").CombinedOutput()
+		if err != nil || strings.Fields(string(out))[0] != "3" {
+			t.Fatalf("redis-cli -c RSGET 42 7: %v %q", err, out)
+		}
+	}
+	if err := plain.Do(ctx, "RSGET", "042", 7).Err(); err == nil || !strings.Contains(err.Error(), "canonical") {
+		t.Fatalf("RSGET 042 7 in cluster mode: %v, want the non-canonical id refused", err)
+	}
+
+	// SIGTERM of a node under load: 0 lost.
+	load := startClusterLoad(t, c, 1_000_000, 3000, 8)
+	time.Sleep(2 * time.Second)
+	gone := nodes[2]
+	stopAt := time.Now()
+	gone.stop()
+	t.Logf("SIGTERM: the node handed its slots over and exited in %v", time.Since(stopAt))
+	took = waitClusterOK(t, nodes[:2], 2*clusterLease)
+	time.Sleep(time.Second)
+	load.halt()
+	if lost, _ := load.check(t, nodes[:2], nil, time.Time{}); lost != 0 {
+		t.Fatalf("%d acknowledged increments lost after a SIGTERM", lost)
+	}
+	t.Logf("SIGTERM under load: %d increments, 0 lost; slots all served %v after the exit; longest increment %v; refusals %v",
+		load.ops.Load(), took, load.longest, load.errs)
+
+	// A node joins under load: it gets its share, 0 lost.
+	load = startClusterLoad(t, c, 2_000_000, 3000, 8)
+	time.Sleep(time.Second)
+	joined := startClusterNode(t, ks)
+	nodes = []*serverProc{nodes[0], nodes[1], joined}
+	joinAt := time.Now()
+	share := 0
+	for share < 16384/3-64 {
+		if time.Since(joinAt) > 30*time.Second {
+			m, _ := clusterMap(ctx, joined.addr)
+			t.Fatalf("the new node serves %d slots after 30s, want about a third (%s)", share, m)
+		}
+		time.Sleep(100 * time.Millisecond)
+		m, err := clusterMap(ctx, joined.addr)
+		if err != nil {
+			continue
+		}
+		share = slotsOf(m, joined.addr)
+	}
+	took = time.Since(joinAt)
+	waitClusterOK(t, nodes, 30*time.Second)
+	time.Sleep(time.Second)
+	load.halt()
+	if lost, _ := load.check(t, nodes, nil, time.Time{}); lost != 0 {
+		t.Fatalf("%d acknowledged increments lost while a node joined", lost)
+	}
+	t.Logf("join under load: %d increments, 0 lost; the new node serves %d slots %v after its start; longest increment %v; refusals %v",
+		load.ops.Load(), share, took, load.longest, load.errs)
+
+	// kill -9 of a node under load: the others serve its slots within the
+	// lease and margin; the users of the others are exact.
+	load = startClusterLoad(t, c, 3_000_000, 3000, 8)
+	time.Sleep(2 * time.Second)
+	killed := nodes[1]
+	killedMap, _ := clusterMap(ctx, nodes[0].addr)
+	ownedByKilled := func(user int64) bool {
+		slot := int(redisSlot(fmt.Sprint(user)))
+		for _, r := range strings.Fields(killedMap) {
+			var a, b int
+			fmt.Sscanf(strings.Replace(r, "-", " ", 1), "%d %d", &a, &b)
+			if slot >= a && slot <= b {
+				return strings.HasSuffix(r, killed.addr)
+			}
+		}
+		return false
+	}
+	killAt := time.Now()
+	killed.kill9()
+	survivors := []*serverProc{nodes[0], nodes[2]}
+	for {
+		m, err := clusterMap(ctx, nodes[0].addr)
+		if err == nil && slotsOf(m, killed.addr) == 0 {
+			break
+		}
+		if time.Since(killAt) > 4*clusterLease {
+			t.Fatalf("the killed node's slots are not served by the others %v after the kill: %s %v", time.Since(killAt), m, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	took = time.Since(killAt)
+	waitClusterOK(t, survivors, 4*clusterLease)
+	time.Sleep(time.Second)
+	load.halt()
+	lost, oldest := load.check(t, survivors, ownedByKilled, killAt)
+	t.Logf("kill -9 under load: its slots served by the others %v after the kill (lease %v + margin %v); %d increments, %d lost, all of the killed node's users (unwritten: the oldest acknowledged %v before the kill); refusals %v",
+		took, clusterLease, clusterLease/5, load.ops.Load(), lost, oldest, load.errs)
+
+}
+
+// slotsOf counts the slots of addr in a clusterMap.
+func slotsOf(m, addr string) int {
+	n := 0
+	for _, r := range strings.Fields(m) {
+		var a, b int
+		fmt.Sscanf(strings.Replace(r, "-", " ", 1), "%d %d", &a, &b)
+		if strings.HasSuffix(r, ":"+addr[strings.LastIndexByte(addr, ':')+1:]) {
+			n += b - a + 1
+		}
+	}
+	return n
+}
+
+// redisSlot is Redis Cluster's key slot (CRC16/XMODEM mod 16384),
+// computed here independently of package cluster.
+func redisSlot(key string) uint16 {
+	var crc uint16
+	for i := 0; i < len(key); i++ {
+		crc ^= uint16(key[i]) << 8
+		for range 8 {
+			if crc&0x8000 != 0 {
+				crc = crc<<1 ^ 0x1021
+			} else {
+				crc <<= 1
+			}
+		}
+	}
+	return crc & 16383
+}
