@@ -367,6 +367,10 @@ func clientTracking(_ context.Context, d *Dispatcher, w Writer, s *Session, args
 		s.writeError(w, "ERR CLIENT TRACKING needs RESP3 here (HELLO 3): REDIRECT, the RESP2 way, is not supported")
 		return
 	}
+	if old := s.track.Load(); (old == trackOptIn && mode == trackOptOut) || (old == trackOptOut && mode == trackOptIn) {
+		s.writeError(w, "ERR You can't switch OPTIN/OPTOUT mode before disabling tracking for this client, and then re-enabling it with a different mode.")
+		return
+	}
 	if old := s.track.Swap(mode); old == trackOff {
 		d.tracker.active.Add(1)
 		// This command runs inside a batch of the session's commands that

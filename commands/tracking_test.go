@@ -122,6 +122,7 @@ func TestTrackingOptInOut(t *testing.T) {
 	if got := string(s.TakePushes(nil)); got != push42 {
 		t.Fatalf("OPTIN after CLIENT CACHING YES: %q", got)
 	}
+	run("CLIENT", "TRACKING", "OFF") // as Redis: no switch from OPTIN to OPTOUT while on
 	run("CLIENT", "TRACKING", "ON", "OPTOUT")
 	run("CLIENT", "CACHING", "NO")
 	run("RSGET", "42", "7") // not tracked
@@ -280,5 +281,22 @@ func TestTrackingOnInsideBatch(t *testing.T) {
 	ch.fn(42) // between batches, not tracked any more: nothing
 	if pushed != 0 {
 		t.Fatalf("%d invalidations sent for a user the client no longer tracks", pushed)
+	}
+}
+
+// TestTrackingModeSwitch: as Redis, OPTIN and OPTOUT cannot be switched
+// without turning tracking off first; the mode stays.
+func TestTrackingModeSwitch(t *testing.T) {
+	_, _, s, run := trackingSession(t, 0)
+	run("CLIENT", "TRACKING", "ON", "OPTIN")
+	if got := run("CLIENT", "TRACKING", "ON", "OPTOUT"); !strings.HasPrefix(got, "-ERR You can't switch OPTIN/OPTOUT mode") {
+		t.Fatalf("OPTIN to OPTOUT: %q", got)
+	}
+	if s.track.Load() != trackOptIn {
+		t.Fatal("the refused switch changed the mode")
+	}
+	run("CLIENT", "TRACKING", "OFF")
+	if got := run("CLIENT", "TRACKING", "ON", "OPTOUT"); got != "+OK\r\n" {
+		t.Fatalf("OPTOUT after OFF: %q", got)
 	}
 }

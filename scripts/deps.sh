@@ -2,7 +2,10 @@
 # Installs what the tests and benchmarks need beyond Go, Java 17 and Maven:
 # redis-cli and redis-benchmark (real clients the end-to-end tests drive),
 # redis-server (the reference the benchmarks compare against), openssl (the
-# readiness probe of a TLS Cassandra node), and the redis-py client. Idempotent; needs root (or sudo) for apt-get.
+# readiness probe of a TLS Cassandra node), and the redis-py client; it checks
+# for cargo (the redis-rs client check). Jedis comes from Maven Central and
+# redis-rs from crates.io when their tests first run. Idempotent; needs root
+# (or sudo) for apt-get.
 set -euo pipefail
 
 need_apt=()
@@ -27,4 +30,8 @@ fi
 for tool in go java mvn redis-cli redis-benchmark redis-server openssl; do
 	command -v "$tool" >/dev/null || { echo "deps: $tool is missing" >&2; exit 1; }
 done
+# Rust's cargo builds the redis-rs client check (tests/clients/rust); rustup
+# puts it in ~/.cargo/bin, which a non-login shell may not have on PATH.
+command -v cargo >/dev/null || [ -x "${CARGO_HOME:-$HOME/.cargo}/bin/cargo" ] ||
+	{ echo "deps: cargo is missing (install Rust with rustup)" >&2; exit 1; }
 echo "deps: ok ($(go version | cut -d' ' -f3), java $(java -version 2>&1 | head -1 | cut -d'"' -f2), $(redis-cli --version))"

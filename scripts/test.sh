@@ -2,7 +2,7 @@
 # The project's whole test run, as CI runs it (make test):
 #   1. vet, then unit and end-to-end tests under the race detector, on the
 #      embedded store, with real clients (redis-cli, redis-benchmark,
-#      go-redis, redis-py), on both connection layers (event loops, and a
+#      go-redis, redis-py, Jedis, redis-rs), on both connection layers (event loops, and a
 #      goroutine per connection);
 #   2. a real Cassandra 5.0 node started from Maven Central jars
 #      (scripts/cassandra/cassandra.sh), the Cassandra store and the
@@ -42,7 +42,7 @@ go test -race -count=1 -tags ptrcache ./cache/ ./persist/ # the benchmark's poin
 # engine's durability do not depend on the driver).
 READSTATES_TEST_EVENT_LOOPS=-1 go test -race -count=1 ./server/
 READSTATES_TEST_EVENT_LOOPS=-1 go test -race -count=1 ./tests/ \
-	-run 'Protocol|Pipeline|Inline|RedisCLI|GoRedis|RedisPy|RedisBenchmark|TLS|MaxClients|NeverRead|OutputLimit|Shutdown|SIGTERM|TenThousand|FuzzServerStream|Metrics|Admin|Latency|Auth|Transaction|Tracking'
+	-run 'Protocol|Pipeline|Inline|RedisCLI|GoRedis|RedisPy|Jedis|RedisRs|RedisBenchmark|TLS|MaxClients|NeverRead|OutputLimit|Shutdown|SIGTERM|TenThousand|FuzzServerStream|Metrics|Admin|Latency|Auth|Transaction|Tracking'
 
 # The allocation tests, without the race detector (which allocates on its
 # own, so they are left out of the runs above), on both layers.

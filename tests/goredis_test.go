@@ -215,7 +215,7 @@ func TestGoRedisCommands(t *testing.T) {
 			default:
 				t.Fatalf("HELLO %d: got %T %#v", proto, hello, hello)
 			}
-			if fields["server"] != "readstates" || fields["proto"] != int64(proto) || fields["role"] != "master" {
+			if fields["server"] != "redis" || fields["proto"] != int64(proto) || fields["role"] != "master" {
 				t.Errorf("HELLO %d: got %v, want server readstates, proto %d, role master", proto, fields, proto)
 			}
 			if got, err := conn.Do(ctx, "RSINCR", u, 7).Int64(); err != nil || got != 1 {

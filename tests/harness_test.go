@@ -1,7 +1,8 @@
 // Package tests holds black-box end-to-end tests of the readstates binary:
 // it is built once, started as a real process per test on a free loopback
 // port with its own data directory, and driven with real clients
-// (redis-cli, redis-benchmark, go-redis, redis-py) and raw RESP bytes.
+// (redis-cli, redis-benchmark, go-redis, redis-py, Jedis, redis-rs) and
+// raw RESP bytes.
 //
 // Environment:
 //   - READSTATES_REQUIRE_CLIENTS=1 (set by CI): a missing client tool fails
