@@ -125,7 +125,11 @@ func NewNode(cfg Config) (*Node, error) {
 	if n.cfg.Mono == nil {
 		n.cfg.Mono = func() time.Duration { return time.Since(n.start) }
 	}
-	n.view.Store(&View{self: -1})
+	empty := &View{self: -1}
+	for g := range empty.groups {
+		empty.groups[g].owner = -1 // nobody known yet: CLUSTERDOWN until the first map
+	}
+	n.view.Store(empty)
 	return n, nil
 }
 

@@ -279,6 +279,17 @@ func TestSlotAllocs(t *testing.T) {
 	}
 }
 
+// TestBeforeTheFirstMap: a node asked for a slot before it has read the
+// map answers CLUSTERDOWN (it knows no owner), and serves nothing.
+func TestBeforeTheFirstMap(t *testing.T) {
+	c := newTestCluster(t, 1)
+	for _, slot := range []int{0, 5000, Slots - 1} {
+		if v, _ := c.nodes[0].Enter(slot); v != Down {
+			t.Fatalf("slot %d before the first map: verdict %d, want Down", slot, v)
+		}
+	}
+}
+
 // TestConverge: three nodes started together share the groups fairly
 // within a few renewal periods, each group served by one, and agree on
 // the map: a request anywhere is served or redirected to the server.

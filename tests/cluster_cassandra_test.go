@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -106,6 +107,7 @@ type clusterLoad struct {
 	wg       sync.WaitGroup
 	ops      atomic.Int64
 	lastAck  map[[2]int64]time.Time
+	acks     []ack // every increment acknowledged, with its value
 	userBase int64
 }
 
@@ -132,11 +134,12 @@ func startClusterLoad(t *testing.T, c *redis.ClusterClient, userBase int64, user
 				start := time.Now()
 				for attempt := 0; ; attempt++ {
 					ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-					err := c.Do(ctx, "RSINCR", u, k[1]).Err()
+					n, err := c.Do(ctx, "RSINCR", u, k[1]).Int64()
 					cancel()
 					if err == nil {
 						l.mu.Lock()
 						l.acked[k]++
+						l.acks = append(l.acks, ack{k, n, time.Now()})
 						l.lastAck[k] = time.Now()
 						l.longest = max(l.longest, time.Since(start))
 						l.mu.Unlock()
@@ -372,6 +375,9 @@ func TestClusterCassandra(t *testing.T) {
 	time.Sleep(time.Second)
 	load.halt()
 	lost, oldest := load.check(t, survivors, ownedByKilled, killAt)
+	nodes[0].stop()
+	nodes[2].stop()
+	load.checkRows(t, ks, ownedByKilled, killAt)
 	t.Logf("kill -9 under load: its slots served by the others %v after the kill (lease %v + margin %v); %d increments, %d lost, all of the killed node's users (unwritten: the oldest acknowledged %v before the kill); refusals %v",
 		took, clusterLease, clusterLease/5, load.ops.Load(), lost, oldest, load.errs)
 
@@ -388,6 +394,129 @@ func slotsOf(m, addr string) int {
 		}
 	}
 	return n
+}
+
+type ack struct {
+	k  [2]int64
+	n  int64 // the mention_count RSINCR returned
+	at time.Time
+}
+
+// checkRows reads the rows of ks from Cassandra (every node stopped, so
+// everything was written) and checks that none holds less than a value an
+// increment returned: no older value won over a newer one, whoever wrote
+// it last. For the users of lossy, only the values returned after since
+// count (those before may be lost with the node that acknowledged them).
+func (l *clusterLoad) checkRows(t *testing.T, ks string, lossy func(user int64) bool, since time.Time) {
+	t.Helper()
+	rows := cassandraRows(t, ks)
+	maxSeen := map[[2]int64]int64{}
+	for _, a := range l.acks {
+		if lossy == nil || !lossy(a.k[0]) || a.at.After(since) {
+			maxSeen[a.k] = max(maxSeen[a.k], a.n)
+		}
+	}
+	bad := 0
+	for k, seen := range maxSeen {
+		if got := rows[k].mentions; got < seen {
+			if bad++; bad <= 10 {
+				t.Errorf("row %d/%d holds %d, below the %d an increment returned: an older value won", k[0], k[1], got, seen)
+			}
+		}
+	}
+	if bad > 0 {
+		t.Errorf("%d of %d rows hold an older value than one acknowledged", bad, len(maxSeen))
+	}
+}
+
+// TestClusterCassandraZombieAndSkew: a node paused (SIGSTOP) for three
+// leases loses its slots; when it resumes it answers MOVED for them, never
+// a value, and its late writes never win over the new owners'. A node
+// whose wall clock is 5 minutes behind takes slots and hands them back
+// without losing anything.
+func TestClusterCassandraZombieAndSkew(t *testing.T) {
+	requireCassandra(t)
+	ks := cassandraKeyspace(t)
+	skewed := startCassandraServer(t, ks, "--cluster", "--cluster-lease", clusterLease.String(),
+		"--flush-interval", "1s", "--clock-offset", "-5m")
+	nodes := []*serverProc{startClusterNode(t, ks), startClusterNode(t, ks), skewed}
+	waitClusterOK(t, nodes, 30*time.Second)
+	ctx := testCtx(t)
+	c := clusterClient(nodes...)
+	defer c.Close()
+	load := startClusterLoad(t, c, 5_000_000, 3000, 8)
+	time.Sleep(2 * time.Second)
+
+	// The zombie.
+	z := nodes[0]
+	zmap, _ := clusterMap(ctx, z.addr)
+	var lostUser int64 = -1
+	for u := int64(5_000_000); u < 5_003_000 && lostUser < 0; u++ {
+		slot := int(redisSlot(fmt.Sprint(u)))
+		for _, r := range strings.Fields(zmap) {
+			var a, b int
+			fmt.Sscanf(strings.Replace(r, "-", " ", 1), "%d %d", &a, &b)
+			if slot >= a && slot <= b && strings.HasSuffix(r, z.addr) {
+				lostUser = u
+			}
+		}
+	}
+	if lostUser < 0 {
+		t.Fatalf("no user of the load on the node to pause (%s)", zmap)
+	}
+	if err := z.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	pausedAt := time.Now()
+	time.Sleep(3 * clusterLease)
+	if err := z.cmd.Process.Signal(syscall.SIGCONT); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("paused %v", time.Since(pausedAt))
+	plain := redis.NewClient(&redis.Options{Addr: z.addr, MaxRetries: -1})
+	defer plain.Close()
+	for start := time.Now(); ; {
+		err := plain.Do(ctx, "RSGET", lostUser, 0).Err()
+		if err == nil {
+			t.Fatalf("the resumed node served user %d, whose slot it lost while paused", lostUser)
+		}
+		if strings.HasPrefix(err.Error(), "MOVED ") {
+			t.Logf("the resumed node answers %q %v after SIGCONT", err, time.Since(start))
+			break
+		}
+		if time.Since(start) > 2*clusterLease {
+			t.Fatalf("the resumed node still answers %v for a slot it lost, %v after SIGCONT", err, time.Since(start))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	waitClusterOK(t, nodes, 30*time.Second)
+	time.Sleep(2 * time.Second)
+
+	// The skewed node gives its slots back and takes them again.
+	skewed.stop()
+	waitClusterOK(t, nodes[:2], 30*time.Second)
+	skewed.restart()
+	waitClusterOK(t, nodes, 30*time.Second)
+	time.Sleep(2 * time.Second)
+	load.halt()
+	zombieUsers := func(u int64) bool {
+		slot := int(redisSlot(fmt.Sprint(u)))
+		for _, r := range strings.Fields(zmap) {
+			var a, b int
+			fmt.Sscanf(strings.Replace(r, "-", " ", 1), "%d %d", &a, &b)
+			if slot >= a && slot <= b {
+				return strings.HasSuffix(r, z.addr)
+			}
+		}
+		return false
+	}
+	lost, oldest := load.check(t, nodes, zombieUsers, pausedAt)
+	t.Logf("zombie and skew under load: %d increments, %d lost (the paused node's unwritten, the oldest acknowledged %v before the pause); refusals %v",
+		load.ops.Load(), lost, oldest, load.errs)
+	for _, n := range nodes {
+		n.stop()
+	}
+	load.checkRows(t, ks, zombieUsers, pausedAt)
 }
 
 // redisSlot is Redis Cluster's key slot (CRC16/XMODEM mod 16384),
