@@ -452,3 +452,44 @@ func TestHandOverWriteFails(t *testing.T) {
 	c.rounds(4)
 	c.wantBalanced(ids(c.nodes...)...)
 }
+
+// TestEnterAllocs: the hot path of a node serving a slot allocates
+// nothing.
+func TestEnterAllocs(t *testing.T) {
+	c := newTestCluster(t, 1)
+	c.rounds(3)
+	n := c.nodes[0]
+	if n := testing.AllocsPerRun(1000, func() {
+		if v, _ := n.Enter(1234); v == Serve {
+			n.Exit(1234)
+		}
+	}); n != 0 {
+		t.Fatalf("Enter/Exit: %v allocations", n)
+	}
+}
+
+// BenchmarkEnterExit is the cost a cluster node adds to every command on
+// a slot it serves.
+func BenchmarkEnterExit(b *testing.B) {
+	store, host := newMemStore(), newFakeHost()
+	n, err := NewNode(Config{ID: fmt.Sprintf("%040x", 1), Addr: "127.0.0.1:7000", Store: store, Host: host,
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		b.Fatal(err)
+	}
+	for range 3 {
+		n.round(context.Background())
+	}
+	if v, _ := n.Enter(1234); v != Serve {
+		b.Fatalf("verdict %d", v)
+	}
+	n.Exit(1234)
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if v, _ := n.Enter(1234); v == Serve {
+				n.Exit(1234)
+			}
+		}
+	})
+}

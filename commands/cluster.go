@@ -30,11 +30,15 @@ const errClusterDisabled = "ERR This instance has cluster support disabled"
 // ok, the command runs, and if slot >= 0 d.cluster.Exit(slot) must follow
 // it; otherwise the reply (a redirection, or an error) is written.
 func (d *Dispatcher) route(w Writer, s *Session, key []byte) (slot int, ok bool) {
-	if user, valid := parseID(key); valid && !cluster.Canonical(key, user) {
-		// Clients hash the bytes: "042" and "42" would be routed apart
-		// though they name one user.
-		s.writeError(w, "ERR user_id '"+string(key)+"' is not in canonical form: in cluster mode ids are written in decimal without leading zeros (clients route by the bytes)")
-		return -1, false
+	// A valid id is canonical unless it has a leading zero: only then is
+	// it parsed here (the command parses it anyway).
+	if len(key) > 1 && key[0] == '0' {
+		if user, valid := parseID(key); valid && !cluster.Canonical(key, user) {
+			// Clients hash the bytes: "042" and "42" would be routed apart
+			// though they name one user.
+			s.writeError(w, "ERR user_id '"+string(key)+"' is not in canonical form: in cluster mode ids are written in decimal without leading zeros (clients route by the bytes)")
+			return -1, false
+		}
 	}
 	slot = cluster.Slot(key)
 	v, addr := d.cluster.Enter(slot)

@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/readstates/readstates/cluster"
 )
 
 func args(s ...string) [][]byte {
@@ -291,5 +293,69 @@ func TestCommandReplies(t *testing.T) {
 				t.Errorf("RESP%d %q: %d values, %v: %.80q", proto, a, n, err, w.b)
 			}
 		}
+	}
+}
+
+// servingCluster is a Cluster whose node serves every slot.
+type servingCluster struct{ entered, exited int }
+
+func (c *servingCluster) Enter(int) (cluster.Verdict, string) { c.entered++; return cluster.Serve, "" }
+func (c *servingCluster) Exit(int)                            { c.exited++ }
+func (c *servingCluster) View() *cluster.View                 { return nil }
+
+// TestDispatchAllocsCluster: in cluster mode the routing of a read-state
+// command (the key's slot, the node's verdict) allocates nothing either,
+// and every Enter has its Exit. (cluster's own tests cover Node.Enter.)
+func TestDispatchAllocsCluster(t *testing.T) {
+	cl := &servingCluster{}
+	d, b := newTestDispatcher(t, func(c *Config) { c.Cluster = cl })
+	b.failUsers = nil
+	s := NewSession(1, "a", "b", time.Time{})
+	w := &bufWriter{b: make([]byte, 0, 1024)}
+	ctx := context.Background()
+	for _, cmd := range [][][]byte{
+		args("RSINCR", "42", "7"),
+		args("RSGET", "42", "7"),
+		args("RSRESET", "42", "7", "1100"),
+		args("RSMGET", "42", "7", "7", "7"),
+	} {
+		d.Dispatch(ctx, w, s, cmd)
+		allocs := testing.AllocsPerRun(1000, func() {
+			w.b = w.b[:0]
+			d.Dispatch(ctx, w, s, cmd)
+		})
+		if allocs != 0 {
+			t.Errorf("cluster mode, %q: %v allocations per command, want 0", cmd, allocs)
+		}
+		if bytes.HasPrefix(w.b, []byte("-")) {
+			t.Errorf("%q: error reply %q", cmd, w.b)
+		}
+	}
+	if cl.entered == 0 || cl.entered != cl.exited {
+		t.Fatalf("%d Enter, %d Exit", cl.entered, cl.exited)
+	}
+}
+
+// BenchmarkDispatchRSINCRCluster is BenchmarkDispatchRSINCR routed as a
+// cluster node does: the cost of the slot and the verdict on the hot path.
+func BenchmarkDispatchRSINCRCluster(b *testing.B) {
+	for _, mode := range []string{"standalone", "cluster"} {
+		b.Run(mode, func(b *testing.B) {
+			d, mb := newTestDispatcher(b, func(c *Config) {
+				if mode == "cluster" {
+					c.Cluster = &servingCluster{}
+				}
+			})
+			mb.failUsers = nil
+			s := NewSession(1, "a", "b", time.Time{})
+			w := &bufWriter{b: make([]byte, 0, 1024)}
+			cmd := args("RSINCR", "1234567890", "7", "0")
+			ctx := context.Background()
+			b.ReportAllocs()
+			for b.Loop() {
+				w.b = w.b[:0]
+				d.Dispatch(ctx, w, s, cmd)
+			}
+		})
 	}
 }
