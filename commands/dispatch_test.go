@@ -3,6 +3,7 @@ package commands
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -357,5 +358,54 @@ func BenchmarkDispatchRSINCRCluster(b *testing.B) {
 				d.Dispatch(ctx, w, s, cmd)
 			}
 		})
+	}
+}
+
+// slotCluster serves one slot: the others are another node's, or moving.
+type slotCluster struct{ mine, moving int }
+
+func (c *slotCluster) Enter(slot int) (cluster.Verdict, string) {
+	switch slot {
+	case c.mine:
+		return cluster.Serve, ""
+	case c.moving:
+		return cluster.TryAgain, ""
+	}
+	return cluster.Moved, "127.0.0.1:7002"
+}
+func (c *slotCluster) Exit(int)            {}
+func (c *slotCluster) View() *cluster.View { return nil }
+
+// TestClusterRouting: the replies of a node for keys it does not serve,
+// before anything runs, and the transaction rules of cluster mode.
+func TestClusterRouting(t *testing.T) {
+	mine, moving := cluster.Slot([]byte("42")), cluster.Slot([]byte("43"))
+	other := cluster.Slot([]byte("44"))
+	d, _ := newTestDispatcher(t, func(c *Config) { c.Cluster = &slotCluster{mine: mine, moving: moving} })
+	s := NewSession(1, "a", "b", time.Time{})
+	run := func(a ...string) string {
+		w := &bufWriter{}
+		d.Dispatch(context.Background(), w, s, args(a...))
+		return string(w.b)
+	}
+	for _, c := range []struct{ cmd, want string }{
+		{"RSINCR 42 7", ":1\r\n"},
+		{"RSINCR 44 7", fmt.Sprintf("-MOVED %d 127.0.0.1:7002\r\n", other)},
+		{"RSGET 43 7", "-TRYAGAIN"},
+		{"RSGET 042 7", "-ERR user_id '042' is not in canonical form"},
+		{"RSGET 0 7", fmt.Sprintf("-MOVED %d ", cluster.Slot([]byte("0")))},
+		{"MULTI", "+OK\r\n"},
+		{"RSINCR 42 7", "+QUEUED\r\n"},
+		{"RSINCR 44 7", "-MOVED"},
+		{"EXEC", "-EXECABORT"},
+		{"MULTI", "+OK\r\n"},
+		{"RSINCR 42 7", "+QUEUED\r\n"},
+		{"RSGET 42 8", "+QUEUED\r\n"},
+		{"EXEC", "*2\r\n:2\r\n*2\r\n:0\r\n:0\r\n"},
+		{"RSGET 42 7", "*2\r\n:2\r\n:0\r\n"},
+	} {
+		if got := run(strings.Fields(c.cmd)...); !strings.HasPrefix(got, c.want) {
+			t.Errorf("%s: %q, want %q...", c.cmd, got, c.want)
+		}
 	}
 }
