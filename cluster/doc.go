@@ -10,8 +10,9 @@
 // The key of every read-state command is its user_id: slot =
 // CRC16(user_id) mod 16384, as Redis Cluster computes it (Slot), so a
 // client routes by the bytes it sends. A user's read states stay on one
-// node. Cluster mode accepts user_ids only in canonical form (decimal,
-// no leading zero): "042" and "42" would hash apart.
+// node. A user is routed by the slot of its canonical spelling (decimal,
+// no leading zero), whatever a client sent: a client that hashed "042"
+// is redirected to the slot of "42", so one user is served by one node.
 //
 // Slots are owned in Groups (256) of GroupSlots (64) consecutive slots:
 // a hand-over is then one transaction per group, and the map one read of

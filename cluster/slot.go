@@ -36,19 +36,11 @@ func Slot(key []byte) int {
 }
 
 // UserSlot returns the slot of a user: the slot of its user_id written in
-// decimal without leading zeros, the only spelling cluster mode accepts
-// (see Canonical).
+// decimal without leading zeros (its canonical spelling), whatever
+// spelling a client sent: one user is served by one node.
 func UserSlot(user int64) int {
 	var b [20]byte
 	return Slot(strconv.AppendInt(b[:0], user, 10))
-}
-
-// Canonical reports whether key is the canonical spelling of a user_id:
-// what a client hashes must be what the server hashes, so "042" and "42",
-// which name one user, must not be routed apart.
-func Canonical(key []byte, user int64) bool {
-	var b [20]byte
-	return bytes.Equal(key, strconv.AppendInt(b[:0], user, 10))
 }
 
 // GroupOf returns the group of a slot.

@@ -27,20 +27,23 @@ type Cluster interface {
 const errClusterDisabled = "ERR This instance has cluster support disabled"
 
 // route decides whether this node runs a command whose key is key. With
-// ok, the command runs, and if slot >= 0 d.cluster.Exit(slot) must follow
-// it; otherwise the reply (a redirection, or an error) is written.
+// ok, the command runs, and d.cluster.Exit(slot) must follow it;
+// otherwise the reply (a redirection, or an error) is written.
+//
+// A user_id is routed by the slot of its canonical spelling (decimal, no
+// leading zero), whatever the client sent: "042" and "42" name one user,
+// served by one node. A client that hashed "042" to another slot is
+// redirected with the canonical slot, which it then maps right.
 func (d *Dispatcher) route(w Writer, s *Session, key []byte) (slot int, ok bool) {
-	// A valid id is canonical unless it has a leading zero: only then is
-	// it parsed here (the command parses it anyway).
-	if len(key) > 1 && key[0] == '0' {
-		if user, valid := parseID(key); valid && !cluster.Canonical(key, user) {
-			// Clients hash the bytes: "042" and "42" would be routed apart
-			// though they name one user.
-			s.writeError(w, "ERR user_id '"+string(key)+"' is not in canonical form: in cluster mode ids are written in decimal without leading zeros (clients route by the bytes)")
-			return -1, false
+	slot = -1
+	if len(key) > 1 && key[0] == '0' { // only then can a valid id be non-canonical
+		if user, valid := parseID(key); valid {
+			slot = cluster.UserSlot(user)
 		}
 	}
-	slot = cluster.Slot(key)
+	if slot < 0 {
+		slot = cluster.Slot(key)
+	}
 	v, addr := d.cluster.Enter(slot)
 	switch v {
 	case cluster.Serve:

@@ -291,8 +291,9 @@ func TestClusterCassandra(t *testing.T) {
 			t.Fatalf("redis-cli -c RSGET 42 7: %v %q", err, out)
 		}
 	}
-	if err := plain.Do(ctx, "RSGET", "042", 7).Err(); err == nil || !strings.Contains(err.Error(), "canonical") {
-		t.Fatalf("RSGET 042 7 in cluster mode: %v, want the non-canonical id refused", err)
+	// One user, however spelled: "042" is routed as "42".
+	if got, err := c.Do(ctx, "RSGET", "00042", 7).Int64Slice(); err != nil || got[0] != 3 {
+		t.Fatalf("RSGET 00042 7 through the cluster client: %v %v, want user 42's [3 0]", got, err)
 	}
 
 	// SIGTERM of a node under load: 0 lost.
@@ -410,17 +411,23 @@ type ack struct {
 func (l *clusterLoad) checkRows(t *testing.T, ks string, lossy func(user int64) bool, since time.Time) {
 	t.Helper()
 	rows := cassandraRows(t, ks)
+	// A reply the lost node sent just before it died may be counted a
+	// moment after: a second's margin (no other node can have taken its
+	// users by then).
+	since = since.Add(time.Second)
 	maxSeen := map[[2]int64]int64{}
+	seenAt := map[[2]int64]time.Time{}
 	for _, a := range l.acks {
-		if lossy == nil || !lossy(a.k[0]) || a.at.After(since) {
-			maxSeen[a.k] = max(maxSeen[a.k], a.n)
+		if (lossy == nil || !lossy(a.k[0]) || a.at.After(since)) && a.n > maxSeen[a.k] {
+			maxSeen[a.k], seenAt[a.k] = a.n, a.at
 		}
 	}
 	bad := 0
 	for k, seen := range maxSeen {
 		if got := rows[k].mentions; got < seen {
 			if bad++; bad <= 10 {
-				t.Errorf("row %d/%d holds %d, below the %d an increment returned: an older value won", k[0], k[1], got, seen)
+				t.Errorf("row %d/%d holds %d, below the %d an increment returned %v after the event (a user of the lost node: %v): an older value won",
+					k[0], k[1], got, seen, seenAt[k].Sub(since.Add(-time.Second)), lossy != nil && lossy(k[0]))
 			}
 		}
 	}
