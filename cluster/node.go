@@ -83,9 +83,10 @@ type Node struct {
 	registered bool
 	lastRenew  time.Duration
 	seen       map[string]sighting
-	moving     [Groups]bool // handOver runs on these, or left them unsettled
-	unsettled  [Groups]bool // a hand-over's write failed: owner unknown
-	owned      [Groups]bool // held by this incarnation at the last publish
+	lastWatch  time.Duration // Mono of the last successful read of the rows
+	moving     [Groups]bool  // handOver runs on these, or left them unsettled
+	unsettled  [Groups]bool  // a hand-over's write failed: owner unknown
+	owned      [Groups]bool  // held by this incarnation at the last publish
 }
 
 // sighting is when this node first saw another's row as it is now.
@@ -335,8 +336,15 @@ func (n *Node) fenced(cur NodeRow) {
 	}
 	n.view.Store(&v)
 	n.waitIdle(func(int) bool { return true }, n.cfg.Lease)
-	dropped := n.cfg.Host.Discard(func(int64) bool { return true })
-	n.log.Warn("cluster: read states dropped", "read_states", dropped)
+	// Its unwritten changes are written if they can be: below the new
+	// owners' fences, they land only where no newer value is. Then
+	// nothing it kept may be served again.
+	all := func(int64) bool { return true }
+	rctx, cancel := context.WithTimeout(context.Background(), n.cfg.Lease)
+	err := n.cfg.Host.Release(rctx, all)
+	cancel()
+	dropped := n.cfg.Host.Discard(all)
+	n.log.Warn("cluster: read states dropped", "read_states", dropped, "unwritten_kept", err != nil, "err", err)
 	n.registered = false
 	n.moving, n.owned, n.unsettled = [Groups]bool{}, [Groups]bool{}, [Groups]bool{}
 }
@@ -361,6 +369,17 @@ func (n *Node) settle(ctx context.Context, groups *[Groups]GroupRow) {
 // those whose row has not changed for Lease+Margin by this node's clock.
 // It returns rows with those marked down.
 func (n *Node) watch(ctx context.Context, rows []NodeRow, now time.Duration) []NodeRow {
+	if n.lastWatch != 0 && now-n.lastWatch > n.cfg.Lease/2 {
+		// This node could not read the rows for a while: the store was
+		// out of its reach, maybe of everyone's (an outage of Cassandra).
+		// What it did not see is not silence: every node gets a whole
+		// lease and margin, from now, to renew.
+		for id, s := range n.seen {
+			s.since = now
+			n.seen[id] = s
+		}
+	}
+	n.lastWatch = now
 	for i := range rows {
 		r := &rows[i]
 		if r.ID == n.cfg.ID || r.State == StateDown {

@@ -437,6 +437,39 @@ func TestStoreOutage(t *testing.T) {
 	c.wantBalanced(ids(c.nodes...)...)
 }
 
+// TestStoreOutageNobodyDeclaredDown: when the store comes back after an
+// outage longer than lease + margin, no node declares another down for
+// the silence it could not see: each renews, and keeps what it held
+// (its unwritten changes with it).
+func TestStoreOutageNobodyDeclaredDown(t *testing.T) {
+	c := newTestCluster(t, 3)
+	c.rounds(4)
+	// Node 0 sees the others' last renewals before the outage.
+	c.nodes[0].round(context.Background())
+	before := c.owners()
+	var discards []int
+	for _, h := range c.hosts {
+		discards = append(discards, h.discarded)
+	}
+	c.store.down = true
+	c.rounds(12)
+	c.store.down = false
+	c.rounds(3)
+	for id, r := range c.store.nodes {
+		if r.State != StateUp {
+			t.Fatalf("node %s… is %q after the outage, want up", id[:8], r.State)
+		}
+	}
+	for i, h := range c.hosts {
+		if h.discarded != discards[i] {
+			t.Fatalf("node %d dropped its read states after an outage of the store", i)
+		}
+	}
+	if after := c.owners(); fmt.Sprint(after) != fmt.Sprint(before) {
+		t.Fatalf("groups moved across the outage: %v, then %v", before, after)
+	}
+}
+
 // TestHandOverWriteFails: a giver that cannot write its read states keeps
 // serving its groups, and hands them over once it can.
 func TestHandOverWriteFails(t *testing.T) {

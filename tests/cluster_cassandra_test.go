@@ -54,21 +54,32 @@ func clusterMap(ctx context.Context, addr string) (string, error) {
 // same map and says cluster_state:ok; it returns how long that took.
 func waitClusterOK(t *testing.T, nodes []*serverProc, within time.Duration) time.Duration {
 	t.Helper()
+	var addrs []string
+	for _, n := range nodes {
+		addrs = append(addrs, n.addr)
+	}
+	return waitClusterAddrsOK(t, addrs, within)
+}
+
+func waitClusterAddrsOK(t *testing.T, addrs []string, within time.Duration) time.Duration {
+	t.Helper()
 	start := time.Now()
 	ctx := testCtx(t)
 	var last string
 	for time.Since(start) < within {
 		maps := map[string]bool{}
 		ok := true
-		for _, n := range nodes {
-			m, err := clusterMap(ctx, n.addr)
+		for _, addr := range addrs {
+			m, err := clusterMap(ctx, addr)
 			if err != nil {
-				ok, last = false, fmt.Sprintf("%s: %v (%s)", n.addr, err, m)
+				ok, last = false, fmt.Sprintf("%s: %v (%s)", addr, err, m)
 				break
 			}
-			info, err := redis.NewClient(&redis.Options{Addr: n.addr}).ClusterInfo(ctx).Result()
+			ic := redis.NewClient(&redis.Options{Addr: addr})
+			info, err := ic.ClusterInfo(ctx).Result()
+			ic.Close()
 			if err != nil || !strings.Contains(info, "cluster_state:ok") {
-				ok, last = false, fmt.Sprintf("%s: CLUSTER INFO %v %q", n.addr, err, info)
+				ok, last = false, fmt.Sprintf("%s: CLUSTER INFO %v %q", addr, err, info)
 				break
 			}
 			maps[m] = true
