@@ -78,15 +78,25 @@ type Node struct {
 	leftCh   chan struct{} // closed when the node has handed everything over
 	leftOnce sync.Once
 
+	// The node's own row, shared by the coordinator and the renewer
+	// (renewals must not wait for a hand-over, which can take longer than
+	// a lease). mu is held across the writes of the row, so they are
+	// never concurrent.
+	mu struct {
+		sync.Mutex
+		self       NodeRow
+		registered bool
+		lastRenew  time.Duration
+		fencedBy   *NodeRow // set by a renewal that found the row declared down
+	}
+	renewNow chan struct{} // a renewal now (cap 1)
+
 	// The coordinator goroutine's own.
-	self       NodeRow
-	registered bool
-	lastRenew  time.Duration
-	seen       map[string]sighting
-	lastWatch  time.Duration // Mono of the last successful read of the rows
-	moving     [Groups]bool  // handOver runs on these, or left them unsettled
-	unsettled  [Groups]bool  // a hand-over's write failed: owner unknown
-	owned      [Groups]bool  // held by this incarnation at the last publish
+	seen      map[string]sighting
+	lastWatch time.Duration // Mono of the last successful read of the rows
+	moving    [Groups]bool  // handOver runs on these, or left them unsettled
+	unsettled [Groups]bool  // a hand-over's write failed: owner unknown
+	owned     [Groups]bool  // held by this incarnation at the last publish
 }
 
 // sighting is when this node first saw another's row as it is now.
@@ -116,17 +126,18 @@ func NewNode(cfg Config) (*Node, error) {
 		cfg.Logger = slog.Default()
 	}
 	n := &Node{
-		cfg:    cfg,
-		log:    cfg.Logger.With("node", cfg.ID[:min(8, len(cfg.ID))]),
-		start:  time.Now(),
-		wake:   make(chan struct{}, 1),
-		leftCh: make(chan struct{}),
-		seen:   make(map[string]sighting),
+		cfg:      cfg,
+		log:      cfg.Logger.With("node", cfg.ID[:min(8, len(cfg.ID))]),
+		start:    time.Now(),
+		wake:     make(chan struct{}, 1),
+		renewNow: make(chan struct{}, 1),
+		leftCh:   make(chan struct{}),
+		seen:     make(map[string]sighting),
 	}
 	if n.cfg.Mono == nil {
 		n.cfg.Mono = func() time.Duration { return time.Since(n.start) }
 	}
-	empty := &View{self: -1}
+	empty := &View{self: -1, id: cfg.ID}
 	for g := range empty.groups {
 		empty.groups[g].owner = -1 // nobody known yet: CLUSTERDOWN until the first map
 	}
@@ -166,7 +177,7 @@ func (n *Node) verdict(view *View, gv *groupView, g int) (Verdict, string) {
 	switch {
 	case gv.serving || gv.moving:
 		if gv.serving {
-			n.poke() // the lease lapsed: renew now
+			n.pokeRenew() // the lease lapsed: renew now
 		}
 		return TryAgain, ""
 	case gv.owner >= 0:
@@ -186,6 +197,13 @@ func (n *Node) poke() {
 	}
 }
 
+func (n *Node) pokeRenew() {
+	select {
+	case n.renewNow <- struct{}{}:
+	default:
+	}
+}
+
 // Run runs the node's coordinator until ctx ends or Leave has handed
 // every group over; it returns ctx's error, or nil after Leave.
 func (n *Node) Run(ctx context.Context) error {
@@ -199,6 +217,10 @@ func (n *Node) Run(ctx context.Context) error {
 			return ctx.Err()
 		}
 	}
+	rctx, stopRenewer := context.WithCancel(ctx)
+	var renewer sync.WaitGroup
+	renewer.Go(func() { n.renewLoop(rctx) })
+	defer func() { stopRenewer(); renewer.Wait() }()
 	tick := time.NewTicker(n.cfg.Poll)
 	defer tick.Stop()
 	for {
@@ -231,22 +253,56 @@ func (n *Node) Leave(ctx context.Context) error {
 	}
 }
 
-// round is one pass of the coordinator: renew, read the map, watch the
-// others, publish, rebalance. It reports whether the node has left.
+// renewLoop renews the lease every Lease/4, or at once when asked
+// (pokeRenew), until ctx ends.
+func (n *Node) renewLoop(ctx context.Context) {
+	tick := time.NewTicker(n.cfg.Lease / 8)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+			n.renewIfDue(ctx, false)
+		case <-n.renewNow:
+			n.renewIfDue(ctx, true)
+		}
+	}
+}
+
+// selfRow returns the node's row, and whether it is registered.
+func (n *Node) selfRow() (NodeRow, bool) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.mu.self, n.mu.registered
+}
+
+// round is one pass of the coordinator: read the map, watch the others,
+// publish, rebalance (the renewer renews meanwhile). It reports whether
+// the node has left.
 func (n *Node) round(ctx context.Context) bool {
-	now := n.cfg.Mono()
-	if !n.registered {
+	n.mu.Lock()
+	fb := n.mu.fencedBy
+	n.mu.fencedBy = nil
+	n.mu.Unlock()
+	if fb != nil {
+		n.fenced(*fb)
+	}
+	if _, registered := n.selfRow(); !registered {
 		if err := n.register(ctx); err != nil {
 			n.log.Warn("cluster: cannot register", "err", err)
 			return false
 		}
-	} else if now-n.lastRenew >= n.cfg.Lease/4 || int64(now) >= n.validUntil.Load() {
-		if !n.renew(ctx) {
-			return false
-		}
 	}
-	readAt := n.cfg.Mono()
+	if self, _ := n.selfRow(); n.leaving.Load() && self.State != StateLeaving {
+		// The others must see it leaving before it hands anything over,
+		// or they would hand groups back to it.
+		n.renewIfDue(ctx, true)
+	}
 	rows, err := n.cfg.Store.Nodes(ctx)
+	// Dated after the read: a renewal that landed while it ran must not
+	// count as older than it is.
+	readAt := n.cfg.Mono()
 	if err != nil {
 		n.log.Warn("cluster: cannot read the nodes", "err", err)
 		return false
@@ -262,6 +318,9 @@ func (n *Node) round(ctx context.Context) bool {
 	if int64(n.cfg.Mono()) >= n.validUntil.Load() {
 		return false // no lease: no claim, no hand-over
 	}
+	if self, _ := n.selfRow(); n.leaving.Load() && self.State != StateLeaving {
+		return false
+	}
 	n.rebalance(ctx, rows, &groups)
 	if n.leaving.Load() && n.View().Mine() == 0 {
 		return n.leave(ctx)
@@ -269,8 +328,12 @@ func (n *Node) round(ctx context.Context) bool {
 	return false
 }
 
-// register writes a new incarnation of the node's row.
+// register writes a new incarnation of the node's row. The stamp it
+// publishes never falls below the row's: the fences of the others are
+// computed from it.
 func (n *Node) register(ctx context.Context) error {
+	n.mu.Lock()
+	defer n.mu.Unlock()
 	row := NodeRow{ID: n.cfg.ID, Addr: n.cfg.Addr, Incarnation: 1, Seq: 1, State: StateUp, StampHW: n.cfg.Host.HighStamp()}
 	cur, found, err := n.cfg.Store.Node(ctx, n.cfg.ID)
 	if err != nil {
@@ -278,46 +341,63 @@ func (n *Node) register(ctx context.Context) error {
 	}
 	var prev *NodeRow
 	if found {
-		row.Incarnation, row.Seq, prev = cur.Incarnation+1, cur.Seq+1, &cur
+		row.Incarnation, row.Seq, row.StampHW, prev = cur.Incarnation+1, cur.Seq+1, max(row.StampHW, cur.StampHW), &cur
 	}
 	t0 := n.cfg.Mono()
 	if _, ok, err := n.cfg.Store.PutNode(ctx, row, prev); err != nil || !ok {
 		return cmpErr(err, errors.New("the node's row changed while it registered"))
 	}
-	n.self, n.registered, n.lastRenew = row, true, t0
+	n.mu.self, n.mu.registered, n.mu.lastRenew = row, true, t0
 	n.validUntil.Store(int64(t0 + n.cfg.Lease - n.cfg.Margin))
 	n.log.Info("cluster: registered", "incarnation", row.Incarnation, "addr", row.Addr)
 	return nil
 }
 
-// renew extends the lease. It reports false if the node lost its row to
-// another node that declared it down: it then serves nothing until it has
-// registered again.
-func (n *Node) renew(ctx context.Context) bool {
-	row := n.self
+// renewIfDue renews the lease if Lease/4 has passed since the last
+// renewal, or the lease lapsed, or force. It reports whether the lease
+// was renewed. A renewal that finds the row declared down leaves it to
+// the coordinator (fenced).
+func (n *Node) renewIfDue(ctx context.Context, force bool) bool {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if !n.mu.registered || n.mu.fencedBy != nil {
+		return false
+	}
+	now := n.cfg.Mono()
+	if !force && now-n.mu.lastRenew < n.cfg.Lease/4 && int64(now) < n.validUntil.Load() {
+		return false
+	}
+	return n.renewLocked(ctx)
+}
+
+func (n *Node) renewLocked(ctx context.Context) bool {
+	self := n.mu.self
+	row := self
 	row.Seq++
-	row.StampHW = n.cfg.Host.HighStamp()
+	row.StampHW = max(n.cfg.Host.HighStamp(), self.StampHW)
 	row.Addr = n.cfg.Addr
 	if n.leaving.Load() {
 		row.State = StateLeaving
 	}
 	t0 := n.cfg.Mono()
-	cur, ok, err := n.cfg.Store.PutNode(ctx, row, &n.self)
+	cur, ok, err := n.cfg.Store.PutNode(ctx, row, &self)
 	if err != nil {
 		n.log.Warn("cluster: cannot renew the lease", "err", err, "serving_for", time.Duration(n.validUntil.Load())-t0)
-		return true // the lease runs out by itself
+		return false // the lease runs out by itself
 	}
-	if !ok && cur.Incarnation == n.self.Incarnation && cur.State != StateDown && cur.Seq > n.self.Seq {
+	if !ok && cur.Incarnation == self.Incarnation && cur.State != StateDown && cur.Seq > self.Seq {
 		// An earlier renewal whose answer was lost did land: only this
 		// node changes its row while it is not down.
-		n.self = cur
-		return n.renew(ctx)
+		n.mu.self = cur
+		return n.renewLocked(ctx)
 	}
 	if !ok {
-		n.fenced(cur)
+		n.validUntil.Store(0)
+		n.mu.fencedBy = &cur
+		n.poke()
 		return false
 	}
-	n.self, n.lastRenew = row, t0
+	n.mu.self, n.mu.lastRenew = row, t0
 	n.validUntil.Store(int64(t0 + n.cfg.Lease - n.cfg.Margin))
 	return true
 }
@@ -326,13 +406,16 @@ func (n *Node) renew(ctx context.Context) bool {
 // that node's clock). Everything it held may have been taken: it stops
 // serving, drops every read state it holds, and registers again.
 func (n *Node) fenced(cur NodeRow) {
+	self, _ := n.selfRow()
 	n.log.Error("cluster: this node was declared down by another (its lease lapsed); dropping its read states and joining again",
-		"incarnation", n.self.Incarnation, "stored_state", cur.State)
+		"incarnation", self.Incarnation, "stored_state", cur.State)
 	n.validUntil.Store(0)
-	old := n.view.Load()
-	v := *old
+	// Nothing is its own any more, and it cannot know who holds what
+	// until it reads the map again: CLUSTERDOWN meanwhile, not a MOVED
+	// that might name itself.
+	v := *n.view.Load()
 	for g := range v.groups {
-		v.groups[g].serving, v.groups[g].moving = false, false
+		v.groups[g] = groupView{owner: -1}
 	}
 	n.view.Store(&v)
 	n.waitIdle(func(int) bool { return true }, n.cfg.Lease)
@@ -345,7 +428,9 @@ func (n *Node) fenced(cur NodeRow) {
 	cancel()
 	dropped := n.cfg.Host.Discard(all)
 	n.log.Warn("cluster: read states dropped", "read_states", dropped, "unwritten_kept", err != nil, "err", err)
-	n.registered = false
+	n.mu.Lock()
+	n.mu.registered = false
+	n.mu.Unlock()
 	n.moving, n.owned, n.unsettled = [Groups]bool{}, [Groups]bool{}, [Groups]bool{}
 }
 
@@ -390,8 +475,8 @@ func (n *Node) watch(ctx context.Context, rows []NodeRow, now time.Duration) []N
 			n.seen[r.ID] = sighting{inc: r.Incarnation, seq: r.Seq, since: now}
 			continue
 		}
-		if now-s.since <= n.cfg.Lease+n.cfg.Margin {
-			continue
+		if now-s.since <= n.cfg.Lease+n.cfg.Margin || int64(n.cfg.Mono()) >= n.validUntil.Load() {
+			continue // not silent long enough, or this node is not sure of itself
 		}
 		down := *r
 		down.State, down.Seq = StateDown, r.Seq+1
@@ -412,7 +497,8 @@ func (n *Node) watch(ctx context.Context, rows []NodeRow, now time.Duration) []N
 // live reports whether r counts for the balance: up, and renewing.
 func (n *Node) live(r *NodeRow) bool {
 	if r.ID == n.cfg.ID {
-		return n.registered && !n.leaving.Load() && r.Incarnation == n.self.Incarnation
+		self, registered := n.selfRow()
+		return registered && !n.leaving.Load() && r.Incarnation == self.Incarnation
 	}
 	return r.State == StateUp
 }
@@ -435,7 +521,8 @@ func holds(rows []NodeRow, gr *GroupRow) (*NodeRow, bool) {
 // emptied of any read state this node kept from an earlier ownership
 // before it is served.
 func (n *Node) publish(rows []NodeRow, groups *[Groups]GroupRow, readAt time.Duration) {
-	v := &View{readAt: readAt, self: -1, rows: rows}
+	self, registered := n.selfRow()
+	v := &View{readAt: readAt, self: -1, rows: rows, id: n.cfg.ID}
 	for i := range rows {
 		r := &rows[i]
 		if r.State == StateDown && r.ID != n.cfg.ID {
@@ -460,7 +547,8 @@ func (n *Node) publish(rows []NodeRow, groups *[Groups]GroupRow, readAt time.Dur
 		if _, ok := holds(rows, gr); ok {
 			gv.held = true
 		}
-		mine := n.registered && gr.Owner == n.cfg.ID && gr.Incarnation == n.self.Incarnation
+		gv.assigned = gr.Owner != ""
+		mine := registered && gr.Owner == n.cfg.ID && gr.Incarnation == self.Incarnation
 		gv.moving = mine && n.moving[g]
 		gv.serving = mine && !n.moving[g]
 		if mine && !n.owned[g] {
@@ -557,28 +645,28 @@ func (n *Node) handOver(ctx context.Context, give map[int]string, groups *[Group
 // partitioned one): this node first fences its stamps above everything
 // that owner could have stamped.
 func (n *Node) claim(ctx context.Context, claim []int, groups *[Groups]GroupRow, rows []NodeRow) {
+	taken := false
 	var fence int64
 	for _, g := range claim {
-		gr := &groups[g]
-		if gr.Owner == "" {
-			continue // never owned, or released after a hand-over
-		}
-		hw := int64(0)
-		if r, _ := holds(rows, gr); r != nil {
-			hw = r.StampHW
-		} else {
-			for i := range rows {
-				hw = max(hw, rows[i].StampHW)
-			}
-		}
-		fence = max(fence, hw+FenceGap)
+		taken = taken || groups[g].Owner != "" // not never owned, nor released after a hand-over
 	}
-	if fence > 0 {
-		n.cfg.Host.Fence(fence)
+	for i := range rows {
+		fence = max(fence, rows[i].StampHW)
 	}
+	if taken {
+		// Above every stamp any node published (a stamp loaded from a
+		// row another node wrote is one of those, give or take what it
+		// issued since its last renewal), and published itself before
+		// any of these groups is served, so the next fence covers it.
+		n.cfg.Host.Fence(fence + FenceGap)
+		if !n.renewIfDue(ctx, true) {
+			return
+		}
+	}
+	self, _ := n.selfRow()
 	won := 0
 	for _, g := range claim {
-		row := GroupRow{Owner: n.cfg.ID, Incarnation: n.self.Incarnation, Epoch: groups[g].Epoch + 1}
+		row := GroupRow{Owner: n.cfg.ID, Incarnation: self.Incarnation, Epoch: groups[g].Epoch + 1}
 		cur, ok, err := n.cfg.Store.PutGroup(ctx, g, row, groups[g])
 		switch {
 		case err != nil:
@@ -599,14 +687,17 @@ func (n *Node) claim(ctx context.Context, claim []int, groups *[Groups]GroupRow,
 // leave marks the node down once it holds nothing, so that no other node
 // waits for its lease to lapse. It reports whether the node has left.
 func (n *Node) leave(ctx context.Context) bool {
-	row := n.self
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	row := n.mu.self
 	row.Seq++
 	row.State = StateDown
-	if _, ok, err := n.cfg.Store.PutNode(ctx, row, &n.self); err != nil || !ok {
+	row.StampHW = max(n.cfg.Host.HighStamp(), row.StampHW)
+	if _, ok, err := n.cfg.Store.PutNode(ctx, row, &n.mu.self); err != nil || !ok {
 		n.log.Warn("cluster: cannot mark the node down as it leaves", "err", err)
 		return false
 	}
-	n.self = row
+	n.mu.self = row
 	n.validUntil.Store(0)
 	n.leftOnce.Do(func() { close(n.leftCh) })
 	n.log.Info("cluster: left")

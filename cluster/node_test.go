@@ -195,6 +195,7 @@ func (c *testCluster) rounds(k int, run ...*Node) {
 	for range k {
 		c.now += testLease / 4
 		for _, n := range run {
+			n.renewIfDue(context.Background(), false) // the renewer's part
 			n.round(context.Background())
 		}
 	}
@@ -370,7 +371,10 @@ func TestCrashTakeover(t *testing.T) {
 	c := newTestCluster(t, 3)
 	c.rounds(4)
 	dead := c.nodes[2]
-	hw := c.store.nodes[dead.ID()].StampHW
+	var hw int64
+	for _, r := range c.store.nodes {
+		hw = max(hw, r.StampHW)
+	}
 	live := c.nodes[:2]
 	// Within the lease and margin, nobody takes its groups.
 	c.rounds(int((testLease+dead.cfg.Margin)/(testLease/4)), live...)
@@ -511,6 +515,7 @@ func BenchmarkEnterExit(b *testing.B) {
 		b.Fatal(err)
 	}
 	for range 3 {
+		n.renewIfDue(context.Background(), false)
 		n.round(context.Background())
 	}
 	if v, _ := n.Enter(1234); v != Serve {

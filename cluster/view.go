@@ -5,6 +5,7 @@ import "time"
 // View is a node's map of the cluster at one moment: the nodes and who
 // holds each group. It is immutable once published.
 type View struct {
+	id     string        // this node's ID
 	readAt time.Duration // Mono when it was read
 	self   int           // index of this node in nodes, -1 if absent
 	rows   []NodeRow     // every row read, down ones included
@@ -14,11 +15,12 @@ type View struct {
 }
 
 type groupView struct {
-	owner   int // index in nodes, -1 if none
-	epoch   int64
-	held    bool // the owner holds it (see holds)
-	serving bool // this node serves it
-	moving  bool // this node is handing it over
+	owner    int // index in nodes, -1 if none
+	epoch    int64
+	held     bool // the owner holds it (see holds)
+	assigned bool // it has an owner, down or not
+	serving  bool // this node serves it
+	moving   bool // this node is handing it over
 }
 
 // Self returns this node's row and whether it is registered.
@@ -28,6 +30,9 @@ func (v *View) Self() (NodeRow, bool) {
 	}
 	return v.nodes[v.self], true
 }
+
+// ID returns this node's ID (known before its first map).
+func (v *View) ID() string { return v.id }
 
 // Nodes returns the nodes that are not down, this one included.
 func (v *View) Nodes() []NodeRow { return v.nodes }
@@ -51,6 +56,17 @@ func (v *View) Held() int {
 	n := 0
 	for g := range v.groups {
 		if v.groups[g].held && v.groups[g].owner >= 0 {
+			n++
+		}
+	}
+	return n
+}
+
+// Assigned returns how many groups have an owner, live or not.
+func (v *View) Assigned() int {
+	n := 0
+	for g := range v.groups {
+		if v.groups[g].assigned {
 			n++
 		}
 	}

@@ -119,6 +119,7 @@ func clusterInfo(_ context.Context, d *Dispatcher, w Writer, s *Session, _ [][]b
 
 func appendClusterInfo(b []byte, v *cluster.View) []byte {
 	held := v.Held() * cluster.GroupSlots
+	assigned := v.Assigned() * cluster.GroupSlots
 	state := "ok"
 	if held < cluster.Slots {
 		state = "fail"
@@ -134,10 +135,10 @@ func appendClusterInfo(b []byte, v *cluster.View) []byte {
 		}
 	}
 	b = field(b, "cluster_state", state)
-	b = fieldInt(b, "cluster_slots_assigned", int64(held))
+	b = fieldInt(b, "cluster_slots_assigned", int64(assigned))
 	b = fieldInt(b, "cluster_slots_ok", int64(held))
 	b = field(b, "cluster_slots_pfail", "0")
-	b = field(b, "cluster_slots_fail", "0")
+	b = fieldInt(b, "cluster_slots_fail", int64(assigned-held))
 	b = fieldInt(b, "cluster_known_nodes", int64(len(v.Nodes())))
 	b = fieldInt(b, "cluster_size", int64(len(size)))
 	b = fieldInt(b, "cluster_current_epoch", v.Epoch())
@@ -154,8 +155,7 @@ func clusterMyID(_ context.Context, d *Dispatcher, w Writer, s *Session, _ [][]b
 	if v == nil {
 		return
 	}
-	self, _ := v.Self()
-	w.WriteBulkString(self.ID)
+	w.WriteBulkString(v.ID())
 }
 
 // CLUSTER KEYSLOT key
@@ -193,7 +193,10 @@ func clusterNodes(_ context.Context, d *Dispatcher, w Writer, s *Session, _ [][]
 		host, port := splitHostPort(n.Addr)
 		b = append(b, n.ID...)
 		b = append(b, ' ')
-		b = append(b, net.JoinHostPort(host, strconv.Itoa(port))...)
+		// ip:port, IPv6 unbracketed, as Redis writes it.
+		b = append(b, host...)
+		b = append(b, ':')
+		b = strconv.AppendInt(b, int64(port), 10)
 		b = append(b, "@0 "...) // no cluster bus: the nodes meet in Cassandra
 		if v.IsSelf(i) {
 			b = append(b, "myself,"...)
@@ -280,11 +283,7 @@ func clusterShards(_ context.Context, d *Dispatcher, w Writer, s *Session, _ [][
 		w.WriteBulkString("replication-offset")
 		w.WriteInt64(0)
 		w.WriteBulkString("health")
-		if len(mine) > 0 || v.IsSelf(i) {
-			w.WriteBulkString("online")
-		} else {
-			w.WriteBulkString("loading")
-		}
+		w.WriteBulkString("online") // a master is online unless failing; failed nodes are not listed
 	}
 }
 

@@ -120,8 +120,9 @@ for v in "${variants[@]}"; do
 			"$v" "$pipe" "$rounds" "$(col '$7')" "$(col '$8')" "$(col '$9 / $10')"
 	done
 done | tee -a "$out/server.txt"
-# What the journal costs: the default against the same without it.
-for pipe in 1 16; do
+# What the journal costs: the default against the same without it (when
+# both variants ran).
+[[ " ${variants[*]%%:*} " == *" loops "* && " ${variants[*]%%:*} " == *" nojournal "* ]] && for pipe in 1 16; do
 	ratio() { awk -v p="$pipe" '$2 == p && $3 == "loops" { a[$1] = $4 } $2 == p && $3 == "nojournal" { b[$1] = $4 } END { for (r in a) print a[r] / b[r] }' "$out/server.txt" | median; }
 	printf 'journal   P=%-2s median of %s rounds: RSINCR/s with the journal (fsync 1s) / without: %.2fx\n' "$pipe" "$rounds" "$(ratio)"
 done | tee -a "$out/server.txt"

@@ -137,6 +137,10 @@ func parseFlags(args []string, lookupEnv func(string) (string, bool), out io.Wri
 		err := errors.New("--cluster needs --cassandra-hosts: the nodes share one Cassandra cluster, where they claim their slots (the embedded store is one machine's)")
 		fmt.Fprintln(out, err)
 		return nil, err
+	case o.cluster && !quorum(c.Consistency):
+		err := fmt.Errorf("--cluster needs a quorum consistency (LOCAL_QUORUM, QUORUM, EACH_QUORUM or ALL), not %s: a node that takes users over must read what the one before wrote", c.Consistency)
+		fmt.Fprintln(out, err)
+		return nil, err
 	case o.cluster && o.clusterLease < time.Second:
 		err := fmt.Errorf("--cluster-lease: %v is under 1s: a lease must outlast a few Cassandra round trips", o.clusterLease)
 		fmt.Fprintln(out, err)
@@ -158,6 +162,16 @@ func parseFlags(args []string, lookupEnv func(string) (string, bool), out io.Wri
 	}
 	o.journalPolicy = p
 	return o, nil
+}
+
+// quorum reports whether a consistency level makes a read see every
+// acknowledged write (with a write at the same level).
+func quorum(c string) bool {
+	switch strings.ToUpper(c) {
+	case "LOCAL_QUORUM", "QUORUM", "EACH_QUORUM", "ALL":
+		return true
+	}
+	return false
 }
 
 // newLogger builds the process's logger.

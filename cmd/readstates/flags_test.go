@@ -275,3 +275,26 @@ func TestJournalAndBudgetFlagErrors(t *testing.T) {
 		t.Errorf("journal flags: %+v, %v", o, err)
 	}
 }
+
+// TestClusterFlags: cluster mode needs Cassandra, a quorum consistency
+// and a lease of a second or more.
+func TestClusterFlags(t *testing.T) {
+	for _, c := range []struct {
+		args []string
+		want string // "" for accepted
+	}{
+		{[]string{"--cluster"}, "--cluster needs --cassandra-hosts"},
+		{[]string{"--cluster", "--cassandra-hosts", "h", "--cassandra-consistency", "ONE"}, "needs a quorum consistency"},
+		{[]string{"--cluster", "--cassandra-hosts", "h", "--cluster-lease", "500ms"}, "--cluster-lease"},
+		{[]string{"--cluster", "--cassandra-hosts", "h", "--cassandra-consistency", "quorum"}, ""},
+	} {
+		var out bytes.Buffer
+		o, err := parseFlags(c.args, env(nil), &out)
+		switch {
+		case c.want == "" && (err != nil || !o.cluster):
+			t.Errorf("%q: %v %s", c.args, err, out.String())
+		case c.want != "" && (err == nil || !strings.Contains(out.String(), c.want)):
+			t.Errorf("%q: %v %q, want an error with %q", c.args, err, out.String(), c.want)
+		}
+	}
+}

@@ -222,7 +222,12 @@ func serve(ctx context.Context, requestShutdown func(), o *options, log *slog.Lo
 	defer stopNode()
 	nodeDone := make(chan error, 1)
 	if node != nil {
-		go func() { nodeDone <- node.Run(nodeCtx) }()
+		go func() {
+			if err := node.Run(nodeCtx); err != nil && !errors.Is(err, context.Canceled) {
+				log.Error("cluster", "err", err)
+			}
+			close(nodeDone) // received once or twice (see below)
+		}()
 	} else {
 		close(nodeDone)
 	}
@@ -259,11 +264,15 @@ func serve(ctx context.Context, requestShutdown func(), o *options, log *slog.Lo
 		// of a slot that moved is redirected to its new owner.
 		lctx, cancelLeave := context.WithTimeout(context.Background(), o.shutdownTimeout)
 		if err := node.Leave(lctx); err != nil {
-			log.Warn("cluster: slots not handed over: the other nodes take them when this node's lease runs out", "err", err)
+			// It keeps renewing its lease until the final flush is done,
+			// so that no node takes its slots (and reads their rows)
+			// before its last writes land.
+			log.Warn("cluster: slots not handed over: the other nodes take them when this node's lease runs out, after its final flush", "err", err)
+		} else {
+			stopNode()
+			<-nodeDone
 		}
 		cancelLeave()
-		stopNode()
-		<-nodeDone
 	}
 	// The drain and the final flush have budgets of their own: a client
 	// that does not read its replies can hold the drain to its end, and
@@ -286,7 +295,10 @@ func serve(ctx context.Context, requestShutdown func(), o *options, log *slog.Lo
 	}
 	fctx, cancelFlush := context.WithTimeout(context.Background(), o.shutdownTimeout)
 	defer cancelFlush()
-	return errors.Join(serveErr, closeEngine(fctx, engine, log))
+	err = errors.Join(serveErr, closeEngine(fctx, engine, log))
+	stopNode() // a node whose Leave failed renewed its lease until now
+	<-nodeDone
+	return err
 }
 
 // newNode makes this process a cluster node over the Cassandra store.

@@ -13,8 +13,9 @@ import (
 // Coordinator is cluster.Store in Cassandra: the membership and ownership
 // tables of a readstates cluster, in the keyspace of the read states.
 // Every change is a lightweight transaction (Paxos, at LOCAL_SERIAL), so
-// that two nodes racing for one row never both win; reads are plain
-// (a decision never rests on one: each is a compare-and-set).
+// that two nodes racing for one row never both win; reads are at
+// LOCAL_QUORUM whatever --cassandra-consistency says (a read at ONE could
+// miss a committed hand-over and have its reader serve a group again).
 type Coordinator struct {
 	session *gocql.Session
 	ks      string
@@ -72,7 +73,7 @@ func (c *Coordinator) node(ctx context.Context, id string, cons gocql.Consistenc
 
 // Nodes returns every node row.
 func (c *Coordinator) Nodes(ctx context.Context) ([]cluster.NodeRow, error) {
-	it := c.session.Query("SELECT " + nodeCols + " FROM " + c.ks + ".cluster_nodes").WithContext(ctx).Iter()
+	it := c.session.Query("SELECT " + nodeCols + " FROM " + c.ks + ".cluster_nodes").WithContext(ctx).Consistency(gocql.LocalQuorum).Iter()
 	var rows []cluster.NodeRow
 	for {
 		r, ok := scanNode(it.Scan)
@@ -112,7 +113,7 @@ func (c *Coordinator) PutNode(ctx context.Context, row cluster.NodeRow, prev *cl
 // Groups returns every group row; a group never written is the zero row.
 func (c *Coordinator) Groups(ctx context.Context) ([cluster.Groups]cluster.GroupRow, error) {
 	var gs [cluster.Groups]cluster.GroupRow
-	it := c.session.Query("SELECT grp, owner, incarnation, epoch FROM " + c.ks + ".cluster_groups").WithContext(ctx).Iter()
+	it := c.session.Query("SELECT grp, owner, incarnation, epoch FROM " + c.ks + ".cluster_groups").WithContext(ctx).Consistency(gocql.LocalQuorum).Iter()
 	var (
 		g int
 		r cluster.GroupRow
@@ -171,7 +172,7 @@ func (c *Coordinator) Group(ctx context.Context, g int) (cluster.GroupRow, error
 // Node does, at its next round) rather than retry blindly.
 func cas(ctx context.Context, q *gocql.Query) (bool, error) {
 	row := map[string]any{}
-	applied, err := q.WithContext(ctx).SerialConsistency(gocql.LocalSerial).MapScanCAS(row)
+	applied, err := q.WithContext(ctx).Consistency(gocql.LocalQuorum).SerialConsistency(gocql.LocalSerial).MapScanCAS(row)
 	if err != nil {
 		return false, fmt.Errorf("lightweight transaction: %w", err)
 	}
