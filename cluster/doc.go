@@ -60,8 +60,10 @@
 // (Host.Release: the engine's Sync) and drops their read states, then
 // writes the new owner. The new owner reads the map every Poll and, when
 // it finds a group newly its own, drops anything it kept of it and serves
-// it, reading through. The old owner answers TRYAGAIN for 2*Poll after the
-// hand-over (the new owner may not know yet), then MOVED. No change is
+// it, reading through. The old owner's verdict is TRYAGAIN for 2*Poll
+// after the hand-over (the new owner may not know yet), then MOVED; the
+// commands layer holds a command through TRYAGAIN for up to 2 s, so a
+// client usually sees only the MOVED. No change is
 // lost: every acknowledged change was written before the new owner could
 // read. A write whose outcome is unknown (a timeout) leaves the group
 // unserved until a SERIAL read settles it.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"net"
 	"strconv"
+	"time"
 
 	"github.com/readstates/readstates/cluster"
 )
@@ -28,13 +29,15 @@ const errClusterDisabled = "ERR This instance has cluster support disabled"
 
 // route decides whether this node runs a command whose key is key. With
 // ok, the command runs, and d.cluster.Exit(slot) must follow it;
-// otherwise the reply (a redirection, or an error) is written.
+// otherwise the reply (a redirection, or an error) is written, or, with
+// hold on the view that never waits, the command is deferred
+// (s.deferred) to be run again where it may wait for a slot that moves.
 //
 // A user_id is routed by the slot of its canonical spelling (decimal, no
 // leading zero), whatever the client sent: "042" and "42" name one user,
 // served by one node. A client that hashed "042" to another slot is
 // redirected with the canonical slot, which it then maps right.
-func (d *Dispatcher) route(w Writer, s *Session, key []byte) (slot int, ok bool) {
+func (d *Dispatcher) route(w Writer, s *Session, key []byte, hold bool) (slot int, ok bool) {
 	slot = -1
 	if len(key) > 1 && key[0] == '0' { // only then can a valid id be non-canonical
 		if user, valid := parseID(key); valid {
@@ -45,6 +48,21 @@ func (d *Dispatcher) route(w Writer, s *Session, key []byte) (slot int, ok bool)
 		slot = cluster.Slot(key)
 	}
 	v, addr := d.cluster.Enter(slot)
+	if v == cluster.TryAgain && hold {
+		// The slot is being handed over (or the lease renewed): usually
+		// done within a second. The command waits for it, then runs or is
+		// redirected, rather than answer TRYAGAIN, which some cluster
+		// clients (Jedis, Lettuce) do not retry. Where it must not wait
+		// (an event loop), it is deferred to a goroutine that may.
+		if s.noWait {
+			s.deferred = true
+			return -1, false
+		}
+		for deadline := time.Now().Add(maxHold); v == cluster.TryAgain && time.Now().Before(deadline); {
+			time.Sleep(holdPoll)
+			v, addr = d.cluster.Enter(slot)
+		}
+	}
 	switch v {
 	case cluster.Serve:
 		return slot, true
@@ -58,11 +76,18 @@ func (d *Dispatcher) route(w Writer, s *Session, key []byte) (slot int, ok bool)
 	return -1, false
 }
 
+// A command on a slot being handed over waits up to maxHold, checking
+// every holdPoll, before it is answered TRYAGAIN.
+const (
+	maxHold  = 2 * time.Second
+	holdPoll = 5 * time.Millisecond
+)
+
 // txSlot checks, as a command is queued between MULTI and EXEC, that its
 // key is served here and hashes to the slot of the transaction's other
 // keys; it writes the error and reports false if not.
 func (d *Dispatcher) txSlot(w Writer, s *Session, key []byte) bool {
-	slot, ok := d.route(w, s, key)
+	slot, ok := d.route(w, s, key, false) // queued at once, or TRYAGAIN
 	if !ok {
 		return false
 	}

@@ -261,7 +261,12 @@ func (d *Dispatcher) dispatch(ctx context.Context, w Writer, s *Session, args []
 	}
 	s.noWait = noWait
 	if d.cluster != nil && cmd.FirstKey == 1 {
-		slot, ok := d.route(w, s, args[1])
+		slot, ok := d.route(w, s, args[1], true)
+		if !ok && s.deferred {
+			s.skipNext = skip          // it runs again, and is the one to mute
+			s.commands.Add(^uint64(0)) // counted when it runs
+			return cmd, false
+		}
 		if !ok {
 			d.record(cmd, false, true, time.Since(start))
 			return cmd, true

@@ -410,3 +410,35 @@ func TestClusterRouting(t *testing.T) {
 		}
 	}
 }
+
+// movingCluster answers TryAgain for its first n verdicts, then Moved:
+// a slot whose hand-over ends.
+type movingCluster struct{ n int }
+
+func (c *movingCluster) Enter(int) (cluster.Verdict, string) {
+	if c.n > 0 {
+		c.n--
+		return cluster.TryAgain, ""
+	}
+	return cluster.Moved, "127.0.0.1:7003"
+}
+func (c *movingCluster) Exit(int)            {}
+func (c *movingCluster) View() *cluster.View { return nil }
+
+// TestClusterHoldsMovingSlot: a command on a slot being handed over is
+// deferred by an event loop (it must not wait there), and, where it may
+// wait, waits for the hand-over and is redirected, not told TRYAGAIN.
+func TestClusterHoldsMovingSlot(t *testing.T) {
+	mc := &movingCluster{n: 3}
+	d, _ := newTestDispatcher(t, func(c *Config) { c.Cluster = mc })
+	s := NewSession(1, "a", "b", time.Time{})
+	w := &bufWriter{}
+	d.DispatchNoWait(context.Background(), w, s, args("RSINCR", "42", "7"))
+	if !s.Deferred() || len(w.b) != 0 {
+		t.Fatalf("no-wait dispatch on a moving slot: deferred %v, reply %q; want deferred, no reply", s.Deferred(), w.b)
+	}
+	d.Dispatch(context.Background(), w, s, args("RSINCR", "42", "7"))
+	if want := fmt.Sprintf("-MOVED %d 127.0.0.1:7003\r\n", cluster.Slot([]byte("42"))); string(w.b) != want {
+		t.Fatalf("after the hand-over: %q, want %q", w.b, want)
+	}
+}

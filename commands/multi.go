@@ -121,9 +121,11 @@ func exec(ctx context.Context, d *Dispatcher, w Writer, s *Session, _ [][]byte) 
 	}
 	if d.cluster != nil && q.slot >= 0 {
 		// The slot may have moved since the commands were queued.
-		slot, ok := d.route(w, s, q.cmds[q.keyAt][1])
+		slot, ok := d.route(w, s, q.cmds[q.keyAt][1], true)
 		if !ok {
-			s.multi = nil
+			if !s.deferred { // else it runs again where it may wait; the queue stays
+				s.multi = nil
+			}
 			return
 		}
 		defer d.cluster.Exit(slot)
