@@ -358,17 +358,7 @@ func TestClusterCassandra(t *testing.T) {
 	time.Sleep(2 * time.Second)
 	killed := nodes[1]
 	killedMap, _ := clusterMap(ctx, nodes[0].addr)
-	ownedByKilled := func(user int64) bool {
-		slot := int(redisSlot(fmt.Sprint(user)))
-		for _, r := range strings.Fields(killedMap) {
-			var a, b int
-			fmt.Sscanf(strings.Replace(r, "-", " ", 1), "%d %d", &a, &b)
-			if slot >= a && slot <= b {
-				return strings.HasSuffix(r, killed.addr)
-			}
-		}
-		return false
-	}
+	ownedByKilled := servedBy(killedMap, killed.addr)
 	killAt := time.Now()
 	killed.kill9()
 	survivors := []*serverProc{nodes[0], nodes[2]}
@@ -393,6 +383,22 @@ func TestClusterCassandra(t *testing.T) {
 	t.Logf("kill -9 under load: its slots served by the others %v after the kill (lease %v + margin %v); %d increments, %d lost, all of the killed node's users (unwritten: the oldest acknowledged %v before the kill); refusals %v",
 		took, clusterLease, clusterLease/5, load.ops.Load(), lost, oldest, load.errs)
 
+}
+
+// servedBy reports, for a user, whether addr served its slot in the
+// clusterMap m.
+func servedBy(m, addr string) func(user int64) bool {
+	return func(user int64) bool {
+		slot := int(redisSlot(fmt.Sprint(user)))
+		for _, r := range strings.Fields(m) {
+			var a, b int
+			fmt.Sscanf(strings.Replace(r, "-", " ", 1), "%d %d", &a, &b)
+			if slot >= a && slot <= b {
+				return strings.HasSuffix(r, addr)
+			}
+		}
+		return false
+	}
 }
 
 // slotsOf counts the slots of addr in a clusterMap.
@@ -470,13 +476,8 @@ func TestClusterCassandraZombieAndSkew(t *testing.T) {
 	zmap, _ := clusterMap(ctx, z.addr)
 	var lostUser int64 = -1
 	for u := int64(5_000_000); u < 5_003_000 && lostUser < 0; u++ {
-		slot := int(redisSlot(fmt.Sprint(u)))
-		for _, r := range strings.Fields(zmap) {
-			var a, b int
-			fmt.Sscanf(strings.Replace(r, "-", " ", 1), "%d %d", &a, &b)
-			if slot >= a && slot <= b && strings.HasSuffix(r, z.addr) {
-				lostUser = u
-			}
+		if servedBy(zmap, z.addr)(u) {
+			lostUser = u
 		}
 	}
 	if lostUser < 0 {
@@ -517,17 +518,7 @@ func TestClusterCassandraZombieAndSkew(t *testing.T) {
 	waitClusterOK(t, nodes, 30*time.Second)
 	time.Sleep(2 * time.Second)
 	load.halt()
-	zombieUsers := func(u int64) bool {
-		slot := int(redisSlot(fmt.Sprint(u)))
-		for _, r := range strings.Fields(zmap) {
-			var a, b int
-			fmt.Sscanf(strings.Replace(r, "-", " ", 1), "%d %d", &a, &b)
-			if slot >= a && slot <= b {
-				return strings.HasSuffix(r, z.addr)
-			}
-		}
-		return false
-	}
+	zombieUsers := servedBy(zmap, z.addr)
 	lost, oldest := load.check(t, nodes, zombieUsers, pausedAt)
 	t.Logf("zombie and skew under load: %d increments, %d lost (the paused node's unwritten, the oldest acknowledged %v before the pause); refusals %v",
 		load.ops.Load(), lost, oldest, load.errs)
@@ -535,6 +526,51 @@ func TestClusterCassandraZombieAndSkew(t *testing.T) {
 		n.stop()
 	}
 	load.checkRows(t, ks, zombieUsers, pausedAt)
+}
+
+// TestClusterCassandraOutage: Cassandra frozen (SIGSTOP) for longer than
+// the lease under load: the nodes stop serving (their leases lapse:
+// TRYAGAIN), nothing acknowledged is lost, nobody is declared down for a
+// silence it could not see, and service comes back by itself.
+func TestClusterCassandraOutage(t *testing.T) {
+	requireCassandra(t)
+	ks := cassandraKeyspace(t)
+	nodes := []*serverProc{startClusterNode(t, ks), startClusterNode(t, ks), startClusterNode(t, ks)}
+	waitClusterOK(t, nodes, 30*time.Second)
+	c := clusterClient(nodes...)
+	defer c.Close()
+	load := startClusterLoad(t, c, 6_000_000, 3000, 8)
+	time.Sleep(2 * time.Second)
+	t.Cleanup(func() { ensureNodeUp(t, nil) })
+	if out, code, err := cassandraCtl(t, "pause", 30*time.Second); err != nil || code != 0 {
+		t.Fatalf("cassandra.sh pause: exit %d, %v:\n%s", code, err, out)
+	}
+	const pauseFor = 3 * clusterLease
+	time.Sleep(pauseFor)
+	if out, code, err := cassandraCtl(t, "resume", 30*time.Second); err != nil || code != 0 {
+		t.Fatalf("cassandra.sh resume: exit %d, %v:\n%s", code, err, out)
+	}
+	back, opsBack := time.Now(), load.ops.Load()
+	waitClusterOK(t, nodes, 60*time.Second)
+	time.Sleep(2 * time.Second)
+	load.halt()
+	if load.ops.Load() == opsBack {
+		t.Fatal("no increment acknowledged in the 2 s after Cassandra resumed")
+	}
+	if lost, _ := load.check(t, nodes, nil, time.Time{}); lost != 0 {
+		t.Fatalf("%d acknowledged increments lost to an outage of Cassandra", lost)
+	}
+	for _, n := range nodes {
+		if strings.Contains(n.out.String(), "declared down by another") {
+			t.Errorf("node %s was declared down after the outage", n.addr)
+		}
+	}
+	t.Logf("Cassandra frozen %v under load: %d increments in the %v after it resumed; %d in all, 0 lost; refusals %v",
+		pauseFor, load.ops.Load()-opsBack, time.Since(back), load.ops.Load(), load.errs)
+	for _, n := range nodes {
+		n.stop()
+	}
+	load.checkRows(t, ks, nil, time.Time{})
 }
 
 // redisSlot is Redis Cluster's key slot (CRC16/XMODEM mod 16384),
