@@ -10,9 +10,10 @@
 // The key of every read-state command is its user_id: slot =
 // CRC16(user_id) mod 16384, as Redis Cluster computes it (Slot), so a
 // client routes by the bytes it sends. A user's read states stay on one
-// node. A user is routed by the slot of its canonical spelling (decimal,
-// no leading zero), whatever a client sent: a client that hashed "042"
-// is redirected to the slot of "42", so one user is served by one node.
+// node. A user is served by the node of the slot of its canonical
+// spelling (decimal, no leading zero): a node that a padded id ("042",
+// hashed by the client as sent) reaches serves it if it serves the user,
+// and refuses it otherwise, so one user is served by one node.
 //
 // Slots are owned in Groups (256) of GroupSlots (64) consecutive slots:
 // a hand-over is then one transaction per group, and the map one read of

@@ -33,15 +33,18 @@ const errClusterDisabled = "ERR This instance has cluster support disabled"
 // hold on the view that never waits, the command is deferred
 // (s.deferred) to be run again where it may wait for a slot that moves.
 //
-// A user_id is routed by the slot of its canonical spelling (decimal, no
-// leading zero), whatever the client sent: "042" and "42" name one user,
-// served by one node. A client that hashed "042" to another slot is
-// redirected with the canonical slot, which it then maps right.
+// A user is served by the node of the slot of its canonical spelling
+// (decimal, no leading zero). A client hashes the bytes it sends, so for
+// "042" it computes another slot than for "42": the node it reaches
+// serves the command if it holds the user's slot, and otherwise refuses
+// it with an error, not a MOVED (a MOVED names the client's slot, whose
+// node is this one: the client would come back).
 func (d *Dispatcher) route(w Writer, s *Session, key []byte, hold bool) (slot int, ok bool) {
 	slot = -1
+	padded := false
 	if len(key) > 1 && key[0] == '0' { // only then can a valid id be non-canonical
 		if user, valid := parseID(key); valid {
-			slot = cluster.UserSlot(user)
+			slot, padded = cluster.UserSlot(user), true
 		}
 	}
 	if slot < 0 {
@@ -63,12 +66,14 @@ func (d *Dispatcher) route(w Writer, s *Session, key []byte, hold bool) (slot in
 			v, addr = d.cluster.Enter(slot)
 		}
 	}
-	switch v {
-	case cluster.Serve:
+	switch {
+	case v == cluster.Serve:
 		return slot, true
-	case cluster.Moved:
+	case padded && v != cluster.TryAgain:
+		s.writeError(w, "ERR user_id '"+string(key)+"' has leading zeros, and this cluster node does not serve that user: in cluster mode write ids without leading zeros (clients route by the bytes)")
+	case v == cluster.Moved:
 		s.writeError(w, "MOVED "+strconv.Itoa(slot)+" "+addr)
-	case cluster.TryAgain:
+	case v == cluster.TryAgain:
 		s.writeError(w, "TRYAGAIN slot "+strconv.Itoa(slot)+" is moving between nodes, or this node is renewing its lease; retry")
 	default:
 		s.writeError(w, "CLUSTERDOWN Hash slot not served")

@@ -302,9 +302,22 @@ func TestClusterCassandra(t *testing.T) {
 			t.Fatalf("redis-cli -c RSGET 42 7: %v %q", err, out)
 		}
 	}
-	// One user, however spelled: "042" is routed as "42".
-	if got, err := c.Do(ctx, "RSGET", "00042", 7).Int64Slice(); err != nil || got[0] != 3 {
-		t.Fatalf("RSGET 00042 7 through the cluster client: %v %v, want user 42's [3 0]", got, err)
+	// One user, however spelled: "00042" is user 42, served by 42's node
+	// only, refused by the others.
+	ownerAddr := ""
+	if o, err := c.MasterForKey(ctx, "42"); err == nil {
+		ownerAddr = o.Options().Addr
+	}
+	for _, n := range nodes {
+		nc := redis.NewClient(&redis.Options{Addr: n.addr})
+		got, err := nc.Do(ctx, "RSGET", "00042", 7).Int64Slice()
+		nc.Close()
+		switch {
+		case n.addr == ownerAddr && (err != nil || got[0] != 3):
+			t.Fatalf("RSGET 00042 7 on user 42's node: %v %v, want [3 0]", got, err)
+		case n.addr != ownerAddr && (err == nil || !strings.Contains(err.Error(), "leading zeros")):
+			t.Fatalf("RSGET 00042 7 on another node: %v %v, want refused", got, err)
+		}
 	}
 
 	// SIGTERM of a node under load: 0 lost.
