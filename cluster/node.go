@@ -170,6 +170,15 @@ func (n *Node) Enter(slot int) (v Verdict, addr string) {
 	return n.verdict(view, gv, g)
 }
 
+// Serves reports whether the node serves user now: its group is its own
+// and its lease valid. The engine asks it after a read-through, before
+// the operation that waited for it changes anything
+// (persist.Engine.SetServes): the lease Enter checked may have ended
+// while the database answered.
+func (n *Node) Serves(user int64) bool {
+	return n.view.Load().groups[UserGroup(user)].serving && int64(n.cfg.Mono()) < n.validUntil.Load()
+}
+
 // Exit ends what Enter(slot) began with Serve.
 func (n *Node) Exit(slot int) { n.inflight[GroupOf(slot)].n.Add(-1) }
 

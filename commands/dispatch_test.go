@@ -302,6 +302,7 @@ type servingCluster struct{ entered, exited int }
 
 func (c *servingCluster) Enter(int) (cluster.Verdict, string) { c.entered++; return cluster.Serve, "" }
 func (c *servingCluster) Exit(int)                            { c.exited++ }
+func (c *servingCluster) LeaseEnd() time.Time                 { return time.Now().Add(time.Hour) }
 func (c *servingCluster) View() *cluster.View                 { return nil }
 
 // TestDispatchAllocsCluster: in cluster mode the routing of a read-state

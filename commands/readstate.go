@@ -167,6 +167,8 @@ func backendError(err error) string {
 	case errors.Is(err, persist.ErrJournal):
 		// Redis's reply when its append-only file cannot be written.
 		return "MISCONF " + errText(err) + "; changes are refused until it can (this one was not made)"
+	case errors.Is(err, persist.ErrNotServed):
+		return "TRYAGAIN this cluster node's lease of the user's slot ended while the database answered: nothing was changed; retry (you will be redirected)"
 	case errors.Is(err, persist.ErrClosed):
 		return "TRYAGAIN server shutting down: the command was not run"
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):

@@ -49,6 +49,16 @@ func (e *Engine) atomically(ctx context.Context, keys []cache.Key, fn func(ReadS
 		if err := inParallel(len(missing), func(i int) error { return e.load(ctx, missing[i]) }); err != nil {
 			return err
 		}
+		if serves := e.serves.Load(); serves != nil {
+			for _, k := range keys { // as readThrough
+				if !(*serves)(k.User) {
+					return ErrNotServed
+				}
+			}
+		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
 	}
 }
 

@@ -87,7 +87,8 @@ type Engine struct {
 	watch         atomic.Pointer[func(user int64)] // see Watch
 	store         Store
 	table         *cache.Table
-	logical       bool // EngineConfig.LogicalStamps
+	logical       bool                             // EngineConfig.LogicalStamps
+	serves        atomic.Pointer[func(int64) bool] // SetServes
 	log           *slog.Logger
 	flushInterval time.Duration
 	maxPending    int
@@ -151,6 +152,11 @@ var ErrClosed = errors.New("read state engine closed")
 // ErrJournal is returned by a change refused because the journal cannot be
 // written: it could not be made durable. Nothing was changed.
 var ErrJournal = errors.New("journal cannot be written")
+
+// ErrNotServed is the error of an operation that read through and found,
+// once the database answered, that this engine no longer serves its user
+// (SetServes): it changed nothing.
+var ErrNotServed = errors.New("the user is no longer served here")
 
 // NewEngine returns an engine with an empty cache. Run starts its
 // write-behind; Close writes what is left.
@@ -310,6 +316,12 @@ func (e *Engine) changed(s cache.Snapshot) {
 	}
 }
 
+// SetServes makes every operation that read through (waited for the
+// database) check serves(user) before it changes or returns anything,
+// and fail with ErrNotServed if not: a cluster node (cluster.Node.Serves)
+// may have lost the user while the database answered.
+func (e *Engine) SetServes(serves func(user int64) bool) { e.serves.Store(&serves) }
+
 // Watch makes fn be called with the user_id of every read state that
 // changes, under the read state's lock, so before anyone else can read
 // the change (client-side caching's invalidations, commands.ChangeSource).
@@ -467,7 +479,16 @@ func (e *Engine) readThrough(ctx context.Context, k cache.Key, attempt int, wait
 	if attempt >= maxLoadAttempts {
 		return fmt.Errorf("read state %d/%d evicted %d times while being loaded: the cache is too small for the load", k.User, k.Channel, attempt)
 	}
-	return e.load(ctx, k)
+	if err := e.load(ctx, k); err != nil {
+		return err
+	}
+	// The operation that waited runs only if this engine still serves the
+	// user: a cluster node's lease may have ended meanwhile, and another
+	// node serve the user (package cluster).
+	if serves := e.serves.Load(); serves != nil && !(*serves)(k.User) {
+		return ErrNotServed
+	}
+	return ctx.Err()
 }
 
 // load brings k into the cache. Concurrent loads of one key share one

@@ -210,7 +210,9 @@ func serve(ctx context.Context, requestShutdown func(), o *options, log *slog.Lo
 
 	var node *cluster.Node
 	if o.cluster {
-		if node, err = newNode(o, store, engine, log); err != nil {
+		if node, err = newNode(o, store, engine, log); err == nil {
+			engine.SetServes(node.Serves)
+		} else {
 			stopRun()
 			<-runDone
 			cctx, cancel := context.WithTimeout(context.Background(), o.shutdownTimeout)
