@@ -4,15 +4,25 @@
 SHELL := /usr/bin/env bash
 CASSANDRA_SH := scripts/cassandra/cassandra.sh
 
-.PHONY: cassandra-start cassandra-stop build run test unit bench fuzz vet
+.PHONY: cassandra-start cassandra-stop cassandra-status build run test unit bench fuzz vet
 
 # Local single-node Cassandra 5.0 under .cassandra/ (env: CASSANDRA_PORT,
-# CASSANDRA_HOME_DIR, CASSANDRA_HEAP, CASSANDRA_START_TIMEOUT; see the script).
+# CASSANDRA_HOME_DIR, CASSANDRA_HEAP, CASSANDRA_START_TIMEOUT; see the script),
+# or a ring of N nodes on 127.0.0.1..N: make cassandra-start CASSANDRA_NODES=3
+# (homes under .cassandra/ring/; other addresses: CASSANDRA_RING_ADDRESSES=
+# 127.0.0.2,127.0.0.3,127.0.0.4; stop and status take the same variables).
+CASSANDRA_NODES ?= 1
+CASSANDRA_RING_ADDRESSES ?=
+CASSANDRA_ENV = CASSANDRA_NODES=$(CASSANDRA_NODES) $(if $(CASSANDRA_RING_ADDRESSES),CASSANDRA_RING_ADDRESSES=$(CASSANDRA_RING_ADDRESSES))
+
 cassandra-start:
-	bash $(CASSANDRA_SH) start
+	$(CASSANDRA_ENV) bash $(CASSANDRA_SH) start
 
 cassandra-stop:
-	bash $(CASSANDRA_SH) stop
+	$(CASSANDRA_ENV) bash $(CASSANDRA_SH) stop
+
+cassandra-status:
+	$(CASSANDRA_ENV) bash $(CASSANDRA_SH) status
 
 # The server binary.
 build:

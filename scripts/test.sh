@@ -6,7 +6,10 @@
 #      goroutine per connection);
 #   2. a real Cassandra 5.0 node started from Maven Central jars
 #      (scripts/cassandra/cassandra.sh), the Cassandra store and the
-#      server's durability guarantees tested against it, the node stopped.
+#      server's durability guarantees tested against it, the node stopped;
+#   3. a 3-node Cassandra ring (the same script, CASSANDRA_NODES=3), the
+#      cluster over it at replication factor 3 while a Cassandra node is
+#      killed -9 under load, the ring stopped.
 # Prerequisites: Go, Java 17, Maven; scripts/deps.sh installs the clients.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -49,7 +52,20 @@ READSTATES_TEST_EVENT_LOOPS=-1 go test -race -count=1 ./tests/ \
 go test -count=1 -run 'Alloc' ./...
 
 echo "== Cassandra integration tests"
+# CASSANDRA_NODES=1: a CASSANDRA_NODES exported for the ring must not turn
+# these into ring commands.
+export CASSANDRA_NODES=1
 bash scripts/cassandra/cassandra.sh start
 trap 'bash scripts/cassandra/cassandra.sh stop' EXIT
 READSTATES_CASSANDRA_SCRIPT="$PWD/scripts/cassandra/cassandra.sh" \
 	go test -race -count=1 -p 1 -timeout 30m -tags cassandra -run 'Cassandra' ./persist/... ./tests/
+bash scripts/cassandra/cassandra.sh stop
+
+echo "== Cassandra ring: 3 nodes, replication factor 3, one killed -9 under load"
+# The single node is stopped: the ring takes 127.0.0.1-3 (and the CPU).
+ring=(CASSANDRA_NODES=3 CASSANDRA_RING_ADDRESSES=127.0.0.1,127.0.0.2,127.0.0.3)
+env "${ring[@]}" bash scripts/cassandra/cassandra.sh start
+trap 'env "${ring[@]}" bash scripts/cassandra/cassandra.sh stop' EXIT
+READSTATES_CASSANDRA_SCRIPT="$PWD/scripts/cassandra/cassandra.sh" \
+READSTATES_CASSANDRA_RING=127.0.0.1:9042,127.0.0.2:9042,127.0.0.3:9042 \
+	go test -race -count=1 -p 1 -timeout 15m -tags cassandra -run 'TestClusterRingCassandra' -v ./tests/

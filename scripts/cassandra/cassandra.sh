@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Run a real single-node Apache Cassandra 5.0 for local development and tests,
 # from the Maven Central artifact org.apache.cassandra:cassandra-all (no Docker,
-# no tarball). See scripts/cassandra/pom.xml for the pinned version.
+# no tarball), or, with CASSANDRA_NODES=N (N > 1), a ring of N such nodes on
+# loopback addresses (see "Ring mode" below). See scripts/cassandra/pom.xml for
+# the pinned version.
 #
-# Usage: scripts/cassandra/cassandra.sh {start|stop|restart|status|kill9|pause|resume|logs|wipe|env}
+# Usage: scripts/cassandra/cassandra.sh {start|stop|restart|status|kill9|pause|resume|logs|wipe|env|pid|nodetool ARGS}
 #
 #   start   fetch jars if missing, write conf, launch in background, wait until
 #           CQL answers and the node logged that it listens for CQL clients.
@@ -21,6 +23,9 @@
 #   logs    print the last N (default 50) lines of system.log.
 #   wipe    stop, then delete data/ and log/ (jars and conf are kept).
 #   env     print the effective settings.
+#   pid     print the node's pid (exit 3 if it is not running).
+#   nodetool ARGS  run Cassandra's nodetool against the node (needs JMX:
+#           CASSANDRA_JMX_PORT, always on in ring mode), e.g. nodetool status.
 #
 # Everything lives under one directory (git-ignored), default $REPO/.cassandra:
 #   lib/ conf/ data/ log/ cassandra.pid
@@ -48,6 +53,46 @@
 #                             writes of the last CASSANDRA_COMMITLOG_SYNC_PERIOD, 10000ms),
 #                             batch (fsync before ack: kill9 loses nothing acked; slower),
 #                             group (CASSANDRA_COMMITLOG_SYNC_WINDOW, default 10ms)
+#   CASSANDRA_CLUSTER_NAME    cluster_name              (default readstates-local;
+#                             ring mode: readstates-ring)
+#   CASSANDRA_SEEDS           seeds, host:port,...      (default this node; ring mode: all)
+#   CASSANDRA_NUM_TOKENS      num_tokens                (default 1)
+#   CASSANDRA_INITIAL_TOKEN   initial_token, used at the first start only (default none:
+#                             random; ring mode: evenly spaced)
+#   CASSANDRA_AUTO_BOOTSTRAP  auto_bootstrap            (default unset: Cassandra's true;
+#                             ring mode: false)
+#
+# Ring mode (CASSANDRA_NODES=N, N > 1): N nodes, each a single node of the above
+# with its own home, conf, log, pid file and JMX port, all seeds of each other,
+# with evenly spaced initial tokens and no bootstrap (a fresh ring of seeds has
+# nothing to stream), started in parallel. Every command acts on all nodes, or
+# on node CASSANDRA_NODE (1..N) only (pid prints "node<i> <pid>" lines, logs
+# each node's log). start waits until every node answers CQL
+# and then until every running node sees every running node Up/Normal
+# (nodetool status over JMX). The single-node variables above (CASSANDRA_PORT,
+# CASSANDRA_STORAGE_PORT, CASSANDRA_HEAP, CASSANDRA_COMMITLOG_SYNC, ...) apply
+# to every node; CASSANDRA_SECURE=1 is single-node only. Ring variables:
+#   CASSANDRA_NODES           number of nodes           (default 1: single-node mode)
+#   CASSANDRA_NODE            act on this node only (1..N; start waits for the ring)
+#   CASSANDRA_RING_ADDRESSES  listen/rpc addresses, comma-separated, one per node
+#                             (default 127.0.0.1,...,127.0.0.N); every node uses
+#                             CASSANDRA_PORT and CASSANDRA_STORAGE_PORT on its own
+#   CASSANDRA_RING_DIR        the nodes' homes are node1..nodeN under it
+#                             (default $CASSANDRA_HOME_DIR/ring); a start with other
+#                             addresses or N than the last one wipes their data
+#   CASSANDRA_RING_JMX_PORT   JMX (127.0.0.1) of node 1; node i uses it + i - 1 (default 7201)
+#   CASSANDRA_RING_TIMEOUT    seconds to wait for the ring to agree after every
+#                             node answers (default 120)
+#   CASSANDRA_RING_JVM_OPTS   JVM options of every node, before CASSANDRA_JVM_EXTRA_OPTS
+#                             (default "-XX:TieredStopAtLevel=1
+#                             -Dcassandra.memtable.row_overhead_size=180": C1 only, a
+#                             fresh node of a 3-node ring starts on 9-11 CPU-seconds
+#                             instead of 20-27 (which decides how long N nodes take on
+#                             2 cores) and serves a test's load on less CPU too; and the
+#                             memtable row overhead this JVM measures (180 bytes) given,
+#                             not measured at every start by a loop that takes 5-14 s
+#                             without C2; set it empty for Cassandra's defaults)
+#   The jars are shared: CASSANDRA_LIB_DIR (default $CASSANDRA_HOME_DIR/lib).
 set -euo pipefail
 
 SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd -P)"
@@ -63,6 +108,11 @@ LISTEN_ADDR="${CASSANDRA_LISTEN_ADDRESS:-127.0.0.1}"
 HEAP="${CASSANDRA_HEAP:-512M}"
 JMX_PORT="${CASSANDRA_JMX_PORT:-}"
 START_TIMEOUT="${CASSANDRA_START_TIMEOUT:-180}"
+CLUSTER_NAME="${CASSANDRA_CLUSTER_NAME:-readstates-local}"
+SEEDS="${CASSANDRA_SEEDS:-}"
+NUM_TOKENS="${CASSANDRA_NUM_TOKENS:-1}"
+INITIAL_TOKEN="${CASSANDRA_INITIAL_TOKEN:-}"
+AUTO_BOOTSTRAP="${CASSANDRA_AUTO_BOOTSTRAP:-}"
 STOP_TIMEOUT="${CASSANDRA_STOP_TIMEOUT:-60}"
 COMMITLOG_SYNC="${CASSANDRA_COMMITLOG_SYNC:-periodic}"
 
@@ -185,6 +235,13 @@ client_encryption_options:
 YAML
 }
 
+# Lines for a node of a ring (none for a single node), each after a newline.
+ring_yaml() {
+  [[ -n "$INITIAL_TOKEN" ]] && printf '\ninitial_token: %s' "$INITIAL_TOKEN"
+  [[ -n "$AUTO_BOOTSTRAP" ]] && printf '\nauto_bootstrap: %s' "$AUTO_BOOTSTRAP"
+  return 0
+}
+
 write_conf() {
   commitlog_yaml >/dev/null   # validate CASSANDRA_COMMITLOG_SYNC here, not inside $(...)
   if [[ "$SECURE" == 1 ]]; then mkdir -p "$CONF_DIR"; make_keystore; fi
@@ -193,14 +250,14 @@ write_conf() {
   cat >"$CONF_DIR/cassandra.yaml.tmp" <<EOF
 # Written by scripts/cassandra/cassandra.sh on every start; edits are overwritten.
 # Lean single-node settings for a 2-core dev/test machine.
-cluster_name: 'readstates-local'
-num_tokens: 1
+cluster_name: '$CLUSTER_NAME'
+num_tokens: $NUM_TOKENS$(ring_yaml)
 partitioner: org.apache.cassandra.dht.Murmur3Partitioner
 endpoint_snitch: SimpleSnitch
 seed_provider:
   - class_name: org.apache.cassandra.locator.SimpleSeedProvider
     parameters:
-      - seeds: "$LISTEN_ADDR:$STORAGE_PORT"
+      - seeds: "${SEEDS:-$LISTEN_ADDR:$STORAGE_PORT}"
 listen_address: $LISTEN_ADDR
 rpc_address: $LISTEN_ADDR
 storage_port: $STORAGE_PORT
@@ -571,8 +628,324 @@ CASSANDRA_STOP_TIMEOUT=$STOP_TIMEOUT
 CASSANDRA_COMMITLOG_SYNC=$COMMITLOG_SYNC
 CASSANDRA_LIB_DIR=$LIB_DIR
 CASSANDRA_SECURE=$SECURE
+CASSANDRA_CLUSTER_NAME=$CLUSTER_NAME
+CASSANDRA_SEEDS=${SEEDS:-$LISTEN_ADDR:$STORAGE_PORT}
+CASSANDRA_NUM_TOKENS=$NUM_TOKENS
+CASSANDRA_INITIAL_TOKEN=$INITIAL_TOKEN
+CASSANDRA_AUTO_BOOTSTRAP=$AUTO_BOOTSTRAP
 EOF
 }
+
+cmd_pid() {
+  local pid
+  pid="$(node_pid)" || { echo "stopped"; return 3; }
+  echo "$pid"
+}
+
+# A running node keeps the JMX port it was started with.
+adopt_running_jmx_port() {
+  local pid p
+  pid="$(node_pid)" || return 0
+  p="$(tr '\0' '\n' <"/proc/$pid/cmdline" 2>/dev/null | sed -n 's/^-Dcassandra\.jmx\.local\.port=//p' | head -n1)"
+  [[ -n "$p" ]] && JMX_PORT="$p"
+  return 0
+}
+
+# nodetool (org.apache.cassandra.tools.NodeTool of the node's jars) over the
+# node's local JMX port: a small client JVM, quiet unless something fails
+# (its history file goes to the node's home, not ~/.cassandra).
+cmd_nodetool() {
+  adopt_running_jmx_port
+  [[ -n "$JMX_PORT" ]] || die "nodetool needs JMX: start the node with CASSANDRA_JMX_PORT set (ring mode always does)"
+  find_java
+  mkdir -p "$CONF_DIR"
+  local lb="$CONF_DIR/logback-tools.xml"
+  if [[ ! -f "$lb" ]]; then
+    cat >"$lb.tmp.$$" <<'EOF'
+<!-- Written by scripts/cassandra/cassandra.sh: nodetool logs warnings to stderr. -->
+<configuration scan="false">
+  <appender name="STDERR" class="ch.qos.logback.core.ConsoleAppender">
+    <target>System.err</target>
+    <encoder><pattern>%-5level %msg%n</pattern></encoder>
+  </appender>
+  <root level="WARN"><appender-ref ref="STDERR"/></root>
+</configuration>
+EOF
+    mv "$lb.tmp.$$" "$lb"
+  fi
+  "$JAVA_BIN" -Xms32m -Xmx256m -Xss512k -XX:+UseSerialGC -XX:TieredStopAtLevel=1 -Xshare:auto \
+    -XX:+PerfDisableSharedMem -Djava.net.preferIPv4Stack=true \
+    --add-exports=java.base/jdk.internal.misc=ALL-UNNAMED --add-exports=java.base/jdk.internal.ref=ALL-UNNAMED \
+    --add-exports=java.base/sun.nio.ch=ALL-UNNAMED --add-opens=java.base/sun.nio.ch=ALL-UNNAMED \
+    --add-exports=java.rmi/sun.rmi.registry=ALL-UNNAMED --add-exports=java.rmi/sun.rmi.server=ALL-UNNAMED \
+    "-Duser.home=$HOME_DIR" \
+    "-Dlogback.configurationFile=$lb" "-Dcassandra.logdir=$LOG_DIR" "-Dcassandra.storagedir=$DATA_DIR" \
+    -cp "$LIB_DIR/*" org.apache.cassandra.tools.NodeTool -h 127.0.0.1 -p "$JMX_PORT" "$@"
+}
+
+# ---------------------------------------------------------------- ring mode
+
+# The script runs each node of a ring as a single node: itself, with the
+# node's variables (ring_node_env) and CASSANDRA_NODES=1.
+
+NODES="${CASSANDRA_NODES:-1}"
+
+ring_init() {
+  [[ "$SECURE" != 1 ]] || die "CASSANDRA_SECURE=1 is single-node only"
+  RING_DIR="${CASSANDRA_RING_DIR:-$HOME_DIR/ring}"
+  RING_DIR="$(mkdir -p "$RING_DIR" && cd "$RING_DIR" && pwd -P)"
+  RING_ADDRS=()
+  if [[ -n "${CASSANDRA_RING_ADDRESSES:-}" ]]; then
+    read -r -a RING_ADDRS <<<"${CASSANDRA_RING_ADDRESSES//,/ }"
+  else
+    local i
+    for (( i = 1; i <= NODES; i++ )); do RING_ADDRS+=("127.0.0.$i"); done
+  fi
+  (( ${#RING_ADDRS[@]} == NODES )) ||
+    die "CASSANDRA_RING_ADDRESSES names ${#RING_ADDRS[@]} addresses, CASSANDRA_NODES is $NODES"
+  RING_JMX_BASE="${CASSANDRA_RING_JMX_PORT:-7201}"
+  RING_TIMEOUT="${CASSANDRA_RING_TIMEOUT:-120}"
+  RING_CLUSTER="${CASSANDRA_CLUSTER_NAME:-readstates-ring}"
+  RING_JVM_OPTS="${CASSANDRA_RING_JVM_OPTS--XX:TieredStopAtLevel=1 -Dcassandra.memtable.row_overhead_size=180}"
+  local a seeds=()
+  for a in "${RING_ADDRS[@]}"; do seeds+=("$a:$STORAGE_PORT"); done
+  RING_SEEDS="$(IFS=,; printf '%s' "${seeds[*]}")"
+  # Evenly spaced Murmur3 tokens, one per node (summed step by step: no
+  # intermediate value leaves the signed 64-bit range).
+  RING_TOKENS=()
+  local t=$(( -9223372036854775807 - 1 )) step=$(( 9223372036854775807 / NODES * 2 )) i
+  for (( i = 0; i < NODES; i++ )); do RING_TOKENS+=("$t"); t=$(( t + step )); done
+  RING_SEL=()
+  if [[ -n "${CASSANDRA_NODE:-}" ]]; then
+    [[ "$CASSANDRA_NODE" =~ ^[0-9]+$ ]] && (( CASSANDRA_NODE >= 1 && CASSANDRA_NODE <= NODES )) ||
+      die "CASSANDRA_NODE must be 1..$NODES (got '$CASSANDRA_NODE')"
+    RING_SEL=("$CASSANDRA_NODE")
+  else
+    for (( i = 1; i <= NODES; i++ )); do RING_SEL+=("$i"); done
+  fi
+}
+
+ring_home() { printf '%s/node%s' "$RING_DIR" "$1"; }
+
+ring_node_env() { # $1 = node (1-based): that node's variables, NAME=value per line
+  local i="$1"
+  printf '%s\n' \
+    CASSANDRA_NODES=1 CASSANDRA_NODE= \
+    "CASSANDRA_HOME_DIR=$(ring_home "$i")" \
+    "CASSANDRA_LIB_DIR=$LIB_DIR" \
+    "CASSANDRA_LISTEN_ADDRESS=${RING_ADDRS[i-1]}" \
+    "CASSANDRA_JMX_PORT=$(( RING_JMX_BASE + i - 1 ))" \
+    "CASSANDRA_CLUSTER_NAME=$RING_CLUSTER" \
+    "CASSANDRA_SEEDS=$RING_SEEDS" \
+    "CASSANDRA_INITIAL_TOKEN=${RING_TOKENS[i-1]}" \
+    "CASSANDRA_AUTO_BOOTSTRAP=false" \
+    "CASSANDRA_JVM_EXTRA_OPTS=$RING_JVM_OPTS${CASSANDRA_JVM_EXTRA_OPTS:+ $CASSANDRA_JVM_EXTRA_OPTS}"
+}
+
+ring_node() { # $1 = node, then the script's arguments for it
+  local i="$1"; shift
+  local envs=()
+  mapfile -t envs < <(ring_node_env "$i")
+  # shellcheck disable=SC2086
+  ${RING_CMD_TIMEOUT:+timeout $RING_CMD_TIMEOUT} env "${envs[@]}" bash "$SCRIPT_DIR/$(basename "${BASH_SOURCE[0]}")" "$@"
+}
+
+# Runs one action on the selected nodes at once, each one's output prefixed
+# with its name; returns the worst (largest) exit code.
+ring_parallel() { # $1 = action
+  local i pids=() rc=0 r out
+  out="$(mktemp -d "$RING_DIR/.out.XXXXXX")"
+  for i in "${RING_SEL[@]}"; do
+    ring_node "$i" "$@" >"$out/$i" 2>&1 &
+    pids+=("$!")
+  done
+  for i in "${!pids[@]}"; do
+    r=0; wait "${pids[i]}" || r=$?
+    sed "s/^/node${RING_SEL[i]} ${RING_ADDRS[RING_SEL[i]-1]}: /" "$out/${RING_SEL[i]}" >&2
+    (( r > rc )) && rc=$r
+  done
+  rm -rf "$out"
+  return "$rc"
+}
+
+# What a ring's data was made for: a start with anything else wipes it.
+ring_layout() {
+  printf 'cluster_name=%s\nseeds=%s\ntokens=%s\n' "$RING_CLUSTER" "$RING_SEEDS" "${RING_TOKENS[*]}"
+}
+
+ring_running() { # prints the nodes (1-based) whose process is alive
+  local i
+  for (( i = 1; i <= NODES; i++ )); do
+    ring_node "$i" pid >/dev/null 2>&1 && printf '%s\n' "$i"
+  done
+  return 0
+}
+
+ring_check_layout() {
+  local f="$RING_DIR/layout" want
+  want="$(ring_layout)"
+  if [[ -f "$f" && "$(cat "$f")" != "$want" ]]; then
+    [[ -z "$(ring_running)" ]] ||
+      die "nodes under $RING_DIR run with another layout (addresses, N or cluster name); stop them first (with the old CASSANDRA_NODES and CASSANDRA_RING_ADDRESSES)"
+    log "the ring's layout changed (other addresses, N or cluster name): wiping the nodes' data under $RING_DIR"
+    local d
+    for d in "$RING_DIR"/node*; do [[ -d "$d" ]] && rm -rf "$d/data" "$d/log"; done
+  fi
+  printf '%s\n' "$want" >"$f"
+}
+
+# True once every running node sees every running node Up and Normal (UN)
+# in nodetool status; RING_VIEW holds the last view that was not.
+ring_agrees() {
+  local up=() i j view a
+  mapfile -t up < <(ring_running)
+  (( ${#up[@]} > 0 )) || { RING_VIEW="no node is running"; return 1; }
+  for i in "${up[@]}"; do
+    # (A paused node would hold nodetool forever.)
+    if ! view="$(RING_CMD_TIMEOUT=60 ring_node "$i" nodetool status 2>&1)"; then
+      RING_VIEW="node$i: nodetool status failed: $(tail -n 3 <<<"$view")"
+      return 1
+    fi
+    for j in "${up[@]}"; do
+      a="${RING_ADDRS[j-1]}"
+      if ! grep -Eq "^UN +${a//./\\.}(:[0-9]+)? " <<<"$view"; then
+        RING_VIEW="node$i does not see node$j ($a) Up/Normal yet:"$'\n'"$view"
+        return 1
+      fi
+    done
+  done
+}
+
+# Fails before anything starts if a selected node that is not running
+# would find its CQL or storage port taken (by the single node, say).
+ring_check_ports() {
+  local i a p deadline
+  for i in "${RING_SEL[@]}"; do
+    ring_node "$i" pid >/dev/null 2>&1 && continue
+    a="${RING_ADDRS[i-1]}"
+    for p in "$CQL_PORT" "$STORAGE_PORT"; do
+      # A node killed a moment ago may still hold its ports while exiting.
+      deadline=$(( SECONDS + 10 ))
+      while timeout 2 bash -c "exec 3<>/dev/tcp/$a/$p" 2>/dev/null; do
+        (( SECONDS < deadline )) ||
+          die "node$i: $a:$p is in use by another process (the single node? stop it, or choose CASSANDRA_RING_ADDRESSES); nothing started"
+        sleep 0.5
+      done
+    done
+  done
+}
+
+ring_start() {
+  local t0=$SECONDS
+  ring_check_ports
+  ring_check_layout
+  # The jars, once, before the nodes start at once (they share them).
+  if ! [[ -f "$LIB_DIR/.complete" && "$(cat "$LIB_DIR/.complete")" == "$(pom_stamp)" ]]; then
+    ( with_lock; ensure_jars )
+  fi
+  log "starting node(s) ${RING_SEL[*]} of a $NODES-node ring ($RING_SEEDS; CQL port $CQL_PORT; heap $HEAP each; JMX from 127.0.0.1:$RING_JMX_BASE; homes under $RING_DIR)"
+  if ! ring_parallel start; then
+    die "a node did not start (its output above; its log: CASSANDRA_NODES=$NODES CASSANDRA_NODE=<n> $0 logs)"
+  fi
+  local t1=$SECONDS deadline=$(( SECONDS + RING_TIMEOUT ))
+  log "node(s) ${RING_SEL[*]} answer CQL after $(( t1 - t0 ))s; waiting until every running node sees every running node UN"
+  while ! ring_agrees; do
+    if (( SECONDS >= deadline )); then
+      log "the ring did not agree within ${RING_TIMEOUT}s: $RING_VIEW"
+      die "ring not ready (the nodes keep running; stop them with the same CASSANDRA_NODES)"
+    fi
+    sleep 1
+  done
+  log "ring ready after $(( SECONDS - t0 ))s ($(( SECONDS - t1 ))s of it until the nodes saw each other UN); CPU so far: $(ring_cpu)"
+}
+
+ring_cpu() { # the CPU seconds each selected node's JVM has used
+  local i pid sep=
+  for i in "${RING_SEL[@]}"; do
+    pid="$(ring_node "$i" pid 2>/dev/null)" || continue
+    printf '%snode%s %s' "$sep" "$i" "$(awk -v t="$(getconf CLK_TCK)" '{printf "%.1fs", ($14 + $15) / t}' "/proc/$pid/stat" 2>/dev/null)"
+    sep=', '
+  done
+}
+
+ring_status() {
+  local i r rc_all=-1 out
+  for i in "${RING_SEL[@]}"; do
+    r=0; out="$(ring_node "$i" status 2>/dev/null)" || r=$?
+    printf 'node%s %s: %s\n' "$i" "${RING_ADDRS[i-1]}" "$out"
+    if (( rc_all == -1 )); then rc_all=$r
+    elif (( rc_all != r )); then rc_all=1
+    fi
+  done
+  # 0: all running and answering; 3: all stopped; 1: anything else.
+  return "$rc_all"
+}
+
+ring_env() {
+  cat <<EOF
+CASSANDRA_NODES=$NODES
+CASSANDRA_NODE=${CASSANDRA_NODE:-}
+CASSANDRA_RING_ADDRESSES=$(IFS=,; printf '%s' "${RING_ADDRS[*]}")
+CASSANDRA_RING_DIR=$RING_DIR
+CASSANDRA_RING_JMX_PORT=$RING_JMX_BASE
+CASSANDRA_RING_TIMEOUT=$RING_TIMEOUT
+CASSANDRA_CLUSTER_NAME=$RING_CLUSTER
+CASSANDRA_RING_JVM_OPTS=$RING_JVM_OPTS
+CASSANDRA_JVM_EXTRA_OPTS=${CASSANDRA_JVM_EXTRA_OPTS:-}
+CASSANDRA_PORT=$CQL_PORT
+CASSANDRA_STORAGE_PORT=$STORAGE_PORT
+CASSANDRA_HEAP=$HEAP
+CASSANDRA_START_TIMEOUT=$START_TIMEOUT
+CASSANDRA_STOP_TIMEOUT=$STOP_TIMEOUT
+CASSANDRA_COMMITLOG_SYNC=$COMMITLOG_SYNC
+CASSANDRA_LIB_DIR=$LIB_DIR
+EOF
+  local i
+  for i in "${RING_SEL[@]}"; do
+    printf 'node%s: home %s, CQL %s:%s, JMX 127.0.0.1:%s, initial_token %s\n' "$i" "$(ring_home "$i")" \
+      "${RING_ADDRS[i-1]}" "$CQL_PORT" "$(( RING_JMX_BASE + i - 1 ))" "${RING_TOKENS[i-1]}"
+  done
+}
+
+ring_pid() {
+  local i r rc=0 out
+  for i in "${RING_SEL[@]}"; do
+    r=0; out="$(ring_node "$i" pid 2>/dev/null)" || r=$?
+    printf 'node%s %s\n' "$i" "$out"
+    (( r > rc )) && rc=$r
+  done
+  return "$rc"
+}
+
+ring_main() {
+  ring_init
+  case "${1:-}" in
+    start)   ring_start ;;
+    stop)    ring_parallel stop ;;
+    restart) ring_parallel stop; ring_start ;;
+    status)  ring_status ;;
+    kill9)   ring_parallel kill9 ;;
+    pause)   ring_parallel pause ;;
+    resume)  ring_parallel resume ;;
+    wipe)    ring_parallel wipe; [[ -n "${CASSANDRA_NODE:-}" ]] || rm -f "$RING_DIR/layout" ;;
+    env)     ring_env ;;
+    pid)     ring_pid ;;
+    logs)
+      local i
+      for i in "${RING_SEL[@]}"; do
+        printf '==> node%s %s <==\n' "$i" "${RING_ADDRS[i-1]}"
+        ring_node "$i" logs "${2:-50}" || true
+      done ;;
+    nodetool) shift; ring_node "${RING_SEL[0]}" nodetool "$@" ;;
+    *) echo "usage: CASSANDRA_NODES=N [CASSANDRA_NODE=n] $0 {start|stop|restart|status|kill9|pause|resume|logs [N]|wipe|env|pid|nodetool ARGS}" >&2; exit 2 ;;
+  esac
+}
+
+[[ "$NODES" =~ ^[1-9][0-9]*$ ]] || die "CASSANDRA_NODES must be a positive number (got '$NODES')"
+if (( NODES > 1 )); then
+  ring_main "$@"
+  exit
+fi
 
 case "${1:-}" in
   start)  cmd_start ;;
@@ -585,5 +958,7 @@ case "${1:-}" in
   logs)   tail -n "${2:-50}" "$SYSTEM_LOG" ;;
   wipe)   cmd_wipe ;;
   env)    cmd_env ;;
-  *) echo "usage: $0 {start|stop|restart|status|kill9|pause|resume|logs [N]|wipe|env}" >&2; exit 2 ;;
+  pid)    cmd_pid ;;
+  nodetool) shift; cmd_nodetool "$@" ;;
+  *) echo "usage: $0 {start|stop|restart|status|kill9|pause|resume|logs [N]|wipe|env|pid|nodetool ARGS}" >&2; exit 2 ;;
 esac
