@@ -3,9 +3,7 @@
 package tests
 
 import (
-	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -101,31 +99,15 @@ func TestClusterRedisPy(t *testing.T) {
 // threads over 6,000 users, checked exactly and read back by the other
 // client.
 func TestClusterJVM(t *testing.T) {
-	mvn := requireTool(t, "mvn")
-	java := requireTool(t, "java")
+	java, cp := jvmClasspath(t)
 
-	cpFile := filepath.Join(t.TempDir(), "classpath.txt")
+	nodes, addrs, m := startClientCluster(t)
 	ctx, cancel := boundedCtx(t, 10*time.Minute)
 	defer cancel()
 	start := time.Now()
-	out, err := exec.CommandContext(ctx, mvn, "-q", "-B", "-Dstyle.color=never",
-		"-f", "clients/jvm/pom.xml", "dependency:build-classpath", "-Dmdep.outputFile="+cpFile).CombinedOutput()
-	if err != nil {
-		missingClient(t, "mvn could not resolve Jedis and Lettuce (clients/jvm/pom.xml): "+err.Error()+"\n"+strings.TrimSpace(string(out)))
-	}
-	cp, err := os.ReadFile(cpFile)
-	if err != nil || len(strings.TrimSpace(string(cp))) == 0 {
-		t.Fatalf("mvn dependency:build-classpath wrote no classpath (%v):\n%s", err, out)
-	}
-	t.Logf("maven: classpath resolved in %v", time.Since(start).Round(time.Millisecond))
-
-	nodes, addrs, m := startClientCluster(t)
-	ctx, cancel = boundedCtx(t, 10*time.Minute)
-	defer cancel()
-	start = time.Now()
 	args := append([]string{"-Dorg.slf4j.simpleLogger.defaultLogLevel=warn",
-		"-cp", strings.TrimSpace(string(cp)), clusterClientsCheckSrc}, addrs...)
-	out, err = exec.CommandContext(ctx, java, args...).CombinedOutput()
+		"-cp", cp, clusterClientsCheckSrc}, addrs...)
+	out, err := exec.CommandContext(ctx, java, args...).CombinedOutput()
 	reportClientRun(t, "ClusterCheck", out, err, time.Since(start))
 	sameClusterMap(t, nodes, m)
 }

@@ -22,32 +22,16 @@ const jedisCheckSrc = "clients/jvm/src/main/java/readstates/jedischeck/JedisChec
 // downloads it from Maven Central into ~/.m2); the check then runs as a
 // single source file (java File.java), so nothing is built in the tree.
 func TestJedis(t *testing.T) {
-	mvn := requireTool(t, "mvn")
-	java := requireTool(t, "java")
-
-	cpFile := filepath.Join(t.TempDir(), "classpath.txt")
-	ctx, cancel := boundedCtx(t, 10*time.Minute)
-	defer cancel()
-	start := time.Now()
-	out, err := exec.CommandContext(ctx, mvn, "-q", "-B", "-Dstyle.color=never",
-		"-f", "clients/jvm/pom.xml", "dependency:build-classpath", "-Dmdep.outputFile="+cpFile).CombinedOutput()
-	if err != nil {
-		missingClient(t, "mvn could not resolve Jedis (clients/jvm/pom.xml): "+err.Error()+"\n"+strings.TrimSpace(string(out)))
-	}
-	cp, err := os.ReadFile(cpFile)
-	if err != nil || len(strings.TrimSpace(string(cp))) == 0 {
-		t.Fatalf("mvn dependency:build-classpath wrote no classpath (%v):\n%s", err, out)
-	}
-	t.Logf("maven: classpath resolved in %v", time.Since(start).Round(time.Millisecond))
+	java, cp := jvmClasspath(t)
 
 	sp := startServer(t)
 	host, port := splitAddr(t, sp.addr)
-	ctx, cancel = boundedCtx(t, 10*time.Minute)
+	ctx, cancel := boundedCtx(t, 10*time.Minute)
 	defer cancel()
-	start = time.Now()
+	start := time.Now()
 	// 2 GiB: the 1,000,000 pipelined replies are held until checked.
-	out, err = exec.CommandContext(ctx, java, "-Xmx2g", "-Dorg.slf4j.simpleLogger.defaultLogLevel=warn",
-		"-cp", strings.TrimSpace(string(cp)), jedisCheckSrc, host, port).CombinedOutput()
+	out, err := exec.CommandContext(ctx, java, "-Xmx2g", "-Dorg.slf4j.simpleLogger.defaultLogLevel=warn",
+		"-cp", cp, jedisCheckSrc, host, port).CombinedOutput()
 	if err != nil {
 		t.Fatalf("JedisCheck: %v\n%s", err, out)
 	}
@@ -66,4 +50,29 @@ func boundedCtx(t *testing.T, d time.Duration) (context.Context, context.CancelF
 		end = dl.Add(-30 * time.Second)
 	}
 	return context.WithDeadline(context.Background(), end)
+}
+
+// jvmClasspath resolves tests/clients/jvm's dependencies (Jedis, Lettuce)
+// with Maven, which downloads them from Maven Central at the first run,
+// and returns the java command and the classpath to run a check of that
+// project as a single source file.
+func jvmClasspath(t *testing.T) (java, cp string) {
+	t.Helper()
+	mvn := requireTool(t, "mvn")
+	java = requireTool(t, "java")
+	cpFile := filepath.Join(t.TempDir(), "classpath.txt")
+	ctx, cancel := boundedCtx(t, 10*time.Minute)
+	defer cancel()
+	start := time.Now()
+	out, err := exec.CommandContext(ctx, mvn, "-q", "-B", "-Dstyle.color=never",
+		"-f", "clients/jvm/pom.xml", "dependency:build-classpath", "-Dmdep.outputFile="+cpFile).CombinedOutput()
+	if err != nil {
+		missingClient(t, "mvn could not resolve the JVM clients (clients/jvm/pom.xml): "+err.Error()+"\n"+strings.TrimSpace(string(out)))
+	}
+	b, err := os.ReadFile(cpFile)
+	if cp = strings.TrimSpace(string(b)); err != nil || cp == "" {
+		t.Fatalf("mvn dependency:build-classpath wrote no classpath (%v):\n%s", err, out)
+	}
+	t.Logf("maven: classpath resolved in %v", time.Since(start).Round(time.Millisecond))
+	return java, cp
 }
