@@ -531,7 +531,7 @@ func holds(rows []NodeRow, gr *GroupRow) (*NodeRow, bool) {
 // before it is served.
 func (n *Node) publish(rows []NodeRow, groups *[Groups]GroupRow, readAt time.Duration) {
 	self, registered := n.selfRow()
-	v := &View{readAt: readAt, self: -1, rows: rows, id: n.cfg.ID}
+	v := &View{readAt: readAt, self: -1, id: n.cfg.ID}
 	for i := range rows {
 		r := &rows[i]
 		if r.State == StateDown && r.ID != n.cfg.ID {

@@ -8,7 +8,6 @@ type View struct {
 	id     string        // this node's ID
 	readAt time.Duration // Mono when it was read
 	self   int           // index of this node in nodes, -1 if absent
-	rows   []NodeRow     // every row read, down ones included
 	nodes  []NodeRow     // the rows not down, and this node's
 	groups [Groups]groupView
 	epoch  int64
