@@ -186,6 +186,11 @@ type client struct {
 	// kill closes the connection (CLIENT KILL); set by the driver, under
 	// the server's lock, before the client is served.
 	kill func()
+	// killed is set, under the server's lock, once CLIENT KILL chose this
+	// client: the close completes on the driver's side later, and until
+	// then the client is gone for CLIENT KILL and CLIENT LIST, as a client
+	// Redis frees at once.
+	killed bool
 }
 
 // admit registers a new connection, unless the server is closing or full:

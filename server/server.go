@@ -626,7 +626,9 @@ func (h *host) EachSession(fn func(*commands.Session)) {
 	s.mu.Lock()
 	sessions := make([]*commands.Session, 0, len(s.mu.clients))
 	for cl := range s.mu.clients {
-		sessions = append(sessions, cl.sess)
+		if !cl.killed {
+			sessions = append(sessions, cl.sess)
+		}
 	}
 	s.mu.Unlock()
 	slices.SortFunc(sessions, func(a, b *commands.Session) int { return cmp.Compare(a.ID(), b.ID()) })
@@ -640,7 +642,8 @@ func (h *host) Kill(match func(*commands.Session) bool) int {
 	s.mu.Lock()
 	var kills []func()
 	for cl := range s.mu.clients {
-		if cl.kill != nil && match(cl.sess) {
+		if cl.kill != nil && !cl.killed && match(cl.sess) {
+			cl.killed = true
 			kills = append(kills, cl.kill)
 		}
 	}
