@@ -43,6 +43,13 @@ type Config struct {
 	// changes were. It must not block for long (it delays every operation
 	// on the shard) and must not call the Table.
 	OnChange func(s Snapshot)
+	// OnRemove, if set, is called with the shard's lock held with the key
+	// of every read state that leaves the table (eviction, clean or
+	// dirty, and Drop; not an aborted load). A reader of the store that
+	// fills the table behind its own back (Insert) uses it to tell that
+	// what it read may have been overtaken. It must not block or call the
+	// Table.
+	OnRemove func(k Key)
 	// Now is the wall clock that stamps follow (default time.Now).
 	Now func() time.Time
 }
@@ -105,6 +112,18 @@ func shardLimit(entries, shards, i int) int {
 		limit++
 	}
 	return limit
+}
+
+// shardOf returns the index of user's shard among 1<<shardBits. Every
+// read state of a user is in one shard: a flush hands the user's changes
+// over together (the store writes a user's partition in one request), a
+// multi-get or a transaction of one user takes one lock, and the slot
+// within the shard still comes from hashKey, so a user with many channels
+// does not lengthen probe runs.
+func shardOf(user int64, shardBits uint) int {
+	var b [8]byte
+	binary.LittleEndian.PutUint64(b[:], uint64(user))
+	return int(xxhash.Sum64(b[:]) >> (64 - shardBits) & (1<<shardBits - 1))
 }
 
 func hashKey(k Key) uint64 {
@@ -179,7 +198,7 @@ func (t *Table) GetMany(user int64, channels []int64, out []State, found []bool)
 func lockOrder(keys []Key, shardBits uint) []int {
 	idx := make([]int, 0, len(keys))
 	for _, k := range keys {
-		idx = append(idx, int(hashKey(k)>>(64-shardBits)&(1<<shardBits-1)))
+		idx = append(idx, shardOf(k.User, shardBits))
 	}
 	slices.Sort(idx)
 	return slices.Compact(idx)

@@ -13,8 +13,11 @@
 //
 // # Layout
 //
-// A key (user, channel) is hashed with xxhash. The high bits pick a shard,
-// the low 32 bits a home slot in the shard's slice of the arena. Each shard
+// A user's read states share one shard, picked by the high bits of the
+// xxhash of the user_id: a flush hands a user's changes to the writer
+// together, and a multi-get or transaction of one user takes one lock. The
+// low 32 bits of the xxhash of (user, channel) pick a home slot in the
+// shard's slice of the arena. Each shard
 // is an open-addressing table with linear probing, kept at most 85% full:
 // about 37.6 bytes of arena per read state, and a hit usually reads one
 // cache line (two slots) with no other memory access. Deletion shifts the

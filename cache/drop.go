@@ -27,6 +27,9 @@ func (t *Table) Drop(drop func(Key) bool, dirty bool) (dropped, kept int) {
 				s.dirty--
 			}
 			dropped++
+			if t.onRemove != nil {
+				t.onRemove(Key{User: e.user, Channel: e.channel})
+			}
 			// Deletion shifts later entries of the probe run back into
 			// slot j (one from the start of the array may wrap around to
 			// its end): j is looked at again.

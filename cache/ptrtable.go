@@ -44,6 +44,7 @@ type ptrTable struct {
 	shardBits uint
 	writeBack func(Snapshot) bool
 	onChange  func(Snapshot)
+	onRemove  func(Key)
 	stampClock
 }
 
@@ -80,6 +81,7 @@ func newPtrTable(cfg Config) (*ptrTable, error) {
 		shardBits: uint(bits.TrailingZeros(uint(shards))),
 		writeBack: cfg.WriteBack,
 		onChange:  cfg.OnChange,
+		onRemove:  cfg.OnRemove,
 	}
 	t.now = cfg.Now
 	if t.now == nil {
@@ -105,11 +107,9 @@ func (t *ptrTable) Close() error {
 	return nil
 }
 
-// shardOf returns the key's shard, picked by the hash's high bits as the
-// arena table does.
+// shardOf returns the key's shard, its user's, as the arena table does.
 func (t *ptrTable) shardOf(k Key) *ptrShard {
-	h := hashKey(k)
-	return &t.shards[h>>(64-t.shardBits)&(1<<t.shardBits-1)]
+	return &t.shards[shardOf(k.User, t.shardBits)]
 }
 
 // lookupLocked returns the ready item of k, counting the hit or miss and
@@ -312,14 +312,12 @@ func (t *ptrTable) evictLocked(s *ptrShard) bool {
 		switch {
 		case it.loading:
 		case !it.dirty:
-			s.evictions++
-			s.removeLocked(el)
+			t.evictItemLocked(s, el)
 			return true
 		case hookRefused:
 		case t.writeBack == nil || t.writeBack(t.snapshotLocked(it)):
 			s.dirty--
-			s.evictions++
-			s.removeLocked(el)
+			t.evictItemLocked(s, el)
 			return true
 		default:
 			hookRefused = true
@@ -327,6 +325,30 @@ func (t *ptrTable) evictLocked(s *ptrShard) bool {
 		}
 	}
 	return false
+}
+
+func (t *ptrTable) evictItemLocked(s *ptrShard, el *list.Element) {
+	if t.onRemove != nil {
+		t.onRemove(el.Value.(*lruItem).key)
+	}
+	s.evictions++
+	s.removeLocked(el)
+}
+
+// Insert is Table.Insert; the item goes to the back of the LRU list.
+func (t *ptrTable) Insert(k Key, st State, stamp int64, ok func() bool) bool {
+	s := t.shardOf(k)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, found := s.items[k]; found || !ok() {
+		return true
+	}
+	if len(s.items) >= s.limit && !t.evictLocked(s) {
+		return false
+	}
+	t.observe(stamp)
+	s.items[k] = s.lru.PushBack(&lruItem{key: k, state: st})
+	return true
 }
 
 func (t *ptrTable) snapshotLocked(it *lruItem) Snapshot {
@@ -418,10 +440,30 @@ func (t *ptrTable) Drop(drop func(Key) bool, dirty bool) (dropped, kept int) {
 			if it.dirty {
 				s.dirty--
 			}
+			if t.onRemove != nil {
+				t.onRemove(k)
+			}
 			s.removeLocked(el)
 			dropped++
 		}
 		s.mu.Unlock()
 	}
 	return dropped, kept
+}
+
+// Users is Table.Users: each shard's users from its most recently used.
+func (t *ptrTable) Users(dst []int64) []int64 {
+	seen := make(map[int64]bool)
+	for i := range t.shards {
+		s := &t.shards[i]
+		s.mu.Lock()
+		for el := s.lru.Front(); el != nil; el = el.Next() {
+			if it := el.Value.(*lruItem); !it.loading && !seen[it.key.User] {
+				seen[it.key.User] = true
+				dst = append(dst, it.key.User)
+			}
+		}
+		s.mu.Unlock()
+	}
+	return dst
 }

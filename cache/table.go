@@ -48,6 +48,7 @@ type Table struct {
 	shardBits uint
 	writeBack func(Snapshot) bool
 	onChange  func(Snapshot)
+	onRemove  func(Key)
 	release   func() error
 	stampClock
 }
@@ -98,6 +99,7 @@ func New(cfg Config) (*Table, error) {
 		shardBits: uint(bits.TrailingZeros(uint(shards))),
 		writeBack: cfg.WriteBack,
 		onChange:  cfg.OnChange,
+		onRemove:  cfg.OnRemove,
 		release:   release,
 	}
 	t.now = cfg.Now
@@ -122,12 +124,11 @@ func (t *Table) Close() error {
 	return t.release()
 }
 
-// locate returns the key's shard and home slot. The shard comes from the
-// hash's high bits and the slot from its low 32, so the two are independent.
+// locate returns the key's shard, its user's (see shardOf), and its home
+// slot, from the key's own hash.
 func (t *Table) locate(k Key) (*shard, uint64) {
-	h := hashKey(k)
-	s := &t.shards[h>>(64-t.shardBits)&(1<<t.shardBits-1)]
-	return s, s.home(h)
+	s := &t.shards[shardOf(k.User, t.shardBits)]
+	return s, s.home(hashKey(k))
 }
 
 func (s *shard) home(h uint64) uint64 { return (h & math.MaxUint32) * s.n >> 32 }
@@ -330,14 +331,12 @@ func (t *Table) evictLocked(s *shard) bool {
 		case e.meta&metaRef != 0:
 			e.meta &^= metaRef
 		case e.meta&metaDirty == 0:
-			s.evictions++
-			s.deleteLocked(s.hand)
+			t.removeLocked(s, s.hand)
 			return true
 		case hookRefused:
 		case t.writeBack == nil || t.writeBack(t.snapshotLocked(e)):
 			s.dirty--
-			s.evictions++
-			s.deleteLocked(s.hand)
+			t.removeLocked(s, s.hand)
 			return true
 		default:
 			hookRefused = true
@@ -348,6 +347,44 @@ func (t *Table) evictLocked(s *shard) bool {
 		}
 	}
 	return false
+}
+
+// removeLocked evicts the entry in slot i.
+func (t *Table) removeLocked(s *shard, i uint64) {
+	if t.onRemove != nil {
+		e := &s.slots[i]
+		t.onRemove(Key{User: e.user, Channel: e.channel})
+	}
+	s.evictions++
+	s.deleteLocked(i)
+}
+
+// Insert adds k as a clean entry holding st, read from the store with
+// stamp, unless k is in the table already or ok(), called under k's shard
+// lock, says no. It evicts to make room, and reports false only if it
+// could not: k is then missing although ok() held. The entry is not marked
+// referenced, so if nothing uses it, it is the first to be evicted. It is
+// how a read of a user's whole partition fills the table: ok is the
+// caller's check that nothing newer of k can exist outside the table (see
+// OnRemove).
+func (t *Table) Insert(k Key, st State, stamp int64, ok func() bool) bool {
+	s, home := t.locate(k)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	i, found := s.findLocked(k, home)
+	if found || !ok() {
+		return true
+	}
+	if s.count >= s.limit {
+		if !t.evictLocked(s) {
+			return false
+		}
+		i, _ = s.findLocked(k, home)
+	}
+	t.observe(stamp)
+	s.slots[i] = entry{user: k.User, channel: k.Channel, lastMsg: st.LastMessageID, mentions: st.MentionCount, meta: metaUsed}
+	s.count++
+	return true
 }
 
 // deleteLocked empties slot i and shifts later entries of its probe run

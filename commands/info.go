@@ -133,8 +133,12 @@ func info(_ context.Context, d *Dispatcher, w Writer, s *Session, args [][]byte)
 		b = fieldUint(b, "store_writes", es.Writes)
 		b = fieldUint(b, "store_write_errors", es.WriteErrors)
 		b = fieldUint(b, "store_write_retries", es.Retries)
+		b = fieldUint(b, "store_write_users", es.WriteUsers)
+		b = fieldInt(b, "store_write_busy_ms", es.WriteBusy.Milliseconds())
 		b = fieldUint(b, "store_loads", es.Loads)
 		b = fieldUint(b, "store_load_errors", es.LoadErrors)
+		b = fieldUint(b, "store_user_loads", es.UserLoads)
+		b = fieldUint(b, "misses_without_load", es.MissesWithoutLoad)
 		return b
 	})
 	section("Stats", func(b []byte) []byte {

@@ -36,6 +36,7 @@ type Session struct {
 	scratch  []byte
 	ids      []int64       // RSMGET's channel_ids
 	states   []cache.State // RSMGET's results before they are written
+	ahead    []cache.Key   // Prefetch's keys
 	multi    *txQueue      // between MULTI and EXEC (nil otherwise)
 	replyOff bool          // CLIENT REPLY OFF
 	// Client-side caching (tracking.go). track is the mode, written by

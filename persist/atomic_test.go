@@ -59,8 +59,9 @@ func TestAtomically(t *testing.T) {
 }
 
 // TestAtomicallyLoadsConcurrently: the read states a transaction misses
-// are read from the database at once, as GetMany reads them, not one
-// round trip after another: every load is in flight before any returns.
+// are read from the database at once, not one round trip after another:
+// the loads of its users (one query each) are all in flight before any
+// returns.
 func TestAtomicallyLoadsConcurrently(t *testing.T) {
 	st := newFakeStore()
 	st.loadGate = make(chan struct{})
@@ -68,7 +69,7 @@ func TestAtomicallyLoadsConcurrently(t *testing.T) {
 	ctx := context.Background()
 	keys := make([]cache.Key, maxParallelLoads)
 	for i := range keys {
-		keys[i] = cache.Key{User: 1, Channel: int64(i)}
+		keys[i] = cache.Key{User: int64(i + 1), Channel: int64(i)}
 	}
 	done := make(chan error, 1)
 	go func() {

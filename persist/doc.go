@@ -29,6 +29,14 @@
 //     respect to eviction (see cache.Table.Reserve). Concurrent misses of
 //     one key make one database read. A failed read is an error, never a
 //     zero state that a later flush would write over the real one.
+//   - A user's read states are read and written a partition at a time: a
+//     miss reads its user's partition (up to EngineConfig.UserPage read
+//     states) in one query and fills the cache with the rest, as clean
+//     entries; a user read whole needs no query for a channel it never
+//     had. Neither shortcut serves what the store said before a newer
+//     state of the key left memory (see user.go: generations). Writers
+//     take the queue a whole user at a time, so a store that writes a
+//     partition per request (Cassandra) gets each user's rows together.
 //   - Writes carry stamps that strictly increase per key, and every Store
 //     keeps the highest: Cassandra by USING TIMESTAMP, Pebble by a merge
 //     operator. A retried or late write never rolls a state back. Loads

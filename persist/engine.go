@@ -36,6 +36,11 @@ type EngineConfig struct {
 	// 1024). A store that groups a write's records (Cassandra, one batch
 	// per user) groups more of them in a larger one.
 	WriteBatch int
+	// UserPage is the most read states a miss reads from its user's
+	// partition, in one query, to fill the cache with the user's others
+	// (default DefaultUserPage). A user with more has the rest read one at
+	// a time, on demand.
+	UserPage int
 	// Writers is how many Store.Writes may run at once (default 1). More
 	// keep a store with round trips (Cassandra) busy while a write waits
 	// for its slowest part; each key is in at most one write at a time,
@@ -81,8 +86,8 @@ type EngineConfig struct {
 //   - Writes of a key carry strictly increasing stamps; the Store keeps the
 //     highest, so retries and reordering cannot roll a state back.
 //
-// Lock order: a cache shard lock, then mu. flightMu is never held with
-// another lock.
+// Lock order: flightMu, then a cache shard lock, then mu. Only tryFill
+// holds flightMu while it takes another lock.
 type Engine struct {
 	watch         atomic.Pointer[func(user int64)] // see Watch
 	store         Store
@@ -102,17 +107,22 @@ type Engine struct {
 	mu struct {
 		sync.Mutex
 		pending map[cache.Key]pendingRecord
-		queue   keyQueue // keys of pending records not in a write
+		queue   writeQueue // pending records not in a write, by user
 		// written is closed and replaced whenever records leave pending.
 		written chan struct{}
 		// inflightSince[w] is the oldest enqueue time in writer w's write
 		// under way (0: none).
 		inflightSince []int64
+		// writing counts the writes under way; busySince is when the
+		// count last left 0 (for Stats.WriteBusy).
+		writing   int
+		busySince int64
 	}
 	wake chan struct{} // cap 1: the queue has work
 
 	flightMu sync.Mutex
 	flights  map[cache.Key]*flight
+	users    userState // partition reads (user.go); its flights under flightMu
 
 	journal *journal.Journal // nil: none
 	// checkpointBuf is reused by checkpoint; only Run's goroutine uses it.
@@ -120,6 +130,8 @@ type Engine struct {
 
 	stats struct {
 		loads, loadErrors, writes, writeErrors, retries, flushCycles atomic.Uint64
+		writeUsers                                                   atomic.Uint64
+		writeBusy                                                    atomic.Int64 // ns
 		stampsAhead                                                  atomic.Uint64
 		lastFlush, lastStampWarn                                     atomic.Int64
 	}
@@ -135,12 +147,18 @@ type pendingRecord struct {
 	// the cluster node that took the user over), so read-through compares
 	// the two.
 	replayed bool
+	// next is the user's next waiting key, while this one waits in the
+	// queue (see writeQueue).
+	next cache.Key
 }
 
 type flight struct {
 	done chan struct{}
 	err  error
 }
+
+// DefaultUserPage is EngineConfig.UserPage's default.
+const DefaultUserPage = 1000
 
 // maxLoadAttempts bounds how often one operation reloads its read state
 // when the cache evicts it again before the operation gets to it.
@@ -173,6 +191,9 @@ func NewEngine(cfg EngineConfig) (*Engine, error) {
 	if cfg.WriteBatch <= 0 {
 		cfg.WriteBatch = 1024
 	}
+	if cfg.UserPage <= 0 {
+		cfg.UserPage = DefaultUserPage
+	}
 	cfg.Writers = max(cfg.Writers, 1)
 	if cfg.FullWait <= 0 {
 		cfg.FullWait = 500 * time.Millisecond
@@ -202,9 +223,9 @@ func NewEngine(cfg EngineConfig) (*Engine, error) {
 	}
 	e.mu.pending = make(map[cache.Key]pendingRecord)
 	e.mu.inflightSince = make([]int64, cfg.Writers)
-	e.mu.queue = newKeyQueue(cfg.MaxPending)
+	e.mu.queue = newWriteQueue(e.mu.pending, cfg.MaxPending)
 	e.mu.written = make(chan struct{})
-	ccfg := cache.Config{Entries: cfg.CacheEntries, WriteBack: e.writeBack, Now: cfg.Now, OnChange: e.changed}
+	ccfg := cache.Config{Entries: cfg.CacheEntries, WriteBack: e.writeBack, Now: cfg.Now, OnChange: e.changed, OnRemove: e.removed}
 	var maxStamp int64
 	if cfg.Journal != nil {
 		jopts := *cfg.Journal
@@ -232,6 +253,9 @@ func NewEngine(cfg EngineConfig) (*Engine, error) {
 	}
 	t.Observe(maxStamp)
 	e.table = t
+	// A partition read fills at most a quarter of a shard, where all of
+	// the user's read states go.
+	e.users.init(cfg.CacheEntries, cfg.UserPage, cfg.CacheEntries/t.Shards()/4)
 	if len(e.mu.pending) > 0 {
 		e.wake <- struct{}{} // the writers start on the replayed records
 	}
@@ -248,12 +272,14 @@ func (e *Engine) replay(s cache.Snapshot) {
 	if queued && old.stamp >= s.Stamp {
 		return
 	}
-	rec := pendingRecord{state: s.State, stamp: s.Stamp, since: old.since, replayed: true}
-	if !queued {
-		rec.since = time.Now().UnixNano()
-		e.mu.queue.pushBack(s.Key)
+	rec := pendingRecord{state: s.State, stamp: s.Stamp, since: old.since, replayed: true, next: old.next}
+	if queued {
+		e.mu.pending[s.Key] = rec
+		return
 	}
+	rec.since = time.Now().UnixNano()
 	e.mu.pending[s.Key] = rec
+	e.mu.queue.pushBack(s.Key)
 }
 
 // journalCheck refuses a change while the journal cannot be written.
@@ -291,12 +317,14 @@ func (e *Engine) writeBack(s cache.Snapshot) bool {
 		e.mu.Unlock()
 		return false
 	}
-	rec := pendingRecord{state: s.State, stamp: s.Stamp, since: old.since}
-	if !queued {
+	rec := pendingRecord{state: s.State, stamp: s.Stamp, since: old.since, next: old.next}
+	if queued {
+		e.mu.pending[s.Key] = rec
+	} else {
 		rec.since = time.Now().UnixNano()
+		e.mu.pending[s.Key] = rec
 		e.mu.queue.pushBack(s.Key)
 	}
-	e.mu.pending[s.Key] = rec
 	e.mu.Unlock()
 	select {
 	case e.wake <- struct{}{}:
@@ -428,7 +456,30 @@ func (e *Engine) getMany(ctx context.Context, user int64, channels []int64, out 
 		return nil
 	}
 	if !wait {
-		return ErrWouldBlock
+		for i, ok := range found {
+			if !ok && !e.tryFill(cache.Key{User: user, Channel: channels[i]}) {
+				return ErrWouldBlock
+			}
+		}
+		if e.table.GetMany(user, channels, out, found) > 0 {
+			return ErrWouldBlock
+		}
+		return nil
+	}
+	// The first miss reads the user's partition, which usually brings
+	// the others into the cache: look again before loading them.
+	for i, ok := range found {
+		if !ok {
+			st, err := e.Get(ctx, cache.Key{User: user, Channel: channels[i]})
+			if err != nil {
+				return err
+			}
+			out[i], found[i] = st, true
+			break
+		}
+	}
+	if e.table.GetMany(user, channels, out, found) == 0 {
+		return nil
 	}
 	var missing []int
 	for i, ok := range found {
@@ -474,6 +525,9 @@ func inParallel(n int, fn func(i int) error) error {
 
 func (e *Engine) readThrough(ctx context.Context, k cache.Key, attempt int, wait bool) error {
 	if !wait {
+		if attempt == 0 && e.tryFill(k) {
+			return nil
+		}
 		return ErrWouldBlock
 	}
 	if attempt >= maxLoadAttempts {
@@ -526,12 +580,67 @@ func (e *Engine) fetch(ctx context.Context, k cache.Key) error {
 		return nil // cached meanwhile
 	}
 	e.mu.Lock()
-	rec, ok := e.mu.pending[k]
+	rec, queued := e.mu.pending[k]
 	e.mu.Unlock()
-	if ok && !rec.replayed {
+	if queued && !rec.replayed {
 		e.table.Fill(k, rec.state, rec.stamp)
 		return nil
 	}
+	var (
+		st    cache.State
+		stamp int64
+	)
+	switch read, complete, recent := e.readWhole(k.User); {
+	case !queued && complete:
+		// k is in neither the cache (reserved) nor the queue, and the
+		// user's partition is all in memory: k was never written.
+		e.users.noQuery.Add(1)
+		e.table.Fill(k, cache.State{}, 0)
+		return nil
+	case read, recent:
+		// The user's page is in memory and k is not in it; or the
+		// partition was read a moment ago and did not stay.
+		st, stamp, err = e.loadKey(ctx, k)
+	default:
+		st, stamp, err = e.loadOne(ctx, k)
+	}
+	if err != nil {
+		e.table.Abort(k)
+		return err
+	}
+	e.checkStamp(k, stamp)
+	if queued && rec.stamp > stamp { // the replayed record is the newer one
+		st, stamp = rec.state, rec.stamp
+	}
+	e.table.Fill(k, st, stamp)
+	return nil
+}
+
+// loadOne reads k from the store for a reserved miss: from the read of
+// its user's partition (made now, or under way for another miss of the
+// user) if nothing of the user left memory since that read began, and
+// otherwise, or if the partition was larger than a page and k not in it,
+// by itself.
+func (e *Engine) loadOne(ctx context.Context, k cache.Key) (cache.State, int64, error) {
+	l, own := e.loadUser(ctx, k.User)
+	switch {
+	case l.err != nil && own:
+		return cache.State{}, 0, fmt.Errorf("load read state %d/%d: %w", k.User, k.Channel, l.err)
+	case l.err == nil && e.users.gen(k.User).Load() == l.gen:
+		if r, ok := l.find(k.Channel); ok {
+			return r.State, r.Stamp, nil
+		}
+		if l.complete {
+			return cache.State{}, 0, nil
+		}
+	}
+	// Another miss's read failed (its context may have ended), or is
+	// stale, or the page did not hold k: k alone.
+	return e.loadKey(ctx, k)
+}
+
+// loadKey reads k alone from the store.
+func (e *Engine) loadKey(ctx context.Context, k cache.Key) (cache.State, int64, error) {
 	start := time.Now()
 	st, stamp, err := e.store.Load(ctx, k)
 	if e.observeLoad != nil {
@@ -540,15 +649,9 @@ func (e *Engine) fetch(ctx context.Context, k cache.Key) error {
 	e.stats.loads.Add(1)
 	if err != nil {
 		e.stats.loadErrors.Add(1)
-		e.table.Abort(k)
-		return fmt.Errorf("load read state %d/%d: %w", k.User, k.Channel, err)
+		return cache.State{}, 0, fmt.Errorf("load read state %d/%d: %w", k.User, k.Channel, err)
 	}
-	e.checkStamp(k, stamp)
-	if ok && rec.stamp > stamp { // the replayed record is the newer one
-		st, stamp = rec.state, rec.stamp
-	}
-	e.table.Fill(k, st, stamp)
-	return nil
+	return st, stamp, nil
 }
 
 // checkStamp warns, at most once a minute, when a stored stamp is ahead of
@@ -917,24 +1020,36 @@ func (e *Engine) wakeNext() {
 	}
 }
 
-// takeBatch moves up to writeBatch keys off the queue into writer w's
-// write.
+// takeBatch moves up to writeBatch records off the queue into writer w's
+// write, whole users (see writeQueue.take).
 func (e *Engine) takeBatch(batch []Record, w int) []Record {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	e.mu.inflightSince[w] = 0
-	for len(batch) < cap(batch) {
-		k, ok := e.mu.queue.popFront()
-		if !ok {
-			break
-		}
+	e.mu.queue.take(cap(batch)-len(batch), func(k cache.Key) {
 		rec := e.mu.pending[k]
 		if e.mu.inflightSince[w] == 0 {
 			e.mu.inflightSince[w] = rec.since
 		}
+		if len(batch) == 0 || batch[len(batch)-1].Key.User != k.User {
+			e.stats.writeUsers.Add(1)
+		}
 		batch = append(batch, Record{Key: k, State: rec.state, Stamp: rec.stamp})
+	})
+	if len(batch) > 0 {
+		if e.mu.writing == 0 {
+			e.mu.busySince = time.Now().UnixNano()
+		}
+		e.mu.writing++
 	}
 	return batch
+}
+
+// writeEnded is called under mu when one of the writers' writes ended.
+func (e *Engine) writeEnded() {
+	if e.mu.writing--; e.mu.writing == 0 {
+		e.stats.writeBusy.Add(time.Now().UnixNano() - e.mu.busySince)
+	}
 }
 
 // ack removes written records from pending, unless a newer state of the
@@ -944,11 +1059,13 @@ func (e *Engine) ack(batch []Record, w int) {
 	for _, r := range batch {
 		if cur := e.mu.pending[r.Key]; cur.stamp == r.Stamp {
 			delete(e.mu.pending, r.Key)
+			e.removed(r.Key)
 		} else {
 			e.mu.queue.pushBack(r.Key)
 		}
 	}
 	e.mu.inflightSince[w] = 0
+	e.writeEnded()
 	close(e.mu.written)
 	e.mu.written = make(chan struct{})
 	e.mu.Unlock()
@@ -961,6 +1078,7 @@ func (e *Engine) requeue(batch []Record, w int) {
 		e.mu.queue.pushFront(batch[i].Key)
 	}
 	e.mu.inflightSince[w] = 0
+	e.writeEnded()
 	e.mu.Unlock()
 }
 
@@ -970,10 +1088,21 @@ type Stats struct {
 	Hits, Misses, Evictions uint64
 	Dirty, Pending          int64
 	// Pinned counts dirty entries kept in the cache because the queue was full.
-	Pinned                       uint64
-	Loads, LoadErrors            uint64
+	Pinned            uint64
+	Loads, LoadErrors uint64 // database reads (of a key or a user), failed reads
+	// UserLoads counts the reads of a user's partition among Loads;
+	// MissesWithoutLoad the misses answered with no read, the user's
+	// partition being all in memory.
+	UserLoads, MissesWithoutLoad uint64
 	Writes, WriteErrors, Retries uint64 // records written, failed writes, retries
-	FlushCycles                  uint64
+	// WriteUsers counts the users of the records handed to Store.Write
+	// (a user's records in one write count once): Writes/WriteUsers is
+	// how many rows a store writing by partition writes per request.
+	WriteUsers uint64
+	// WriteBusy is how long at least one Store.Write was under way:
+	// Writes/WriteBusy is the write rate while writing.
+	WriteBusy   time.Duration
+	FlushCycles uint64
 	// StampsAhead counts stamps loaded from the store that were ahead of
 	// the wall clock by more than a second.
 	StampsAhead uint64
@@ -1000,6 +1129,8 @@ func (e *Engine) Stats() Stats {
 		Loads: e.stats.loads.Load(), LoadErrors: e.stats.loadErrors.Load(),
 		Writes: e.stats.writes.Load(), WriteErrors: e.stats.writeErrors.Load(),
 		Retries: e.stats.retries.Load(), FlushCycles: e.stats.flushCycles.Load(),
+		UserLoads: e.users.reads.Load(), MissesWithoutLoad: e.users.noQuery.Load(),
+		WriteUsers: e.stats.writeUsers.Load(), WriteBusy: time.Duration(e.stats.writeBusy.Load()),
 		StampsAhead:         e.stats.stampsAhead.Load(),
 		CacheImplementation: cache.Implementation,
 	}
@@ -1011,6 +1142,9 @@ func (e *Engine) Stats() Stats {
 	}
 	e.mu.Lock()
 	st.Pending = int64(len(e.mu.pending))
+	if e.mu.writing > 0 { // the busy spell under way counts so far
+		st.WriteBusy += time.Duration(time.Now().UnixNano() - e.mu.busySince)
+	}
 	var oldest int64
 	for _, since := range e.mu.inflightSince {
 		if since != 0 && (oldest == 0 || since < oldest) {
@@ -1025,54 +1159,4 @@ func (e *Engine) Stats() Stats {
 		st.OldestPending = time.Since(time.Unix(0, oldest))
 	}
 	return st
-}
-
-// keyQueue is a growable ring of keys.
-type keyQueue struct {
-	buf        []cache.Key
-	head, size int
-}
-
-func newKeyQueue(hint int) keyQueue {
-	return keyQueue{buf: make([]cache.Key, max(min(hint, 1<<16), 16))}
-}
-
-func (q *keyQueue) grow() {
-	if q.size < len(q.buf) {
-		return
-	}
-	buf := make([]cache.Key, 2*len(q.buf))
-	for i := range q.size {
-		buf[i] = q.buf[(q.head+i)%len(q.buf)]
-	}
-	q.buf, q.head = buf, 0
-}
-
-func (q *keyQueue) pushBack(k cache.Key) {
-	q.grow()
-	q.buf[(q.head+q.size)%len(q.buf)] = k
-	q.size++
-}
-
-func (q *keyQueue) pushFront(k cache.Key) {
-	q.grow()
-	q.head = (q.head - 1 + len(q.buf)) % len(q.buf)
-	q.buf[q.head] = k
-	q.size++
-}
-
-func (q *keyQueue) front() (cache.Key, bool) {
-	if q.size == 0 {
-		return cache.Key{}, false
-	}
-	return q.buf[q.head], true
-}
-
-func (q *keyQueue) popFront() (cache.Key, bool) {
-	k, ok := q.front()
-	if ok {
-		q.head = (q.head + 1) % len(q.buf)
-		q.size--
-	}
-	return k, ok
 }

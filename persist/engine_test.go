@@ -1,12 +1,14 @@
 package persist
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"math/rand/v2"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -22,7 +24,8 @@ type fakeStore struct {
 	rows      map[cache.Key]Record
 	failWrite atomic.Bool
 	failLoad  atomic.Bool
-	loads     atomic.Int64
+	loads     atomic.Int64 // Loads and LoadUsers
+	userLoads atomic.Int64
 	loadGate  chan struct{} // if set, Load waits for it
 	// writeDelay, if set, is how long a Write takes (outside the lock), so
 	// concurrent writes overlap.
@@ -42,6 +45,28 @@ func (s *fakeStore) Load(ctx context.Context, k cache.Key) (cache.State, int64, 
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.rows[k].State, s.rows[k].Stamp, nil
+}
+
+func (s *fakeStore) LoadUser(ctx context.Context, user int64, limit int) ([]Record, error) {
+	s.loads.Add(1)
+	s.userLoads.Add(1)
+	if s.loadGate != nil {
+		<-s.loadGate
+	}
+	if s.failLoad.Load() {
+		return nil, fmt.Errorf("fake: %w", ErrUnavailable)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var recs []Record
+	for k, r := range s.rows {
+		if k.User == user {
+			r.Key = k
+			recs = append(recs, r)
+		}
+	}
+	slices.SortFunc(recs, func(a, b Record) int { return cmp.Compare(a.Key.Channel, b.Key.Channel) })
+	return recs[:min(len(recs), limit)], nil
 }
 
 func (s *fakeStore) Write(ctx context.Context, recs []Record) error {
@@ -349,20 +374,63 @@ func TestEngineGetMany(t *testing.T) {
 	}
 }
 
-func TestKeyQueue(t *testing.T) {
-	q := newKeyQueue(1)
-	for i := range 100 {
-		q.pushBack(cache.Key{User: int64(i)})
+// TestWriteQueue: writers take whole users, in the order users first
+// arrived, each user's keys in arrival order; a user larger than a batch
+// is split only when it comes first; a failed batch goes back in front.
+func TestWriteQueue(t *testing.T) {
+	pending := make(map[cache.Key]pendingRecord)
+	q := newWriteQueue(pending, 1)
+	push := func(u, c int64) {
+		k := cache.Key{User: u, Channel: c}
+		pending[k] = pendingRecord{}
+		q.pushBack(k)
 	}
-	q.pushFront(cache.Key{User: -1})
-	for want := int64(-1); want < 100; want++ {
-		k, ok := q.popFront()
-		if !ok || k.User != want {
-			t.Fatalf("pop: got %v %v, want %d", k, ok, want)
+	take := func(room int) []cache.Key {
+		var got []cache.Key
+		q.take(room, func(k cache.Key) { got = append(got, k) })
+		return got
+	}
+	// Three users interleaved, as a hash-ordered flush hands them over.
+	for c := range int64(4) {
+		for u := int64(1); u <= 3; u++ {
+			push(u, c)
 		}
 	}
-	if _, ok := q.popFront(); ok {
-		t.Fatal("pop from an empty queue")
+	for c := int64(4); c < 40; c++ {
+		push(3, c) // user 3 has 40 keys
+	}
+	if q.size != 48 {
+		t.Fatalf("size %d, want 48", q.size)
+	}
+	keys := func(u int64, from, to int64) []cache.Key {
+		var ks []cache.Key
+		for c := from; c < to; c++ {
+			ks = append(ks, cache.Key{User: u, Channel: c})
+		}
+		return ks
+	}
+	// Room for 10: users 1 and 2 whole; user 3 (40) does not fit and waits.
+	if got, want := take(10), append(keys(1, 0, 4), keys(2, 0, 4)...); !slices.Equal(got, want) {
+		t.Fatalf("take(10) = %v, want %v", got, want)
+	}
+	// User 3 first and larger than the room: split.
+	got := take(16)
+	if want := keys(3, 0, 16); !slices.Equal(got, want) {
+		t.Fatalf("take(16) = %v, want %v", got, want)
+	}
+	// The write failed: back in front, in order, before the rest of user 3.
+	for i := len(got) - 1; i >= 0; i-- {
+		q.pushFront(got[i])
+	}
+	push(4, 0)
+	if got, want := take(100), append(keys(3, 0, 40), keys(4, 0, 1)...); !slices.Equal(got, want) {
+		t.Fatalf("take(100) after the requeue = %v, want %v", got, want)
+	}
+	if q.size != 0 || len(q.users) != 0 || q.order.size != 0 {
+		t.Fatalf("queue not empty: size %d, users %d, order %d", q.size, len(q.users), q.order.size)
+	}
+	if _, ok := q.front(); ok {
+		t.Fatal("front of an empty queue")
 	}
 }
 

@@ -19,6 +19,7 @@ func (e *Engine) Release(ctx context.Context, users func(user int64) bool) error
 	if err := e.Sync(ctx); err != nil {
 		return fmt.Errorf("release: %w", err)
 	}
+	e.forgetComplete(users)
 	if _, kept := e.table.Drop(func(k cache.Key) bool { return users(k.User) }, false); kept > 0 {
 		return fmt.Errorf("release: %d read states changed or loading while they were released", kept)
 	}
@@ -45,6 +46,7 @@ func (e *Engine) Discard(users func(user int64) bool) int {
 		}
 	}
 	e.mu.Unlock()
+	e.forgetComplete(users)
 	dropped, _ := e.table.Drop(func(k cache.Key) bool { return users(k.User) }, true)
 	return dropped
 }

@@ -30,8 +30,16 @@ type Record struct {
 // read-through path relies on. The stamp is what keeps the next write of
 // the key above the stored one whatever the wall clock says (see
 // cache.Table.Fill).
+//
+// LoadUser returns the records stored for user, at most limit of them
+// (limit > 0), each with its stamp as Load would return it; fewer than
+// limit means they are all the user has. Which records a truncated answer
+// holds is the store's order. It is read-your-writes as Load is. A user's
+// read states are one partition of every store, so this is one query: the
+// read-through of a user's first miss (see Engine).
 type Store interface {
 	Load(ctx context.Context, k cache.Key) (st cache.State, stamp int64, err error)
+	LoadUser(ctx context.Context, user int64, limit int) ([]Record, error)
 	Write(ctx context.Context, recs []Record) error
 	Close() error
 }

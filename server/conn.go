@@ -80,7 +80,13 @@ func (c *conn) run(buf []byte, sc *scratch, w *replyWriter, wait bool) int {
 			mark = c.sess.Mark(len(w.b))
 		}
 		if wait {
-			s.disp.Dispatch(s.ctx, w, c.sess, args)
+			// A command that must wait for the database first reads what
+			// the requests pipelined after it miss, concurrently.
+			s.disp.DispatchNoWait(s.ctx, w, c.sess, args)
+			if c.sess.Deferred() {
+				c.prefetch(args, buf[pos:])
+				s.disp.Dispatch(s.ctx, w, c.sess, args)
+			}
 		} else {
 			s.disp.DispatchNoWait(s.ctx, w, c.sess, args)
 			if c.sess.Deferred() {
@@ -99,6 +105,34 @@ func (c *conn) run(buf []byte, sc *scratch, w *replyWriter, wait bool) int {
 	}
 	sc.reset()
 	return pos
+}
+
+// prefetch hands the dispatcher args, then the whole requests at the
+// start of rest, read with a parser of their own: run reads them again.
+func (c *conn) prefetch(args [][]byte, rest []byte) {
+	var (
+		p  reqParser
+		sc scratch
+	)
+	p.lim = c.s.limits
+	p.reset()
+	first := true
+	c.s.disp.Prefetch(c.s.ctx, c.sess, func() [][]byte {
+		if first {
+			first = false
+			return args
+		}
+		for {
+			n, a, err := p.parse(rest, &sc)
+			if err != nil || n == 0 {
+				return nil
+			}
+			rest = rest[n:]
+			if len(a) > 0 {
+				return a
+			}
+		}
+	})
 }
 
 // appendProtocolError appends the reply to c.perr.

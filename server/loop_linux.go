@@ -552,6 +552,7 @@ func (p *deferPool) work(j deferredCmd) {
 func (p *deferPool) runDeferred(j deferredCmd, sc *scratch) finished {
 	s, c := p.s, j.c
 	var w replyWriter
+	c.prefetch(j.args, c.in)
 	s.disp.Dispatch(s.ctx, &w, c.sess, j.args)
 	if c.sess.Closing() {
 		c.closing = true

@@ -129,6 +129,7 @@ type descs struct {
 	entries, capacity, hits, misses, evictions, pinned              *prometheus.Desc
 	dirty, pending, oldestPending                                   *prometheus.Desc
 	loads, loadErrors, writes, writeErrors, retries, flushes, flush *prometheus.Desc
+	userLoads, missesWithoutLoad                                    *prometheus.Desc
 }
 
 func newDescs() descs {
@@ -148,11 +149,14 @@ func newDescs() descs {
 		oldestPending: desc("oldest_pending_seconds", "Age of the oldest unwritten record in the write queue."),
 		loads:         desc("store_loads_total", "Database reads made by read-through."),
 		loadErrors:    desc("store_load_errors_total", "Database reads that failed."),
-		writes:        desc("store_writes_total", "Read state records written to the database."),
-		writeErrors:   desc("store_write_errors_total", "Database writes that failed."),
-		retries:       desc("store_write_retries_total", "Database writes retried."),
-		flushes:       desc("flush_cycles_total", "Completed flushes of every dirty read state."),
-		flush:         desc("last_flush_timestamp_seconds", "Start of the last completed flush (Unix time); 0 before the first."),
+		userLoads:     desc("store_user_loads_total", "Database reads of a user's partition, among store_loads_total."),
+		missesWithoutLoad: desc("misses_without_load_total",
+			"Cache misses answered with no database read: the user's partition was all in memory."),
+		writes:      desc("store_writes_total", "Read state records written to the database."),
+		writeErrors: desc("store_write_errors_total", "Database writes that failed."),
+		retries:     desc("store_write_retries_total", "Database writes retried."),
+		flushes:     desc("flush_cycles_total", "Completed flushes of every dirty read state."),
+		flush:       desc("last_flush_timestamp_seconds", "Start of the last completed flush (Unix time); 0 before the first."),
 	}
 }
 
@@ -160,7 +164,8 @@ func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	d := &c.d
 	for _, x := range []*prometheus.Desc{d.clients, d.connections, d.rejected, d.commands,
 		d.entries, d.capacity, d.hits, d.misses, d.evictions, d.pinned, d.dirty, d.pending,
-		d.oldestPending, d.loads, d.loadErrors, d.writes, d.writeErrors, d.retries, d.flushes, d.flush} {
+		d.oldestPending, d.loads, d.loadErrors, d.writes, d.writeErrors, d.retries, d.flushes, d.flush,
+		d.userLoads, d.missesWithoutLoad} {
 		ch <- x
 	}
 }
@@ -191,6 +196,8 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	gauge(d.oldestPending, st.OldestPending.Seconds())
 	counter(d.loads, st.Loads)
 	counter(d.loadErrors, st.LoadErrors)
+	counter(d.userLoads, st.UserLoads)
+	counter(d.missesWithoutLoad, st.MissesWithoutLoad)
 	counter(d.writes, st.Writes)
 	counter(d.writeErrors, st.WriteErrors)
 	counter(d.retries, st.Retries)

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/readstates/readstates/persist"
 	"github.com/readstates/readstates/persist/cassandrastore"
 	"github.com/readstates/readstates/persist/journal"
 	"github.com/readstates/readstates/server"
@@ -20,6 +21,8 @@ type options struct {
 	dataDir         string
 	cacheEntries    int
 	flushInterval   time.Duration
+	userPage        int
+	warmRate        float64
 	maxPending      int
 	shutdownTimeout time.Duration
 	drainTimeout    time.Duration
@@ -66,6 +69,8 @@ func parseFlags(args []string, lookupEnv func(string) (string, bool), out io.Wri
 	fs.StringVar(&o.dataDir, "data-dir", "data", "directory of the embedded (Pebble) store, and of the journal (in journal/) with either store")
 	fs.IntVar(&o.cacheEntries, "cache-entries", 1_000_000, "capacity of the cache, in read states")
 	fs.DurationVar(&o.flushInterval, "flush-interval", 30*time.Second, "longest time a change waits before it is written")
+	fs.IntVar(&o.userPage, "user-page", persist.DefaultUserPage, "most read states a cache miss reads from its user's partition in one query, to bring the user's others into the cache (a user with more has the rest read on demand)")
+	fs.Float64Var(&o.warmRate, "warm-rate", 1000, "warm restarts: at shutdown the users in the cache are listed in --data-dir, and at start their partitions are read back in the background, at most this many users (one query each) a second, the most recently used first (0: off; not in --cluster mode)")
 	fs.IntVar(&o.maxPending, "max-pending", 0, "evicted or flushed read states held unwritten before changes are refused (0: the engine's default)")
 	fs.DurationVar(&o.shutdownTimeout, "shutdown-timeout", time.Minute, "time to write every change to the store at shutdown, after the clients are drained (what is not written by then stays in the journal)")
 	fs.DurationVar(&o.drainTimeout, "drain-timeout", 10*time.Second, "time for clients to take their last replies at shutdown before their connections are closed (does not shorten --shutdown-timeout)")
@@ -82,7 +87,8 @@ func parseFlags(args []string, lookupEnv func(string) (string, bool), out io.Wri
 	fs.StringVar(&o.cassandraHosts, "cassandra-hosts", "", "comma-separated Cassandra contact points (host or host:port); set to use Cassandra instead of the embedded store")
 	fs.StringVar(&c.Keyspace, "cassandra-keyspace", "readstates", "keyspace, created if missing")
 	fs.StringVar(&c.Replication, "cassandra-replication", "{'class': 'SimpleStrategy', 'replication_factor': 1}", "replication of a keyspace created here")
-	fs.StringVar(&c.Consistency, "cassandra-consistency", "LOCAL_QUORUM", "consistency of reads and writes")
+	fs.StringVar(&c.Consistency, "cassandra-consistency", "LOCAL_QUORUM", "consistency of reads and writes; a level whose reads and writes need not share a replica (ONE with a replication factor of 2 or more) is refused")
+	fs.BoolVar(&c.AllowStaleReads, "cassandra-allow-stale-reads", false, "run with a --cassandra-consistency whose reads may miss the newest write (read-through may then serve, and later store, an old read state)")
 	fs.StringVar(&c.LocalDC, "cassandra-local-dc", "", "keep requests in this data center")
 	fs.DurationVar(&c.Timeout, "cassandra-timeout", 2*time.Second, "timeout of one query")
 	fs.DurationVar(&c.ConnectTimeout, "cassandra-connect-timeout", 5*time.Second, "timeout of connection set-up")
@@ -147,6 +153,14 @@ func parseFlags(args []string, lookupEnv func(string) (string, bool), out io.Wri
 		return nil, err
 	case o.shutdownTimeout <= 0:
 		err := fmt.Errorf("--shutdown-timeout: %v is not positive: the final write needs time", o.shutdownTimeout)
+		fmt.Fprintln(out, err)
+		return nil, err
+	case o.userPage < 1 || o.userPage > 100_000:
+		err := fmt.Errorf("--user-page: %d is not between 1 and 100000", o.userPage)
+		fmt.Fprintln(out, err)
+		return nil, err
+	case o.warmRate < 0:
+		err := fmt.Errorf("--warm-rate: %v is negative (0 turns warm restarts off)", o.warmRate)
 		fmt.Fprintln(out, err)
 		return nil, err
 	case o.drainTimeout < 0:

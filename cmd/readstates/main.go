@@ -179,6 +179,7 @@ func serve(ctx context.Context, requestShutdown func(), o *options, log *slog.Lo
 		Store:         store,
 		CacheEntries:  o.cacheEntries,
 		FlushInterval: o.flushInterval,
+		UserPage:      o.userPage,
 		MaxPending:    o.maxPending,
 		ObserveLoad:   observeLoad,
 		Logger:        log,
@@ -253,6 +254,8 @@ func serve(ctx context.Context, requestShutdown func(), o *options, log *slog.Lo
 	}
 	serveDone := make(chan error, 1)
 	go func() { serveDone <- srv.ListenAndServe(context.Background()) }()
+	warmCtx, stopWarm := context.WithCancel(context.Background())
+	warmDone := startWarm(warmCtx, o, engine, log)
 
 	var serveErr error
 	select {
@@ -291,6 +294,9 @@ func serve(ctx context.Context, requestShutdown func(), o *options, log *slog.Lo
 			serveErr = nil
 		}
 	}
+	stopWarm()
+	<-warmDone
+	saveWarmList(o, engine, log)
 	stopRun()
 	if err := <-runDone; err != nil {
 		log.Error("write-behind", "err", err)
@@ -323,6 +329,55 @@ func newNode(o *options, store persist.Store, engine *persist.Engine, log *slog.
 		ID: id, Addr: addr, Lease: o.clusterLease,
 		Store: cs.Coordinator(), Host: engine, Logger: log,
 	})
+}
+
+// warmListFile is the list of users a graceful shutdown leaves in
+// --data-dir for the next start to read back (see persist.Warm).
+const warmListFile = "warm-users"
+
+// startWarm reads back, in the background, the users the last graceful
+// shutdown listed; the returned channel is closed when it is done or ctx
+// ends.
+func startWarm(ctx context.Context, o *options, engine *persist.Engine, log *slog.Logger) <-chan struct{} {
+	done := make(chan struct{})
+	if o.warmRate <= 0 || o.cluster {
+		close(done)
+		return done
+	}
+	users, err := persist.ReadUserList(filepath.Join(o.dataDir, warmListFile))
+	if err != nil {
+		log.Warn("warm restart: the user list is unreadable; starting cold", "err", err)
+	}
+	if len(users) == 0 {
+		close(done)
+		return done
+	}
+	log.Info("warm restart: reading back the users of the last shutdown", "users", len(users), "rate", o.warmRate)
+	go func() {
+		defer close(done)
+		start := time.Now()
+		read, failed := engine.Warm(ctx, users, o.warmRate)
+		log.Info("warm restart done", "users_read", read, "failed", failed, "listed", len(users),
+			"took", time.Since(start).Round(time.Millisecond), "stopped", ctx.Err() != nil)
+	}()
+	return done
+}
+
+// saveWarmList lists the cached users in --data-dir for the next start.
+func saveWarmList(o *options, engine *persist.Engine, log *slog.Logger) {
+	if o.warmRate <= 0 || o.cluster {
+		return
+	}
+	users := engine.CachedUsers()
+	if err := os.MkdirAll(o.dataDir, 0o755); err != nil {
+		log.Warn("warm restart: users not listed", "err", err)
+		return
+	}
+	if err := persist.WriteUserList(filepath.Join(o.dataDir, warmListFile), users); err != nil {
+		log.Warn("warm restart: users not listed", "err", err)
+		return
+	}
+	log.Info("warm restart: users listed for the next start", "users", len(users))
 }
 
 // closeEngine writes every change left and releases the cache.

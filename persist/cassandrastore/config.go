@@ -13,8 +13,11 @@ type Config struct {
 	// created (default "{'class': 'SimpleStrategy', 'replication_factor': 1}").
 	Replication string
 	// Consistency for reads and writes (default "LOCAL_QUORUM"). Reads
-	// and writes must overlap (R + W > RF) for read-through to be correct.
-	Consistency string
+	// and writes must overlap (R + W > RF) for read-through to be correct:
+	// Open refuses a level that does not for the keyspace's replication,
+	// unless AllowStaleReads.
+	Consistency     string
+	AllowStaleReads bool
 	// LocalDC, if set, keeps requests in that data center (DC-aware,
 	// token-aware routing); otherwise token-aware round robin.
 	LocalDC string

@@ -43,8 +43,9 @@ type Store struct {
 	keyspace string
 	// insertCQL and loadCQL are fixed at Open: gocql prepares each distinct
 	// query string once and caches it.
-	insertCQL string
-	loadCQL   string
+	insertCQL   string
+	loadCQL     string
+	loadUserCQL string
 	// inflight is a semaphore of cfg.Concurrency slots, one per batch in
 	// flight.
 	inflight  chan struct{}
@@ -147,6 +148,12 @@ func openCassandra(ctx context.Context, cfg Config, logger *slog.Logger, tweak f
 	if err != nil {
 		return nil, err
 	}
+	if !cfg.AllowStaleReads {
+		if err := cassandraCheckOverlap(ctx, session, cfg.Keyspace, cfg.LocalDC, cons); err != nil {
+			session.Close()
+			return nil, fmt.Errorf("cassandra: config: %w", err)
+		}
+	}
 	ks := cfg.Keyspace
 	c := &Store{
 		session:  session,
@@ -155,6 +162,8 @@ func openCassandra(ctx context.Context, cfg Config, logger *slog.Logger, tweak f
 			" VALUES (?, ?, ?, ?) USING TIMESTAMP ?",
 		loadCQL: "SELECT mention_count, last_message_id, WRITETIME(mention_count), WRITETIME(last_message_id)" +
 			" FROM " + ks + ".read_states WHERE user_id = ? AND channel_id = ?",
+		loadUserCQL: "SELECT channel_id, mention_count, last_message_id, WRITETIME(mention_count), WRITETIME(last_message_id)" +
+			" FROM " + ks + ".read_states WHERE user_id = ? LIMIT ?",
 		inflight: make(chan struct{}, cfg.Concurrency),
 	}
 	logger.Info("cassandra store ready", "hosts", cfg.Hosts, "keyspace", ks, "consistency", cons.String())
@@ -226,9 +235,10 @@ func cassandraTLSConfig(cfg Config) (*tls.Config, error) {
 }
 
 // cassandraStartup connects and creates the schema, retrying until
-// cfg.StartupWait has passed. Session errors are always retried (gocql
-// flattens their causes into text); schema errors only when they mean
-// "unavailable".
+// cfg.StartupWait has passed, but only what may go away by waiting: a
+// login or certificate the nodes refuse (cassandraRefused) and a schema
+// error other than "unavailable" (no permission, bad keyspace options) stop
+// it at once.
 func cassandraStartup(ctx context.Context, cfg Config, cluster func() *gocql.ClusterConfig, logger *slog.Logger) (*gocql.Session, error) {
 	deadline := time.Now().Add(cfg.StartupWait)
 	backoff := 250 * time.Millisecond
@@ -238,6 +248,9 @@ func cassandraStartup(ctx context.Context, cfg Config, cluster func() *gocql.Clu
 		if session == nil {
 			session, err = cassandraNewSession(ctx, cluster())
 			if err != nil {
+				if hint, ok := cassandraRefused(err); ok {
+					return nil, fmt.Errorf("cassandra: connect: %w (%s; not retried: it does not go away by waiting)", err, hint)
+				}
 				err = fmt.Errorf("connect: %w", err)
 			}
 		}
@@ -274,6 +287,26 @@ func cassandraStartup(ctx context.Context, cfg Config, cluster func() *gocql.Clu
 		}
 		backoff = min(2*backoff, 5*time.Second)
 	}
+}
+
+// cassandraRefused reports whether a session error is a refusal that
+// waiting cannot cure, and what to check. gocql flattens the causes of a
+// session error into text, so the text is all there is to go by; an error
+// not recognized is retried, as unavailability.
+func cassandraRefused(err error) (hint string, ok bool) {
+	msg := strings.ToLower(err.Error())
+	switch {
+	case strings.Contains(msg, "password are incorrect"), strings.Contains(msg, "provided username"),
+		strings.Contains(msg, "bad credentials"):
+		return "the nodes refused the login: check --cassandra-username and --cassandra-password", true
+	case strings.Contains(msg, "authentication required"):
+		return "the nodes require a login: set --cassandra-username and --cassandra-password", true
+	case strings.Contains(msg, "unexpected authenticator"):
+		return "the nodes use an authenticator this server does not know", true
+	case strings.Contains(msg, "x509:"):
+		return "the nodes' certificate did not verify: check --cassandra-tls-ca and the host names", true
+	}
+	return "", false
 }
 
 // cassandraNewSession is gocql.NewSession, which takes no context, made to
@@ -342,6 +375,29 @@ func (c *Store) Load(ctx context.Context, k cache.Key) (cache.State, int64, erro
 	// Both cells are written together; a row written by hand, or partly
 	// deleted, may differ: the higher one bounds the next write.
 	return s, max(countStamp, msgStamp), nil
+}
+
+// LoadUser returns the first limit read states of user's partition, in
+// channel order: one single-partition query, one page.
+func (c *Store) LoadUser(ctx context.Context, user int64, limit int) ([]persist.Record, error) {
+	q := c.session.Query(c.loadUserCQL, user, limit).WithContext(ctx).Idempotent(true).PageSize(limit)
+	defer q.Release()
+	it := q.Iter()
+	var (
+		recs                 []persist.Record
+		r                    persist.Record
+		countStamp, msgStamp int64
+	)
+	r.Key.User = user
+	for it.Scan(&r.Key.Channel, &r.State.MentionCount, &r.State.LastMessageID, &countStamp, &msgStamp) {
+		r.Stamp = max(countStamp, msgStamp)
+		recs = append(recs, r)
+		countStamp, msgStamp = 0, 0
+	}
+	if err := it.Close(); err != nil {
+		return nil, cassandraError(err, "load the read states of user %d", user)
+	}
+	return recs, nil
 }
 
 // Write stores recs: one single-partition UNLOGGED batch per user (split

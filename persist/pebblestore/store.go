@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"strings"
 	"sync"
 
@@ -117,6 +118,55 @@ func (p *Store) Load(ctx context.Context, k cache.Key) (cache.State, int64, erro
 		return cache.State{}, 0, fmt.Errorf("pebble: load read state %d/%d: %w", k.User, k.Channel, err)
 	}
 	return s, stamp, nil
+}
+
+// LoadUser returns the newest records of user's read states, in the
+// order of their keys (channel ids as unsigned big-endian: negative ids
+// last), at most limit of them.
+func (p *Store) LoadUser(ctx context.Context, user int64, limit int) ([]persist.Record, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("pebble: load the read states of user %d: %w", user, err)
+	}
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	if p.db == nil {
+		return nil, fmt.Errorf("pebble: load the read states of user %d: %w", user, pebble.ErrClosed)
+	}
+	var lower [8]byte
+	binary.BigEndian.PutUint64(lower[:], uint64(user))
+	opts := &pebble.IterOptions{LowerBound: lower[:]}
+	if uint64(user) != math.MaxUint64 {
+		var upper [8]byte
+		binary.BigEndian.PutUint64(upper[:], uint64(user)+1)
+		opts.UpperBound = upper[:]
+	}
+	it, err := p.db.NewIter(opts)
+	if err != nil {
+		return nil, fmt.Errorf("pebble: load the read states of user %d: %w", user, err)
+	}
+	var recs []persist.Record
+	for ok := it.First(); ok && len(recs) < limit; ok = it.Next() {
+		k := it.Key()
+		if len(k) != pebbleKeyLen {
+			continue // not a read state's key
+		}
+		stamp, st, derr := decodePebbleValue(it.Value())
+		if derr != nil {
+			err = derr
+			break
+		}
+		recs = append(recs, persist.Record{
+			Key:   cache.Key{User: user, Channel: int64(binary.BigEndian.Uint64(k[8:16]))},
+			State: st, Stamp: stamp,
+		})
+	}
+	if cerr := it.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return nil, fmt.Errorf("pebble: load the read states of user %d: %w", user, err)
+	}
+	return recs, nil
 }
 
 // Write stores recs in one atomic batch and returns once it is fsynced.

@@ -65,6 +65,46 @@ func Run(t *testing.T, open func(t *testing.T) persist.Store) {
 		wantStamp(ahead+1, cache.State{LastMessageID: 1100})
 	})
 
+	// A user's partition in one read: every record with its stamp, the
+	// newest of each key, nothing of other users, at most the limit.
+	t.Run("LoadUser", func(t *testing.T) {
+		s := open(t)
+		u := User()
+		var want []persist.Record
+		for c := range int64(30) {
+			ch := c*1000 - 5000 // negative channel ids too
+			want = append(want, persist.Record{Key: cache.Key{User: u, Channel: ch},
+				State: cache.State{MentionCount: int32(c), LastMessageID: 100 + c}, Stamp: Stamp() + c})
+		}
+		Write(t, s, want...)
+		// An older write of one key loses; the neighbours' rows stay out.
+		Write(t, s, persist.Record{Key: want[3].Key, State: cache.State{MentionCount: 99}, Stamp: Stamp() - 1},
+			persist.Record{Key: cache.Key{User: u + 1, Channel: 1}, State: cache.State{MentionCount: 1}, Stamp: Stamp()},
+			persist.Record{Key: cache.Key{User: u - 1, Channel: 1}, State: cache.State{MentionCount: 1}, Stamp: Stamp()})
+		var got []persist.Record
+		if err := Retry(t, func() (err error) { got, err = s.LoadUser(t.Context(), u, 1000); return err }); err != nil {
+			t.Fatalf("LoadUser: %v", err)
+		}
+		byKey := make(map[cache.Key]persist.Record)
+		for _, r := range got {
+			byKey[r.Key] = r
+		}
+		if len(got) != len(want) || len(byKey) != len(want) {
+			t.Fatalf("LoadUser: %d records (%d keys), want %d: %+v", len(got), len(byKey), len(want), got)
+		}
+		for _, w := range want {
+			if r, ok := byKey[w.Key]; !ok || r != w {
+				t.Fatalf("LoadUser: %v is %+v, want %+v", w.Key, r, w)
+			}
+		}
+		if err := Retry(t, func() (err error) { got, err = s.LoadUser(t.Context(), u, 7); return err }); err != nil || len(got) != 7 {
+			t.Fatalf("LoadUser with limit 7: %d records, %v", len(got), err)
+		}
+		if err := Retry(t, func() (err error) { got, err = s.LoadUser(t.Context(), User(), 10); return err }); err != nil || len(got) != 0 {
+			t.Fatalf("LoadUser of a user never written: %+v, %v", got, err)
+		}
+	})
+
 	t.Run("EmptyWriteIsNoop", func(t *testing.T) {
 		s := open(t)
 		ctx := t.Context()

@@ -28,6 +28,19 @@ func (s *memStore) Load(_ context.Context, k cache.Key) (cache.State, int64, err
 	return r.State, r.Stamp, nil
 }
 
+// LoadUser scans the map: the benchmark's store is empty or nearly so.
+func (s *memStore) LoadUser(_ context.Context, user int64, limit int) ([]persist.Record, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var recs []persist.Record
+	for k, r := range s.m {
+		if k.User == user && len(recs) < limit {
+			recs = append(recs, r)
+		}
+	}
+	return recs, nil
+}
+
 func (s *memStore) Write(_ context.Context, recs []persist.Record) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()

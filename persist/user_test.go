@@ -1,0 +1,148 @@
+package persist
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/readstates/readstates/cache"
+)
+
+// TestColdUserOneQuery: the first miss of a user reads the user's
+// partition once; RSMGET's other channels are then hits, and a channel
+// the user never had costs no query at all.
+func TestColdUserOneQuery(t *testing.T) {
+	st := newFakeStore()
+	for c := range int64(100) {
+		k := cache.Key{User: 7, Channel: c}
+		st.rows[k] = Record{Key: k, State: cache.State{MentionCount: int32(c), LastMessageID: 1000 + c}, Stamp: 10 + c}
+	}
+	e := startEngine(t, EngineConfig{Store: st, CacheEntries: 100_000, FlushInterval: time.Hour})
+	ctx := context.Background()
+	chans := make([]int64, 100)
+	for i := range chans {
+		chans[i] = int64(i)
+	}
+	out := make([]cache.State, len(chans))
+	if err := e.GetMany(ctx, 7, chans, out); err != nil {
+		t.Fatal(err)
+	}
+	for i, s := range out {
+		if s.MentionCount != int32(i) || s.LastMessageID != 1000+int64(i) {
+			t.Fatalf("channel %d: %+v", i, s)
+		}
+	}
+	if n := st.loads.Load(); n != 1 {
+		t.Fatalf("a cold multi-get of 100 channels made %d store reads, want 1", n)
+	}
+	// New channels of a user read whole: no query.
+	for c := int64(100); c < 150; c++ {
+		if n, err := e.Incr(ctx, cache.Key{User: 7, Channel: c}, 1); err != nil || n != 1 {
+			t.Fatalf("Incr of a new channel %d: %d, %v", c, n, err)
+		}
+	}
+	s := e.Stats()
+	if st.loads.Load() != 1 || s.MissesWithoutLoad != 50 || s.UserLoads != 1 {
+		t.Fatalf("new channels of a user read whole: %d store reads, stats %+v; want 1 and 50 misses without a read", st.loads.Load(), s)
+	}
+	// The stamps of the loaded states bound the next ones.
+	if e.HighStamp() < 10+99 {
+		t.Fatalf("HighStamp %d is below a loaded stamp", e.HighStamp())
+	}
+}
+
+// TestUserLargerThanPage: with a page smaller than the partition, the
+// states outside the page are read one at a time, and every value is
+// right; the user is never taken for complete.
+func TestUserLargerThanPage(t *testing.T) {
+	st := newFakeStore()
+	for c := range int64(50) {
+		k := cache.Key{User: 3, Channel: c}
+		st.rows[k] = Record{Key: k, State: cache.State{MentionCount: int32(c + 1)}, Stamp: 5}
+	}
+	e := startEngine(t, EngineConfig{Store: st, CacheEntries: 10_000, FlushInterval: time.Hour, UserPage: 10})
+	ctx := context.Background()
+	for c := int64(49); c >= 0; c-- {
+		s, err := e.Get(ctx, cache.Key{User: 3, Channel: c})
+		if err != nil || s.MentionCount != int32(c+1) {
+			t.Fatalf("channel %d: %+v, %v", c, s, err)
+		}
+	}
+	// The page (channels 0-9) came with the first miss; 40 others alone.
+	if n := st.loads.Load(); n != 41 {
+		t.Fatalf("%d store reads, want 41 (one page, then 40 single reads)", n)
+	}
+	if s, err := e.Get(ctx, cache.Key{User: 3, Channel: 99}); err != nil || s != (cache.State{}) {
+		t.Fatalf("a channel never written: %+v, %v", s, err)
+	}
+	if e.Stats().MissesWithoutLoad != 0 {
+		t.Fatal("a user larger than the page was taken for complete")
+	}
+}
+
+// TestUserLoadNeverServesOvertaken: states written and dropped from
+// memory while a read of their user's partition was under way are not
+// filled from that read's older answer (the generations), and queued
+// states are never replaced by it.
+func TestUserLoadNeverServesOvertaken(t *testing.T) {
+	for _, page := range []int{1000, 3} {
+		t.Run(fmt.Sprintf("page=%d", page), func(t *testing.T) {
+			st := newFakeStore()
+			st.writeDelay = 50 * time.Microsecond
+			// One shard of 256: a partition of 40 fits (a quarter of it).
+			e := startEngine(t, EngineConfig{Store: st, CacheEntries: 256, FlushInterval: 5 * time.Millisecond,
+				MaxPending: 16, WriteBatch: 8, Writers: 2, UserPage: page})
+			// Few users, many channels each, a cache smaller than the key
+			// space: partition reads race evictions, flushes and acks.
+			const workers, ops, users, channels = 8, 6000, 12, 40
+			want := make([][]int64, workers)
+			done := make(chan struct{})
+			for w := range workers {
+				want[w] = make([]int64, users*channels)
+				go func() {
+					defer func() { done <- struct{}{} }()
+					for i := range ops {
+						j := (i*7919 + w*31) % (users * channels)
+						// Each worker owns the channels ≡ w mod workers.
+						j -= j % workers
+						j += w
+						if j >= users*channels {
+							continue
+						}
+						k := cache.Key{User: int64(j / channels), Channel: int64(j % channels)}
+						if _, err := e.Incr(context.Background(), k, 1); err != nil {
+							t.Error(err)
+							return
+						}
+						want[w][j]++
+					}
+				}()
+			}
+			for range workers {
+				<-done
+			}
+			if err := e.Sync(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			for w := range workers {
+				for j, n := range want[w] {
+					if n == 0 {
+						continue
+					}
+					k := cache.Key{User: int64(j / channels), Channel: int64(j % channels)}
+					if got := st.state(k).MentionCount; int64(got) != n {
+						t.Fatalf("store %v: got %d, want %d", k, got, n)
+					}
+					if got, err := e.Get(context.Background(), k); err != nil || int64(got.MentionCount) != n {
+						t.Fatalf("engine %v: got %d %v, want %d", k, got.MentionCount, err, n)
+					}
+				}
+			}
+			if s := e.Stats(); s.Evictions == 0 || s.UserLoads == 0 || (page > channels && s.MissesWithoutLoad == 0) {
+				t.Fatalf("the test did not exercise evictions, partition reads and users read whole: %+v", s)
+			}
+		})
+	}
+}
+
