@@ -62,6 +62,11 @@
 //   - Read-through: Reserve puts a loading placeholder where a missing key
 //     goes, so no other state of the key can appear while the caller loads
 //     it; Fill or Abort ends the load.
+//   - Insert adds a clean entry read from the store without a
+//     placeholder (a user's whole partition), only if the key is absent
+//     and the caller's check, made under the shard lock, still holds;
+//     OnRemove reports every state that leaves the table, so the caller
+//     can tell that what it read may have been overtaken meanwhile.
 //
 // # Concurrency
 //

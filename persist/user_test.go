@@ -145,4 +145,3 @@ func TestUserLoadNeverServesOvertaken(t *testing.T) {
 		})
 	}
 }
-

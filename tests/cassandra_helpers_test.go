@@ -478,6 +478,7 @@ func logInfo(t *testing.T, f map[string]string, when string) {
 		"cache_capacity", "cached_read_states", "keyspace_hits", "keyspace_misses", "evicted_keys",
 		"dirty_read_states", "pending_read_states", "pinned_refusals_total", "oldest_pending_seconds",
 		"flush_cycles", "store_writes", "store_write_errors", "store_write_retries", "store_loads", "store_load_errors",
+		"store_user_loads", "misses_without_load",
 	} {
 		if v, ok := f[k]; ok {
 			fmt.Fprintf(&b, " %s=%s", k, v)

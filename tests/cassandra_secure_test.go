@@ -47,7 +47,8 @@ func TestCassandraSecureNode(t *testing.T) {
 	// As in production, the server logs in as a role of its own, which
 	// may create its keyspace and use it, not as the superuser.
 	const password = "rs-secure-3f9c1a"
-	createRole(t, hosts, ca, "readstates", password)
+	createRole(t, hosts, ca, "readstates", password, true)
+	createRole(t, hosts, ca, "nogrants", password, false)
 	base := []string{
 		"--cassandra-hosts", hosts, "--cassandra-keyspace", ks,
 		"--cassandra-username", "readstates",
@@ -85,43 +86,58 @@ func TestCassandraSecureNode(t *testing.T) {
 		}
 	})
 
+	// What waiting cannot cure stops the server at once, however long
+	// --cassandra-startup-wait is; only what looks like unavailability (a
+	// node that drops a plain connection: no TLS) is retried for it.
 	for _, tc := range []struct {
-		name string
-		args []string
-		want string // in the server's error
+		name  string
+		args  []string
+		want  string // in the server's error
+		retry bool   // retried for --cassandra-startup-wait
 	}{
-		{"wrong password", []string{"--cassandra-tls-ca", ca, "--cassandra-password", "not-it"}, "password"},
-		{"no TLS", []string{"--cassandra-password", password}, "unable to connect to initial hosts"},
-		{"untrusted certificate", []string{"--cassandra-tls-ca", otherCA(t), "--cassandra-password", password}, "certificate"},
+		{"wrong password", []string{"--cassandra-tls-ca", ca, "--cassandra-password", "not-it"}, "refused the login", false},
+		{"no login", []string{"--cassandra-tls-ca", ca, "--cassandra-username", ""}, "require a login", false},
+		{"untrusted certificate", []string{"--cassandra-tls-ca", otherCA(t), "--cassandra-password", password}, "certificate", false},
+		{"no permission", []string{"--cassandra-tls-ca", ca, "--cassandra-username", "nogrants", "--cassandra-password", password}, "permission", false},
+		{"no TLS", []string{"--cassandra-password", password}, "unable to connect to initial hosts", true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			wait := 60 * time.Second
+			if tc.retry {
+				wait = 5 * time.Second // the failure is the point, and it does not go away
+			}
 			args := append(slicesClone(base), tc.args...)
-			// Short: the failure is the point, and it does not go away.
-			args = append(args, "--cassandra-startup-wait", "5s", "--data-dir", t.TempDir())
+			args = append(args, "--cassandra-startup-wait", wait.String(), "--data-dir", t.TempDir())
 			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 			defer cancel()
 			cmd := exec.CommandContext(ctx, serverBin, append(args, "--addr", "127.0.0.1:0")...)
 			cmd.Env = serverEnv()
+			start := time.Now()
 			out, err := cmd.CombinedOutput()
+			took := time.Since(start)
 			if err == nil {
 				t.Fatalf("the server started without a valid login over TLS:\n%s", out)
 			}
 			lines := strings.Split(strings.TrimSpace(string(out)), "\n")
-			t.Logf("the server's last words: %s", lines[len(lines)-1])
+			t.Logf("the server's last words, after %v: %s", took.Round(time.Millisecond), lines[len(lines)-1])
 			if !strings.Contains(strings.ToLower(string(out)), tc.want) {
 				t.Errorf("the server's error does not say %q:\n%s", tc.want, out)
 			}
 			if strings.Contains(string(out), "not-it") {
 				t.Errorf("the wrong password shows in the server's output:\n%s", out)
 			}
+			if !tc.retry && took > wait/3 {
+				t.Errorf("the server took %v to give up on a refusal that waiting does not cure (--cassandra-startup-wait %v): it must stop at once", took, wait)
+			}
 		})
 	}
 }
 
-// createRole makes a login role that may create keyspaces and use them,
-// as the node's default superuser (cassandra/cassandra), which the node
-// creates some seconds after it starts.
-func createRole(t *testing.T, hosts, ca, role, password string) {
+// createRole makes a login role that may create keyspaces and use them
+// (grants) or may do nothing but log in, as the node's default superuser
+// (cassandra/cassandra), which the node creates some seconds after it
+// starts.
+func createRole(t *testing.T, hosts, ca, role, password string, grants bool) {
 	t.Helper()
 	cl := gocql.NewCluster(hosts)
 	cl.ProtoVersion = 4
@@ -143,13 +159,15 @@ func createRole(t *testing.T, hosts, ca, role, password string) {
 		time.Sleep(time.Second)
 	}
 	defer s.Close()
-	for _, stmt := range []string{
-		fmt.Sprintf("CREATE ROLE IF NOT EXISTS %s WITH PASSWORD = '%s' AND LOGIN = true", role, password),
-		"GRANT CREATE ON ALL KEYSPACES TO " + role,
-		"GRANT ALTER ON ALL KEYSPACES TO " + role,
-		"GRANT MODIFY ON ALL KEYSPACES TO " + role,
-		"GRANT SELECT ON ALL KEYSPACES TO " + role,
-	} {
+	stmts := []string{fmt.Sprintf("CREATE ROLE IF NOT EXISTS %s WITH PASSWORD = '%s' AND LOGIN = true", role, password)}
+	if grants {
+		stmts = append(stmts,
+			"GRANT CREATE ON ALL KEYSPACES TO "+role,
+			"GRANT ALTER ON ALL KEYSPACES TO "+role,
+			"GRANT MODIFY ON ALL KEYSPACES TO "+role,
+			"GRANT SELECT ON ALL KEYSPACES TO "+role)
+	}
+	for _, stmt := range stmts {
 		if err := s.Query(stmt).Exec(); err != nil {
 			t.Fatalf("%s: %v", strings.Replace(stmt, password, "***", 1), err)
 		}

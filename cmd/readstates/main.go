@@ -133,8 +133,8 @@ func (t *shutdownTrigger) close() {
 // The write-behind's shape for Cassandra (for Pebble, the engine's
 // defaults: one writer of 1,024 records, a local commit each).
 const (
-	cassandraWriteBatch = 32768
-	cassandraWriters    = 4
+	cassandraWriteBatch = 8192
+	cassandraWriters    = 16
 )
 
 // serve runs the server until ctx is done, then shuts down in order:
@@ -195,10 +195,11 @@ func serve(ctx context.Context, requestShutdown func(), o *options, log *slog.Lo
 		ecfg.Journal = &journal.Options{Dir: filepath.Join(o.dataDir, "journal"), Policy: o.journalPolicy, Repair: o.journalRepair}
 	}
 	if len(o.cassandra.Hosts) > 0 {
-		// A Cassandra write is round trips: a larger one groups more of a
-		// user's rows into one batch, and several at once keep
-		// --cassandra-concurrency requests in flight while one waits for
-		// its slowest (BENCHMARKS.md, Cassandra flush throughput).
+		// A Cassandra write is round trips, one batch per user (the queue
+		// hands users over whole): many writers keep
+		// --cassandra-concurrency requests in flight while each waits for
+		// its slowest, also when a paced flush hands over a few users at
+		// a time (BENCHMARKS.md, Cassandra flush throughput).
 		ecfg.WriteBatch, ecfg.Writers = cassandraWriteBatch, cassandraWriters
 	}
 	engine, err := persist.NewEngine(ecfg)
