@@ -45,10 +45,11 @@ type Config struct {
 	OnChange func(s Snapshot)
 	// OnRemove, if set, is called with the shard's lock held with the key
 	// of every read state that leaves the table (eviction, clean or
-	// dirty, and Drop; not an aborted load). A reader of the store that
-	// fills the table behind its own back (Insert) uses it to tell that
-	// what it read may have been overtaken. It must not block or call the
-	// Table.
+	// dirty, and Drop) and of every loading placeholder removed (Abort):
+	// Insert counts a placeholder as the key being there. A reader of the
+	// store that fills the table behind its own back (Insert) uses it to
+	// tell that what it read may have been overtaken. It must not block or
+	// call the Table.
 	OnRemove func(k Key)
 	// Now is the wall clock that stamps follow (default time.Now).
 	Now func() time.Time

@@ -289,6 +289,9 @@ func (t *ptrTable) Abort(k Key) {
 	s := t.shardOf(k)
 	s.mu.Lock()
 	if el, ok := s.items[k]; ok && el.Value.(*lruItem).loading {
+		if t.onRemove != nil {
+			t.onRemove(k)
+		}
 		s.loading--
 		s.removeLocked(el)
 	}

@@ -308,6 +308,9 @@ func (t *Table) Abort(k Key) {
 	s, home := t.locate(k)
 	s.mu.Lock()
 	if i, ok := s.findLocked(k, home); ok && s.slots[i].meta&metaLoading != 0 {
+		if t.onRemove != nil {
+			t.onRemove(k) // a reader may have counted the placeholder as k being here
+		}
 		s.loading--
 		s.deleteLocked(i)
 	}

@@ -572,6 +572,7 @@ func (e *Engine) load(ctx context.Context, k cache.Key) error {
 }
 
 func (e *Engine) fetch(ctx context.Context, k cache.Key) error {
+	marks := e.users.marks.Load() // before the placeholder: see readWhole
 	reserved, err := e.reserve(ctx, k)
 	if err != nil {
 		return fmt.Errorf("cache read state %d/%d: %w", k.User, k.Channel, err)
@@ -590,7 +591,7 @@ func (e *Engine) fetch(ctx context.Context, k cache.Key) error {
 		st    cache.State
 		stamp int64
 	)
-	switch read, complete, recent := e.readWhole(k.User); {
+	switch read, complete, recent := e.readWhole(k.User, marks); {
 	case !queued && complete:
 		// k is in neither the cache (reserved) nor the queue, and the
 		// user's partition is all in memory: k was never written.

@@ -3,6 +3,7 @@ package persist
 import (
 	"cmp"
 	"context"
+	"math"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -63,13 +64,14 @@ type userState struct {
 
 	completeMu sync.Mutex
 	complete   map[int64]userRead // see readWhole
+	marks      atomic.Uint64      // marks made so far (markRead)
 }
 
 // userRead is a user whose partition was read at time at (UnixNano), as
 // of generation gen: inMemory if every record read was put in the cache,
 // complete if those were the whole partition.
 type userRead struct {
-	gen                uint64
+	gen, seq           uint64 // seq: users.marks when it was marked
 	at                 int64
 	inMemory, complete bool
 }
@@ -101,7 +103,12 @@ func (e *Engine) removed(k cache.Key) { e.users.gen(k.User).Add(1) }
 // user read but not complete has its page in memory: a key found in
 // neither is read alone. recent: the partition was read less than
 // userRereadAfter ago, whatever happened since.
-func (e *Engine) readWhole(user int64) (read, complete, recent bool) {
+//
+// Only a read marked at or before asOf (a value of users.marks) counts: a
+// miss that reserved its key after loading asOf must not trust a mark
+// made later, which may have counted its own placeholder as the key being
+// in memory (fillUser, Insert).
+func (e *Engine) readWhole(user int64, asOf uint64) (read, complete, recent bool) {
 	u := &e.users
 	u.completeMu.Lock()
 	r, ok := u.complete[user]
@@ -110,11 +117,14 @@ func (e *Engine) readWhole(user int64) (read, complete, recent bool) {
 		return false, false, false
 	}
 	recent = time.Now().UnixNano()-r.at < int64(userRereadAfter)
-	if !r.inMemory || r.gen != u.gen(user).Load() {
+	if !r.inMemory || r.gen != u.gen(user).Load() || r.seq > asOf {
 		return false, false, recent
 	}
 	return true, r.complete, recent
 }
+
+// anyMark is readWhole's asOf that counts every mark.
+const anyMark = math.MaxUint64
 
 func (e *Engine) markRead(user int64, r userRead) {
 	u := &e.users
@@ -122,6 +132,7 @@ func (e *Engine) markRead(user int64, r userRead) {
 	if len(u.complete) >= maxCompleteUsers {
 		clear(u.complete)
 	}
+	r.seq = u.marks.Add(1)
 	u.complete[user] = r
 	u.completeMu.Unlock()
 }
@@ -191,13 +202,12 @@ func (e *Engine) fillUser(user int64, l *userLoad) {
 		r := &l.recs[i]
 		e.checkStamp(r.Key, r.Stamp)
 		inMemory = e.table.Insert(r.Key, r.State, r.Stamp, func() bool {
-			if gen.Load() != l.gen {
-				return false
-			}
+			// Under mu, so that an ack (which takes the key off the queue
+			// and bumps the generation under mu) is wholly before or after.
 			e.mu.Lock()
+			defer e.mu.Unlock()
 			_, queued := e.mu.pending[r.Key]
-			e.mu.Unlock()
-			return !queued
+			return !queued && gen.Load() == l.gen
 		}) && inMemory
 	}
 	// A record the cache had no room for would be missing from memory:
@@ -227,7 +237,8 @@ func (e *Engine) tryFill(k cache.Key) bool {
 	if _, loading := e.flights[k]; loading {
 		return false
 	}
-	if _, complete, _ := e.readWhole(k.User); !complete {
+	marks := e.users.marks.Load() // before the placeholder: see readWhole
+	if _, complete, _ := e.readWhole(k.User, anyMark); !complete {
 		e.mu.Lock()
 		_, queued := e.mu.pending[k]
 		e.mu.Unlock()
@@ -245,7 +256,7 @@ func (e *Engine) tryFill(k cache.Key) bool {
 	e.mu.Lock()
 	rec, queued := e.mu.pending[k]
 	e.mu.Unlock()
-	switch _, complete, _ := e.readWhole(k.User); {
+	switch _, complete, _ := e.readWhole(k.User, marks); {
 	case queued && !rec.replayed:
 		e.table.Fill(k, rec.state, rec.stamp)
 	case !queued && complete:
