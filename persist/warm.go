@@ -60,7 +60,7 @@ func (e *Engine) Warm(ctx context.Context, users []int64, rate float64) (read, f
 		if ctx.Err() != nil {
 			break
 		}
-		if read, _, _ := e.readWhole(u); read {
+		if read, _, _ := e.readWhole(u, anyMark); read {
 			continue
 		}
 		sem <- struct{}{}
