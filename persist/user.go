@@ -240,10 +240,13 @@ func (e *Engine) tryFill(k cache.Key) bool {
 	marks := e.users.marks.Load() // before the placeholder: see readWhole
 	if _, complete, _ := e.readWhole(k.User, anyMark); !complete {
 		e.mu.Lock()
-		_, queued := e.mu.pending[k]
+		rec, queued := e.mu.pending[k]
 		e.mu.Unlock()
-		if !queued {
-			return false // the common miss: only the database knows
+		if !queued || rec.replayed {
+			// The common miss, or a replayed record to compare with the
+			// store: only the database knows. (Reserving to abort would
+			// bump the user's generation for nothing.)
+			return false
 		}
 	}
 	reserved, err := e.table.Reserve(k)
