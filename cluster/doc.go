@@ -69,6 +69,15 @@
 // read. A write whose outcome is unknown (a timeout) leaves the group
 // unserved until a SERIAL read settles it.
 //
+// With Config.WarmRate, the old owner also records, before it writes the
+// new owner, the users of each group it held (at most maxWarmUsers, used
+// last first) under the group's next epoch (Store.PutWarmUsers); the new
+// owner, once it serves the group at that epoch, reads their partitions
+// back at WarmRate users a second, each read counted as a command on the
+// user's slot (so a hand-over away waits for it). The record is a hint: a
+// group claimed without a hand-over (its owner died) has none, and its
+// users are read on demand.
+//
 // # Fencing
 //
 // Write stamps are logical in cluster mode (persist.EngineConfig's

@@ -37,10 +37,15 @@ type Config struct {
 	// The giver answers TRYAGAIN rather than MOVED for twice as long
 	// after a hand-over, so that a client is not sent to a node that
 	// does not know yet (which would send it back).
-	Poll   time.Duration
-	Store  Store
-	Host   Host
-	Logger *slog.Logger
+	Poll time.Duration
+	// WarmRate is the most users a second the node reads back into
+	// memory when groups are handed to it: the users their last owner
+	// held, which it records at the hand-over (Store.PutWarmUsers),
+	// those used last first. 0: no records, no reads.
+	WarmRate float64
+	Store    Store
+	Host     Host
+	Logger   *slog.Logger
 	// Mono is the monotonic clock leases are timed by (default: the time
 	// since New, by the runtime's monotonic clock). The wall clock is
 	// never used: a step of it changes nothing.
@@ -90,6 +95,12 @@ type Node struct {
 		fencedBy   *NodeRow // set by a renewal that found the row declared down
 	}
 	renewNow chan struct{} // a renewal now (cap 1)
+	warmJobs chan warmJob  // groups handed here, for warmLoop (cap Groups)
+	// The warm loop's; Run starts it, and Run or Leave stops it (so that
+	// no read of it runs once the node leaves: the engine closes then).
+	warmCtx    context.Context
+	warmCancel context.CancelFunc
+	warmDone   chan struct{} // closed when the warm loop has ended (or never starts)
 
 	// The coordinator goroutine's own.
 	seen      map[string]sighting
@@ -98,6 +109,15 @@ type Node struct {
 	unsettled [Groups]bool  // a hand-over's write failed: owner unknown
 	owned     [Groups]bool  // held by this incarnation at the last publish
 }
+
+// warmJob is a group this node began to serve, at epoch.
+type warmJob struct {
+	group int
+	epoch int64
+}
+
+// maxWarmUsers bounds the users recorded for one group at a hand-over.
+const maxWarmUsers = 1 << 14
 
 // sighting is when this node first saw another's row as it is now.
 type sighting struct {
@@ -131,11 +151,17 @@ func NewNode(cfg Config) (*Node, error) {
 		start:    time.Now(),
 		wake:     make(chan struct{}, 1),
 		renewNow: make(chan struct{}, 1),
+		warmJobs: make(chan warmJob, Groups),
 		leftCh:   make(chan struct{}),
 		seen:     make(map[string]sighting),
 	}
 	if n.cfg.Mono == nil {
 		n.cfg.Mono = func() time.Duration { return time.Since(n.start) }
+	}
+	n.warmCtx, n.warmCancel = context.WithCancel(context.Background())
+	n.warmDone = make(chan struct{})
+	if cfg.WarmRate <= 0 {
+		close(n.warmDone)
 	}
 	empty := &View{self: -1, id: cfg.ID}
 	for g := range empty.groups {
@@ -230,6 +256,10 @@ func (n *Node) Run(ctx context.Context) error {
 	var renewer sync.WaitGroup
 	renewer.Go(func() { n.renewLoop(rctx) })
 	defer func() { stopRenewer(); renewer.Wait() }()
+	if n.cfg.WarmRate > 0 {
+		go n.runWarm()
+		defer n.stopWarm()
+	}
 	tick := time.NewTicker(n.cfg.Poll)
 	defer tick.Stop()
 	for {
@@ -250,6 +280,7 @@ func (n *Node) Run(ctx context.Context) error {
 // node down; Run then returns. It returns when that is done or ctx ends.
 func (n *Node) Leave(ctx context.Context) error {
 	n.leaving.Store(true)
+	n.stopWarm()
 	n.poke()
 	select {
 	case <-n.leftCh:
@@ -260,6 +291,62 @@ func (n *Node) Leave(ctx context.Context) error {
 	case <-ctx.Done():
 		return fmt.Errorf("cluster: leave: %w (%d groups not handed over)", ctx.Err(), n.View().Mine())
 	}
+}
+
+// runWarm runs warmLoop until stopWarm.
+func (n *Node) runWarm() {
+	defer close(n.warmDone)
+	n.warmLoop(n.warmCtx)
+}
+
+// stopWarm ends the warm loop and waits for its reads under way (a
+// cancelled read returns at once, and fills nothing).
+func (n *Node) stopWarm() {
+	n.warmCancel()
+	<-n.warmDone
+}
+
+// warmLoop reads back the users recorded for the groups handed to this
+// node, as they come, until ctx ends. Each user is read only while the
+// node serves its group, and counts as a command on it (Enter), so a
+// hand-over of the group waits for the read.
+func (n *Node) warmLoop(ctx context.Context) {
+	for {
+		var jobs []warmJob
+		select {
+		case <-ctx.Done():
+			return
+		case j := <-n.warmJobs:
+			jobs = append(jobs, j)
+		}
+		for len(jobs) < Groups && len(n.warmJobs) > 0 {
+			jobs = append(jobs, <-n.warmJobs)
+		}
+		var users []int64
+		for _, j := range jobs {
+			us, err := n.cfg.Store.WarmUsers(ctx, j.group, j.epoch)
+			if err != nil {
+				n.log.Warn("cluster: cannot read the users recorded for a group; they are read on demand", "group", j.group, "err", err)
+				continue
+			}
+			users = append(users, us...)
+		}
+		if len(users) == 0 {
+			continue
+		}
+		read, failed := n.cfg.Host.Warm(ctx, users, n.cfg.WarmRate, n.enterUser)
+		n.log.Info("cluster: users of the groups handed here read back", "groups", len(jobs), "listed", len(users),
+			"users_read", read, "failed", failed)
+	}
+}
+
+// enterUser is Enter for user's slot, as warmLoop's guard.
+func (n *Node) enterUser(user int64) (exit func(), ok bool) {
+	slot := UserSlot(user)
+	if v, _ := n.Enter(slot); v != Serve {
+		return nil, false
+	}
+	return func() { n.Exit(slot) }, true
 }
 
 // renewLoop renews the lease every Lease/4, or at once when asked
@@ -576,6 +663,15 @@ func (n *Node) publish(rows []NodeRow, groups *[Groups]GroupRow, readAt time.Dur
 		n.log.Info("cluster: serving groups", "groups", len(fresh), "first", fresh[0])
 	}
 	n.view.Store(v)
+	if n.cfg.WarmRate > 0 {
+		// After the view: the warm loop reads a user only while it is served.
+		for _, g := range fresh {
+			select {
+			case n.warmJobs <- warmJob{group: g, epoch: groups[g].Epoch}:
+			default: // a full queue (groups coming and going fast): read on demand
+			}
+		}
+	}
 }
 
 // rebalance moves the node toward its fair share of the groups: it hands
@@ -614,6 +710,17 @@ func (n *Node) handOver(ctx context.Context, give map[int]string, groups *[Group
 		n.log.Warn("cluster: hand-over postponed: commands still running on the groups", "groups", len(give))
 		return
 	}
+	// Who the groups' users are goes with them (WarmRate), before Release
+	// drops them, those used last first.
+	var warm map[int][]int64
+	if n.cfg.WarmRate > 0 {
+		warm = make(map[int][]int64, len(give))
+		for _, u := range n.cfg.Host.CachedUsers(func(u int64) bool { return set.has(UserGroup(u)) }) {
+			if g := UserGroup(u); len(warm[g]) < maxWarmUsers {
+				warm[g] = append(warm[g], u)
+			}
+		}
+	}
 	rctx, cancel := context.WithTimeout(ctx, n.cfg.Lease)
 	err := n.cfg.Host.Release(rctx, func(u int64) bool { return set.has(UserGroup(u)) })
 	cancel()
@@ -621,6 +728,7 @@ func (n *Node) handOver(ctx context.Context, give map[int]string, groups *[Group
 		n.log.Warn("cluster: hand-over postponed: the read states could not be written", "groups", len(give), "err", err)
 		return
 	}
+	n.recordUsers(ctx, give, groups, warm)
 	moved := 0
 	for g, to := range give {
 		row := GroupRow{Owner: to, Epoch: groups[g].Epoch + 1}
@@ -647,6 +755,33 @@ func (n *Node) handOver(ctx context.Context, give map[int]string, groups *[Group
 	}
 	n.publishGroups(rows, groups)
 	n.log.Info("cluster: groups handed over", "groups", moved, "of", len(give))
+}
+
+// recordUsers records, for each group given to a node, the users this
+// node held in it, for the new owner to read at the group's next epoch;
+// a hand-over that does not happen leaves a record nobody reads. A hint,
+// so the records are written concurrently, with little time each, while
+// the groups are not served.
+func (n *Node) recordUsers(ctx context.Context, give map[int]string, groups *[Groups]GroupRow, warm map[int][]int64) {
+	ctx, cancel := context.WithTimeout(ctx, n.cfg.Poll)
+	defer cancel()
+	var (
+		wg     sync.WaitGroup
+		failed atomic.Int64
+		sem    = make(chan struct{}, 16)
+	)
+	for g, to := range give {
+		if users := warm[g]; len(users) > 0 && to != "" {
+			sem <- struct{}{}
+			wg.Go(func() {
+				defer func() { <-sem }()
+				if err := n.cfg.Store.PutWarmUsers(ctx, g, groups[g].Epoch+1, users); err != nil && failed.Add(1) == 1 {
+					n.log.Warn("cluster: cannot record a group's users for its new owner; they are read on demand", "group", g, "err", err)
+				}
+			})
+		}
+	}
+	wg.Wait()
 }
 
 // claim takes groups nobody holds. A group whose last owner did not hand

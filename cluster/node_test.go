@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -17,10 +18,14 @@ type memStore struct {
 	mu     sync.Mutex
 	nodes  map[string]NodeRow
 	groups [Groups]GroupRow
-	down   bool // every call fails, as with Cassandra unreachable
+	warm   map[int]warmJob // group -> the epoch of its users record
+	users  map[int][]int64 // group -> the users recorded
+	down   bool            // every call fails, as with Cassandra unreachable
 }
 
-func newMemStore() *memStore { return &memStore{nodes: map[string]NodeRow{}} }
+func newMemStore() *memStore {
+	return &memStore{nodes: map[string]NodeRow{}, warm: map[int]warmJob{}, users: map[int][]int64{}}
+}
 
 var errDown = fmt.Errorf("store unreachable")
 
@@ -94,6 +99,28 @@ func (m *memStore) Group(_ context.Context, g int) (GroupRow, error) {
 	return m.groups[g], nil
 }
 
+func (m *memStore) PutWarmUsers(_ context.Context, g int, epoch int64, users []int64) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.down {
+		return errDown
+	}
+	m.warm[g], m.users[g] = warmJob{group: g, epoch: epoch}, slices.Clone(users)
+	return nil
+}
+
+func (m *memStore) WarmUsers(_ context.Context, g int, epoch int64) ([]int64, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.down {
+		return nil, errDown
+	}
+	if m.warm[g].epoch != epoch {
+		return nil, nil
+	}
+	return slices.Clone(m.users[g]), nil
+}
+
 // fakeHost records what a node asks of its read states.
 type fakeHost struct {
 	mu        sync.Mutex
@@ -102,6 +129,35 @@ type fakeHost struct {
 	discarded int
 	fence     int64
 	failWrite bool
+	cached    []int64 // CachedUsers, in this order
+	warmed    []int64 // the users Warm read, guard permitting
+}
+
+func (h *fakeHost) CachedUsers(users func(int64) bool) []int64 {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	var out []int64
+	for _, u := range h.cached {
+		if users(u) {
+			out = append(out, u)
+		}
+	}
+	return out
+}
+
+func (h *fakeHost) Warm(ctx context.Context, users []int64, _ float64, guard func(int64) (func(), bool)) (read, failed int) {
+	for _, u := range users {
+		exit, ok := guard(u)
+		if !ok {
+			continue
+		}
+		h.mu.Lock()
+		h.warmed = append(h.warmed, u)
+		h.mu.Unlock()
+		exit()
+		read++
+	}
+	return read, 0
 }
 
 func newFakeHost() *fakeHost { return &fakeHost{stamp: 1000, released: map[int]int{}} }
@@ -153,11 +209,12 @@ func userOfGroup(g int) int64 {
 // testCluster is nodes over one memStore on one fake monotonic clock;
 // the test runs their rounds by hand.
 type testCluster struct {
-	t     *testing.T
-	store *memStore
-	now   time.Duration
-	nodes []*Node
-	hosts []*fakeHost
+	t        *testing.T
+	store    *memStore
+	now      time.Duration
+	nodes    []*Node
+	hosts    []*fakeHost
+	warmRate float64 // Config.WarmRate of the nodes added
 }
 
 const testLease = 10 * time.Second
@@ -175,7 +232,7 @@ func (c *testCluster) add() *Node {
 	h := newFakeHost()
 	n, err := NewNode(Config{
 		ID: fmt.Sprintf("%040x", i+1), Addr: fmt.Sprintf("127.0.0.1:%d", 7000+i),
-		Lease: testLease, Store: c.store, Host: h,
+		Lease: testLease, Store: c.store, Host: h, WarmRate: c.warmRate,
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
 		Mono:   func() time.Duration { return c.now },
 	})
@@ -361,6 +418,68 @@ func TestJoinAndLeave(t *testing.T) {
 	c.wantBalanced(ids(c.nodes[:3]...)...)
 	if r, _, _ := c.store.Node(context.Background(), d.ID()); r.State != StateDown {
 		t.Fatalf("a node that left is %q, want down", r.State)
+	}
+}
+
+// TestHandOverCarriesUsers: a node that hands groups over records the
+// users of each that it held, in its order, for the new owner's epoch;
+// the new owner reads back exactly those, each while it serves the
+// user's group.
+func TestHandOverCarriesUsers(t *testing.T) {
+	c := &testCluster{t: t, store: newMemStore(), warmRate: 1000}
+	a := c.add()
+	// Two users in every group, the second used last.
+	for g := range Groups {
+		u := userOfGroup(g)
+		second := u + 1
+		for UserGroup(second) != g {
+			second++
+		}
+		c.hosts[0].cached = append(c.hosts[0].cached, second, u)
+	}
+	c.rounds(4)
+	b := c.add()
+	c.rounds(6)
+	c.wantBalanced(a.ID(), b.ID())
+	var want []int64
+	for g := range Groups {
+		if c.store.groups[g].Owner != b.ID() {
+			continue
+		}
+		rec, users := c.store.warm[g], c.store.users[g]
+		if rec.epoch != c.store.groups[g].Epoch || len(users) != 2 || UserGroup(users[0]) != g || users[1] != userOfGroup(g) {
+			t.Fatalf("group %d handed over: users %v recorded at epoch %d, want its 2 users in the giver's order at epoch %d",
+				g, users, rec.epoch, c.store.groups[g].Epoch)
+		}
+		want = append(want, users...)
+	}
+	if len(want) < Groups {
+		t.Fatalf("%d users recorded, want two per group of the newcomer's share", len(want))
+	}
+	go b.runWarm()
+	h := c.hosts[1]
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(time.Millisecond) {
+		h.mu.Lock()
+		n := len(h.warmed)
+		h.mu.Unlock()
+		if n >= len(want) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of %d users read back", n, len(want))
+		}
+	}
+	b.stopWarm()
+	slices.Sort(want)
+	got := slices.Clone(h.warmed)
+	slices.Sort(got)
+	if !slices.Equal(got, want) {
+		t.Fatalf("the newcomer read back %d users, want the %d recorded for its groups", len(got), len(want))
+	}
+	for g := range Groups {
+		if b.inflight[g].n.Load() != 0 {
+			t.Fatalf("group %d: a read back left a command counted", g)
+		}
 	}
 }
 

@@ -57,6 +57,12 @@ type Store interface {
 	// Group returns group g's row as settled: a PutGroup whose outcome
 	// its caller did not learn (an error) has applied or never will.
 	Group(ctx context.Context, g int) (GroupRow, error)
+	// PutWarmUsers records the users of group g its owner held when it
+	// handed the group over, for the owner of epoch to read back.
+	PutWarmUsers(ctx context.Context, g int, epoch int64, users []int64) error
+	// WarmUsers returns the users recorded for group g at epoch; none if
+	// the record is of another epoch, or there is none.
+	WarmUsers(ctx context.Context, g int, epoch int64) ([]int64, error)
 }
 
 // Host is what a node serves: the read states of its users
@@ -72,4 +78,11 @@ type Host interface {
 	Fence(stamp int64)
 	// HighStamp returns the highest write stamp issued or seen.
 	HighStamp() int64
+	// CachedUsers returns the users given that have read states in
+	// memory, those used recently first.
+	CachedUsers(users func(user int64) bool) []int64
+	// Warm reads the partitions of users into memory in order, at most
+	// rate users a second, each only if guard lets it (exit is called
+	// when that user is read); see persist.Engine.Warm.
+	Warm(ctx context.Context, users []int64, rate float64, guard func(user int64) (exit func(), ok bool)) (read, failed int)
 }

@@ -138,6 +138,7 @@ func info(_ context.Context, d *Dispatcher, w Writer, s *Session, args [][]byte)
 		b = fieldUint(b, "store_loads", es.Loads)
 		b = fieldUint(b, "store_load_errors", es.LoadErrors)
 		b = fieldUint(b, "store_user_loads", es.UserLoads)
+		b = fieldUint(b, "store_warm_loads", es.WarmLoads)
 		b = fieldUint(b, "misses_without_load", es.MissesWithoutLoad)
 		return b
 	})

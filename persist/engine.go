@@ -36,6 +36,13 @@ type EngineConfig struct {
 	// 1024). A store that groups a write's records (Cassandra, one batch
 	// per user) groups more of them in a larger one.
 	WriteBatch int
+	// WriteUsers, if positive, is the most users whose records one
+	// Store.Write is given. With 1 and Writers requests in flight, a store
+	// that writes a user in one request (Cassandra) gets one request per
+	// Write: what waits stays in the queue, where a newer state of a key
+	// replaces the older one and a user's waiting rows gather into one
+	// request, rather than in writes that wait for each other.
+	WriteUsers int
 	// UserPage is the most read states a miss reads from its user's
 	// partition, in one query, to fill the cache with the user's others
 	// (default DefaultUserPage). A user with more has the rest read one at
@@ -98,6 +105,7 @@ type Engine struct {
 	flushInterval time.Duration
 	maxPending    int
 	writeBatch    int
+	writeUsers    int
 	writers       int
 	fullWait      time.Duration
 	observeLoad   func(time.Duration)
@@ -147,6 +155,12 @@ type pendingRecord struct {
 	// the cluster node that took the user over), so read-through compares
 	// the two.
 	replayed bool
+	// gen is the low half of the user's generation (userState.gen) when
+	// the cache last handed the key over, with the key in the cache. The
+	// same at the ack, the key has not left the cache since: its write
+	// ending takes nothing out of memory, and the user's partition read
+	// stays whole (readWhole). Otherwise, or replayed, the ack bumps it.
+	gen uint32
 	// next is the user's next waiting key, while this one waits in the
 	// queue (see writeQueue).
 	next cache.Key
@@ -213,6 +227,7 @@ func NewEngine(cfg EngineConfig) (*Engine, error) {
 		flushInterval: cfg.FlushInterval,
 		maxPending:    cfg.MaxPending,
 		writeBatch:    cfg.WriteBatch,
+		writeUsers:    cfg.WriteUsers,
 		writers:       cfg.Writers,
 		fullWait:      cfg.FullWait,
 		observeLoad:   cfg.ObserveLoad,
@@ -317,7 +332,10 @@ func (e *Engine) writeBack(s cache.Snapshot) bool {
 		e.mu.Unlock()
 		return false
 	}
-	rec := pendingRecord{state: s.State, stamp: s.Stamp, since: old.since, next: old.next}
+	// An eviction hands a dirty key over before it bumps the generation
+	// (Config.OnRemove), so its ack does too.
+	rec := pendingRecord{state: s.State, stamp: s.Stamp, since: old.since, next: old.next,
+		gen: uint32(e.users.gen(s.Key.User).Load())}
 	if queued {
 		e.mu.pending[s.Key] = rec
 	} else {
@@ -1011,7 +1029,7 @@ func (e *Engine) wakeNext() {
 		return
 	}
 	e.mu.Lock()
-	more := e.mu.queue.size > e.writeBatch
+	more := e.mu.queue.exceeds(e.writeBatch, e.writeUsers)
 	e.mu.Unlock()
 	if more {
 		select {
@@ -1027,7 +1045,7 @@ func (e *Engine) takeBatch(batch []Record, w int) []Record {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	e.mu.inflightSince[w] = 0
-	e.mu.queue.take(cap(batch)-len(batch), func(k cache.Key) {
+	e.mu.queue.take(cap(batch)-len(batch), e.writeUsers, func(k cache.Key) {
 		rec := e.mu.pending[k]
 		if e.mu.inflightSince[w] == 0 {
 			e.mu.inflightSince[w] = rec.since
@@ -1060,7 +1078,9 @@ func (e *Engine) ack(batch []Record, w int) {
 	for _, r := range batch {
 		if cur := e.mu.pending[r.Key]; cur.stamp == r.Stamp {
 			delete(e.mu.pending, r.Key)
-			e.removed(r.Key)
+			if cur.replayed || cur.gen != uint32(e.users.gen(r.Key.User).Load()) {
+				e.removed(r.Key) // it may have left memory with this ack
+			}
 		} else {
 			e.mu.queue.pushBack(r.Key)
 		}
@@ -1095,6 +1115,9 @@ type Stats struct {
 	// MissesWithoutLoad the misses answered with no read, the user's
 	// partition being all in memory.
 	UserLoads, MissesWithoutLoad uint64
+	// WarmLoads counts the partition reads made by Warm, among UserLoads:
+	// the others were made for commands.
+	WarmLoads                    uint64
 	Writes, WriteErrors, Retries uint64 // records written, failed writes, retries
 	// WriteUsers counts the users of the records handed to Store.Write
 	// (a user's records in one write count once): Writes/WriteUsers is
@@ -1130,7 +1153,7 @@ func (e *Engine) Stats() Stats {
 		Loads: e.stats.loads.Load(), LoadErrors: e.stats.loadErrors.Load(),
 		Writes: e.stats.writes.Load(), WriteErrors: e.stats.writeErrors.Load(),
 		Retries: e.stats.retries.Load(), FlushCycles: e.stats.flushCycles.Load(),
-		UserLoads: e.users.reads.Load(), MissesWithoutLoad: e.users.noQuery.Load(),
+		UserLoads: e.users.reads.Load(), MissesWithoutLoad: e.users.noQuery.Load(), WarmLoads: e.users.warmed.Load(),
 		WriteUsers: e.stats.writeUsers.Load(), WriteBusy: time.Duration(e.stats.writeBusy.Load()),
 		StampsAhead:         e.stats.stampsAhead.Load(),
 		CacheImplementation: cache.Implementation,

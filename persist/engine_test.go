@@ -387,7 +387,7 @@ func TestWriteQueue(t *testing.T) {
 	}
 	take := func(room int) []cache.Key {
 		var got []cache.Key
-		q.take(room, func(k cache.Key) { got = append(got, k) })
+		q.take(room, 0, func(k cache.Key) { got = append(got, k) })
 		return got
 	}
 	// Three users interleaved, as a hash-ordered flush hands them over.
@@ -431,6 +431,26 @@ func TestWriteQueue(t *testing.T) {
 	}
 	if _, ok := q.front(); ok {
 		t.Fatal("front of an empty queue")
+	}
+
+	// A bound on users: one user a take, whatever the room, and exceeds
+	// tells whether another writer has a take waiting.
+	for u := int64(5); u <= 7; u++ {
+		push(u, 0)
+		push(u, 1)
+	}
+	if !q.exceeds(100, 1) || q.exceeds(100, 3) || !q.exceeds(5, 0) || q.exceeds(6, 0) {
+		t.Fatalf("exceeds with 3 users of 2 keys: wrong")
+	}
+	for u := int64(5); u <= 7; u++ {
+		var got []cache.Key
+		q.take(100, 1, func(k cache.Key) { got = append(got, k) })
+		if want := keys(u, 0, 2); !slices.Equal(got, want) {
+			t.Fatalf("take(100, 1) = %v, want %v", got, want)
+		}
+	}
+	if q.size != 0 || len(q.users) != 0 {
+		t.Fatalf("queue not empty after one-user takes: size %d, users %d", q.size, len(q.users))
 	}
 }
 

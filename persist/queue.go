@@ -71,6 +71,12 @@ func (q *writeQueue) link(from, to cache.Key) {
 	q.pending[from] = r
 }
 
+// exceeds reports whether more is waiting than one take of room keys and
+// users users takes.
+func (q *writeQueue) exceeds(room, users int) bool {
+	return q.size > room || (users > 0 && len(q.users) > users)
+}
+
 // front returns the oldest waiting key.
 func (q *writeQueue) front() (cache.Key, bool) {
 	u, ok := q.order.front()
@@ -81,10 +87,11 @@ func (q *writeQueue) front() (cache.Key, bool) {
 }
 
 // take unlinks whole users, first come first, and calls fn with each of
-// their keys, while fewer than room keys were taken. A user with more
-// waiting keys than room is split only when it comes first.
-func (q *writeQueue) take(room int, fn func(cache.Key)) {
-	for took := 0; room > 0; took++ {
+// their keys, while fewer than room keys and fewer than users users were
+// taken (users <= 0: no bound on users). A user with more waiting keys
+// than room is split only when it comes first.
+func (q *writeQueue) take(room, users int, fn func(cache.Key)) {
+	for took := 0; room > 0 && (users <= 0 || took < users); took++ {
 		u, ok := q.order.front()
 		if !ok {
 			return

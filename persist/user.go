@@ -26,9 +26,12 @@ import (
 // this engine's memory then and left it since: a state evicted clean, or
 // written and taken off the queue, while the query was under way is in
 // the store but maybe not in the answer. So every removal of a user's
-// read state from the cache (cache.Config.OnRemove) or from the pending
-// queue (ack) bumps the user's generation, and a shortcut is taken only
-// while the generation is the one read when the query began. A key in the
+// read state from the cache (cache.Config.OnRemove), and from the pending
+// queue of a key that left the cache since it was queued or was replayed
+// (ack: pendingRecord.gen), bumps the user's generation, and a shortcut
+// is taken only while the generation is the one read when the query
+// began. A write that ends while its key is still cached takes nothing
+// out of memory, so it leaves a user read whole as it was. A key in the
 // queue (whose state is newer than the store's, or a replay to compare)
 // is never filled from the answer. Generations are kept per bucket of
 // users (userGens), so another user of the bucket only costs a query.
@@ -61,6 +64,7 @@ type userState struct {
 	flights  map[int64]*userLoad // under Engine.flightMu
 	reads    atomic.Uint64       // partition reads made
 	noQuery  atomic.Uint64       // misses answered by a complete user, no query
+	warmed   atomic.Uint64       // partition reads made by Warm, among reads
 
 	completeMu sync.Mutex
 	complete   map[int64]userRead // see readWhole
@@ -179,7 +183,9 @@ func (e *Engine) loadUser(ctx context.Context, user int64) (l *userLoad, own boo
 
 // forgetComplete drops the read-user hints of the users given: a
 // cluster node that stops serving them may get them back after another
-// node wrote some.
+// node wrote some. A read of one of them still under way (one that
+// outlived the node's lease) is made to fill nothing: its user's
+// generation moves.
 func (e *Engine) forgetComplete(users func(int64) bool) {
 	u := &e.users
 	u.completeMu.Lock()
@@ -189,6 +195,18 @@ func (e *Engine) forgetComplete(users func(int64) bool) {
 		}
 	}
 	u.completeMu.Unlock()
+	e.flightMu.Lock()
+	for user := range u.flights {
+		if users(user) {
+			u.gen(user).Add(1)
+		}
+	}
+	for k := range e.flights {
+		if users(k.User) {
+			u.gen(k.User).Add(1)
+		}
+	}
+	e.flightMu.Unlock()
 }
 
 // fillUser puts the records of l that the cache lacks into it, clean, at

@@ -145,3 +145,63 @@ func TestUserLoadNeverServesOvertaken(t *testing.T) {
 		})
 	}
 }
+
+// TestAckKeepsUserWhole: a write's ack takes nothing out of memory when
+// the key is still cached, so a user read whole stays whole (a partition
+// is not read again for every write of it); when the key left the cache
+// while its write was under way, the ack makes the user's reads count
+// nothing, and the key is read from the store.
+func TestAckKeepsUserWhole(t *testing.T) {
+	st := newFakeStore()
+	for c := range int64(10) {
+		k := cache.Key{User: 7, Channel: c}
+		st.rows[k] = Record{Key: k, State: cache.State{MentionCount: 1}, Stamp: 1}
+	}
+	e := startEngine(t, EngineConfig{Store: st, CacheEntries: 100_000, FlushInterval: time.Hour})
+	ctx := context.Background()
+	for c := range int64(10) {
+		if n, err := e.Incr(ctx, cache.Key{User: 7, Channel: c}, 1); err != nil || n != 2 {
+			t.Fatalf("Incr of channel %d: %d, %v", c, n, err)
+		}
+	}
+	if err := e.Sync(ctx); err != nil { // ten writes, ten acks, all cached
+		t.Fatal(err)
+	}
+	for c := int64(100); c < 110; c++ {
+		if n, err := e.Incr(ctx, cache.Key{User: 7, Channel: c}, 1); err != nil || n != 1 {
+			t.Fatalf("Incr of a new channel %d: %d, %v", c, n, err)
+		}
+	}
+	if n, s := st.loads.Load(), e.Stats(); n != 1 || s.MissesWithoutLoad != 10 {
+		t.Fatalf("after acks of cached keys: %d store reads, %d misses without one; want 1 and 10", n, s.MissesWithoutLoad)
+	}
+
+	// Channel 0 is handed over, then leaves the cache while its write
+	// fails and waits; a partition read meanwhile finds it pending, so
+	// counts it in memory. Once the write is acked it is in neither.
+	st.failWrite.Store(true)
+	k := cache.Key{User: 7, Channel: 0}
+	if n, err := e.Incr(ctx, k, 5); err != nil || n != 7 {
+		t.Fatalf("Incr: %d, %v", n, err)
+	}
+	if err := e.flushAll(ctx, 0); err != nil {
+		t.Fatal(err)
+	}
+	if dropped, _ := e.table.Drop(func(d cache.Key) bool { return d == k }, false); dropped != 1 {
+		t.Fatalf("dropped %d, want channel 0", dropped)
+	}
+	time.Sleep(userRereadAfter) // the next miss may read the partition again
+	if s, err := e.Get(ctx, cache.Key{User: 7, Channel: 50}); err != nil || s != (cache.State{}) {
+		t.Fatalf("a channel never written: %+v, %v", s, err)
+	}
+	if n := st.userLoads.Load(); n != 2 {
+		t.Fatalf("%d partition reads, want 2", n)
+	}
+	st.failWrite.Store(false)
+	if err := e.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if s, err := e.Get(ctx, k); err != nil || s.MentionCount != 7 {
+		t.Fatalf("channel 0 after its write: %+v, %v; want the written count 7", s, err)
+	}
+}

@@ -10,6 +10,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"time"
 )
@@ -20,17 +21,25 @@ import (
 // that the cache is warm again without a storm of reads on the database.
 // The list is a hint: a user read back is read as any miss would read it.
 
-// CachedUsers returns the users with read states in the cache, those used
-// recently first.
-func (e *Engine) CachedUsers() []int64 { return e.table.Users(nil) }
+// CachedUsers returns the users with read states in the cache that keep
+// accepts (all with nil), those used recently first.
+func (e *Engine) CachedUsers(keep func(user int64) bool) []int64 {
+	users := e.table.Users(nil)
+	if keep != nil {
+		users = slices.DeleteFunc(users, func(u int64) bool { return !keep(u) })
+	}
+	return users
+}
 
 // Warm reads the partitions of users back into the cache, in order, at
 // most rate users a second (each one query), a few at a time, until all
 // are read, the cache is nearly full, or ctx ends. A user already read
-// (or any of whose read states is cached) is skipped. It returns how many
-// users it read; read errors are counted, not returned (a later miss
-// reads the user anyway).
-func (e *Engine) Warm(ctx context.Context, users []int64, rate float64) (read, failed int) {
+// (or any of whose read states is cached) is skipped, and so is one that
+// guard (if not nil) refuses; one it lets through is read, then exit is
+// called (a cluster node counts the read as a command on the user's
+// slot). It returns how many users it read; read errors are counted, not
+// returned (a later miss reads the user anyway).
+func (e *Engine) Warm(ctx context.Context, users []int64, rate float64, guard func(user int64) (exit func(), ok bool)) (read, failed int) {
 	if rate <= 0 || len(users) == 0 {
 		return 0, 0
 	}
@@ -64,9 +73,21 @@ func (e *Engine) Warm(ctx context.Context, users []int64, rate float64) (read, f
 			continue
 		}
 		sem <- struct{}{}
+		exit := func() {}
+		if guard != nil {
+			var ok bool
+			if exit, ok = guard(u); !ok {
+				<-sem
+				continue
+			}
+		}
 		wg.Go(func() {
 			defer func() { <-sem }()
-			l, _ := e.loadUser(ctx, u)
+			defer exit()
+			l, own := e.loadUser(ctx, u)
+			if own && ctx.Err() == nil { // this read, not one under way for a command
+				e.users.warmed.Add(1)
+			}
 			mu.Lock()
 			if l.err != nil {
 				failed++

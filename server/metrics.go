@@ -129,7 +129,7 @@ type descs struct {
 	entries, capacity, hits, misses, evictions, pinned              *prometheus.Desc
 	dirty, pending, oldestPending                                   *prometheus.Desc
 	loads, loadErrors, writes, writeErrors, retries, flushes, flush *prometheus.Desc
-	userLoads, missesWithoutLoad                                    *prometheus.Desc
+	userLoads, missesWithoutLoad, warmLoads                         *prometheus.Desc
 }
 
 func newDescs() descs {
@@ -150,6 +150,7 @@ func newDescs() descs {
 		loads:         desc("store_loads_total", "Database reads made by read-through."),
 		loadErrors:    desc("store_load_errors_total", "Database reads that failed."),
 		userLoads:     desc("store_user_loads_total", "Database reads of a user's partition, among store_loads_total."),
+		warmLoads:     desc("store_warm_loads_total", "Partition reads made by a warm restart or a cluster hand-over, among store_user_loads_total."),
 		missesWithoutLoad: desc("misses_without_load_total",
 			"Cache misses answered with no database read: the user's partition was all in memory."),
 		writes:      desc("store_writes_total", "Read state records written to the database."),
@@ -165,7 +166,7 @@ func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, x := range []*prometheus.Desc{d.clients, d.connections, d.rejected, d.commands,
 		d.entries, d.capacity, d.hits, d.misses, d.evictions, d.pinned, d.dirty, d.pending,
 		d.oldestPending, d.loads, d.loadErrors, d.writes, d.writeErrors, d.retries, d.flushes, d.flush,
-		d.userLoads, d.missesWithoutLoad} {
+		d.userLoads, d.missesWithoutLoad, d.warmLoads} {
 		ch <- x
 	}
 }
@@ -197,6 +198,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	counter(d.loads, st.Loads)
 	counter(d.loadErrors, st.LoadErrors)
 	counter(d.userLoads, st.UserLoads)
+	counter(d.warmLoads, st.WarmLoads)
 	counter(d.missesWithoutLoad, st.MissesWithoutLoad)
 	counter(d.writes, st.Writes)
 	counter(d.writeErrors, st.WriteErrors)

@@ -676,11 +676,19 @@ func TestCassandraFlushThroughput(t *testing.T) {
 	requireCassandra(t)
 	const (
 		n        = 200_000
-		users    = 2000
-		channels = n / users
 		conc     = 16
 		userBase = 9_000_000_000
 	)
+	// The shape: 2,000 users x 100 channels, or READSTATES_FLUSH_USERS
+	// users sharing the n read states.
+	users := int64(2000)
+	if v := os.Getenv("READSTATES_FLUSH_USERS"); v != "" {
+		var err error
+		if users, err = strconv.ParseInt(v, 10, 64); err != nil || users <= 0 || n%users != 0 {
+			t.Fatalf("READSTATES_FLUSH_USERS=%q: want a divisor of %d", v, n)
+		}
+	}
+	channels := n / users
 	ks := cassandraKeyspace(t)
 	t.Setenv("READSTATES_SERVER_RACE", "0")
 	bin := filepath.Join(t.TempDir(), "readstates")
@@ -859,7 +867,7 @@ func TestCassandraFlushThroughput(t *testing.T) {
 	if logOK {
 		fmt.Fprintf(&b, "| readstates final flush, its log (\"final flush\" to \"final flush done\") | %.2f | %s |\n", logFlush.Seconds(), rate(logFlush))
 	}
-	fmt.Fprintf(&b, "| gocql, UNLOGGED batch per user (100 rows), %d in flight (ceiling) | %.2f | %s |\n", conc, batchTime.Seconds(), rate(batchTime))
+	fmt.Fprintf(&b, "| gocql, UNLOGGED batch per user (%d rows), %d in flight (ceiling) | %.2f | %s |\n", min(channels, 100), conc, batchTime.Seconds(), rate(batchTime))
 	fmt.Fprintf(&b, "| gocql, single-row INSERT, %d in flight | %.2f | %s |\n", conc, singleTime.Seconds(), rate(singleTime))
 	fmt.Fprintf(&b, "| gocql, single-row INSERT, 64 in flight | %.2f | %s |\n", single64Time.Seconds(), rate(single64Time))
 	fmt.Fprintf(&b, "| gocql, the flush's former shape: 1,024 random rows a round, by user (%.2f rows a request), %d in flight | %.2f | %s |\n",

@@ -30,6 +30,28 @@ func startClusterNode(t *testing.T, ks string) *serverProc {
 		"--flush-interval", "1s")
 }
 
+// waitWarmLoads waits until the nodes together have read back users
+// handed to them with their slots (INFO store_warm_loads), and returns
+// how many.
+func waitWarmLoads(t *testing.T, ctx context.Context, nodes ...*serverProc) int64 {
+	t.Helper()
+	for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		var n int64
+		for _, p := range nodes {
+			c := redis.NewClient(&redis.Options{Addr: p.addr, MaxRetries: -1})
+			v, _ := infoInt(t, infoFields(t, ctx, c, "persistence"), "store_warm_loads")
+			c.Close()
+			n += v
+		}
+		if n > 0 {
+			return n
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no user read back by the nodes slots were handed to (store_warm_loads 0 after 15 s)")
+		}
+	}
+}
+
 // clusterMap is what CLUSTER SLOTS says: the address serving each range.
 func clusterMap(ctx context.Context, addr string) (string, error) {
 	c := redis.NewClient(&redis.Options{Addr: addr, MaxRetries: -1})
@@ -335,6 +357,8 @@ func TestClusterCassandra(t *testing.T) {
 	}
 	t.Logf("SIGTERM under load: %d increments, 0 lost; slots all served %v after the exit; longest increment %v; refusals %v",
 		load.ops.Load(), took, load.longest, load.errs)
+	// The users it held went with its slots: the new owners read them back.
+	t.Logf("SIGTERM: the new owners read back %d users of the node that left", waitWarmLoads(t, ctx, nodes[:2]...))
 
 	// A node joins under load: it gets its share, 0 lost.
 	load = startClusterLoad(t, c, 2_000_000, 3000, 8)
@@ -364,6 +388,7 @@ func TestClusterCassandra(t *testing.T) {
 	}
 	t.Logf("join under load: %d increments, 0 lost; the new node serves %d slots %v after its start; longest increment %v; refusals %v",
 		load.ops.Load(), share, took, load.longest, load.errs)
+	t.Logf("join: the new node read back %d users the givers held", waitWarmLoads(t, ctx, joined))
 
 	// kill -9 of a node under load: the others serve its slots within the
 	// lease and margin; the users of the others are exact.

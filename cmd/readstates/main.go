@@ -130,13 +130,6 @@ func (t *shutdownTrigger) close() {
 	t.cancel(context.Canceled)
 }
 
-// The write-behind's shape for Cassandra (for Pebble, the engine's
-// defaults: one writer of 1,024 records, a local commit each).
-const (
-	cassandraWriteBatch = 8192
-	cassandraWriters    = 16
-)
-
 // serve runs the server until ctx is done, then shuts down in order:
 // connections (the commands in flight finish, within --drain-timeout), the
 // engine's write-behind, the final flush (within --shutdown-timeout), the
@@ -194,13 +187,14 @@ func serve(ctx context.Context, requestShutdown func(), o *options, log *slog.Lo
 	if o.journal {
 		ecfg.Journal = &journal.Options{Dir: filepath.Join(o.dataDir, "journal"), Policy: o.journalPolicy, Repair: o.journalRepair}
 	}
-	if len(o.cassandra.Hosts) > 0 {
-		// A Cassandra write is round trips, one batch per user (the queue
-		// hands users over whole): many writers keep
-		// --cassandra-concurrency requests in flight while each waits for
-		// its slowest, also when a paced flush hands over a few users at
-		// a time (BENCHMARKS.md, Cassandra flush throughput).
-		ecfg.WriteBatch, ecfg.Writers = cassandraWriteBatch, cassandraWriters
+	if cs, ok := store.(*cassandrastore.Store); ok {
+		// A Cassandra write is a round trip per user. One user a Write,
+		// --cassandra-concurrency writers: that many requests always in
+		// flight, none waiting for another's, and the rest in the queue,
+		// where a user's rows gather into one request while it waits
+		// (BENCHMARKS.md, Cassandra flush throughput). Pebble keeps the
+		// engine's defaults: one writer of 1,024 records, a commit each.
+		ecfg.WriteBatch, ecfg.WriteUsers, ecfg.Writers = cassandrastore.MaxBatchRows, 1, cs.Concurrency()
 	}
 	engine, err := persist.NewEngine(ecfg)
 	if err != nil {
@@ -327,7 +321,7 @@ func newNode(o *options, store persist.Store, engine *persist.Engine, log *slog.
 	}
 	log.Info("cluster: node", "id", id, "announce", addr, "lease", o.clusterLease)
 	return cluster.NewNode(cluster.Config{
-		ID: id, Addr: addr, Lease: o.clusterLease,
+		ID: id, Addr: addr, Lease: o.clusterLease, WarmRate: o.warmRate,
 		Store: cs.Coordinator(), Host: engine, Logger: log,
 	})
 }
@@ -357,7 +351,7 @@ func startWarm(ctx context.Context, o *options, engine *persist.Engine, log *slo
 	go func() {
 		defer close(done)
 		start := time.Now()
-		read, failed := engine.Warm(ctx, users, o.warmRate)
+		read, failed := engine.Warm(ctx, users, o.warmRate, nil)
 		log.Info("warm restart done", "users_read", read, "failed", failed, "listed", len(users),
 			"took", time.Since(start).Round(time.Millisecond), "stopped", ctx.Err() != nil)
 	}()
@@ -369,7 +363,7 @@ func saveWarmList(o *options, engine *persist.Engine, log *slog.Logger) {
 	if o.warmRate <= 0 || o.cluster {
 		return
 	}
-	users := engine.CachedUsers()
+	users := engine.CachedUsers(nil)
 	if err := os.MkdirAll(o.dataDir, 0o755); err != nil {
 		log.Warn("warm restart: users not listed", "err", err)
 		return

@@ -2,6 +2,7 @@ package cassandrastore
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 
@@ -36,6 +37,8 @@ func (c *Coordinator) Init(ctx context.Context) error {
 			"id text PRIMARY KEY, addr text, incarnation bigint, seq bigint, state text, stamp_hw bigint)",
 		"CREATE TABLE IF NOT EXISTS " + c.ks + ".cluster_groups (" +
 			"grp int PRIMARY KEY, owner text, incarnation bigint, epoch bigint)",
+		"CREATE TABLE IF NOT EXISTS " + c.ks + ".cluster_warm (" +
+			"grp int PRIMARY KEY, epoch bigint, users blob)",
 	}
 	for _, stmt := range stmts {
 		if err := c.session.Query(stmt).WithContext(ctx).Consistency(gocql.One).Idempotent(true).Exec(); err != nil {
@@ -177,4 +180,43 @@ func cas(ctx context.Context, q *gocql.Query) (bool, error) {
 		return false, fmt.Errorf("lightweight transaction: %w", err)
 	}
 	return applied, nil
+}
+
+// PutWarmUsers records the users of group g for its owner at epoch, as 8
+// bytes each, big-endian. One row per group: the next hand-over replaces
+// it.
+func (c *Coordinator) PutWarmUsers(ctx context.Context, g int, epoch int64, users []int64) error {
+	blob := make([]byte, 0, 8*len(users))
+	for _, u := range users {
+		blob = binary.BigEndian.AppendUint64(blob, uint64(u))
+	}
+	err := c.session.Query("INSERT INTO "+c.ks+".cluster_warm (grp, epoch, users) VALUES (?, ?, ?)", g, epoch, blob).
+		WithContext(ctx).Consistency(gocql.LocalQuorum).Idempotent(true).Exec()
+	if err != nil {
+		return cassandraError(err, "record the users of group %d", g)
+	}
+	return nil
+}
+
+// WarmUsers returns the users recorded for group g at epoch.
+func (c *Coordinator) WarmUsers(ctx context.Context, g int, epoch int64) ([]int64, error) {
+	var (
+		at   int64
+		blob []byte
+	)
+	err := c.session.Query("SELECT epoch, users FROM "+c.ks+".cluster_warm WHERE grp = ?", g).
+		WithContext(ctx).Consistency(gocql.LocalQuorum).Scan(&at, &blob)
+	switch {
+	case errors.Is(err, gocql.ErrNotFound):
+		return nil, nil
+	case err != nil:
+		return nil, cassandraError(err, "read the users of group %d", g)
+	case at != epoch || len(blob)%8 != 0:
+		return nil, nil
+	}
+	users := make([]int64, len(blob)/8)
+	for i := range users {
+		users[i] = int64(binary.BigEndian.Uint64(blob[8*i:]))
+	}
+	return users, nil
 }

@@ -53,10 +53,11 @@ type Store struct {
 }
 
 const (
-	// cassandraMaxBatchRows bounds one single-partition batch, so that a
-	// user with many dirty channels stays under Cassandra's batch size
-	// warning (5 KiB) and does not hold one replica for long.
-	cassandraMaxBatchRows = 100
+	// MaxBatchRows bounds one single-partition batch, so that a user with
+	// many dirty channels stays under Cassandra's batch size warning
+	// (5 KiB) and does not hold one replica for long: a Write of at most
+	// MaxBatchRows records of one user is one request.
+	MaxBatchRows = 100
 	// cassandraNumConns is per host. Protocol v4 multiplexes up to 32768
 	// requests on one connection; the second one is for redundancy (the
 	// host keeps a working connection while a broken one is replaced).
@@ -401,7 +402,7 @@ func (c *Store) LoadUser(ctx context.Context, user int64, limit int) ([]persist.
 }
 
 // Write stores recs: one single-partition UNLOGGED batch per user (split
-// every cassandraMaxBatchRows rows), sent concurrently within the store's
+// every MaxBatchRows rows), sent concurrently within the store's
 // Concurrency bound. recs is not modified or kept. An empty recs is a no-op.
 //
 // A Write that returns an error may have applied some of its batches, or
@@ -454,6 +455,9 @@ func (c *Store) Write(ctx context.Context, recs []persist.Record) error {
 	return firstErr
 }
 
+// Concurrency is the most batches the store has in flight at once.
+func (c *Store) Concurrency() int { return cap(c.inflight) }
+
 func (c *Store) acquire(ctx context.Context) error {
 	select {
 	case c.inflight <- struct{}{}:
@@ -466,14 +470,21 @@ func (c *Store) acquire(ctx context.Context) error {
 func (c *Store) release() { <-c.inflight }
 
 // cassandraBatches groups recs by user into batches of at most
-// cassandraMaxBatchRows rows. The batches share one sorted copy of recs.
+// MaxBatchRows rows. The batches share one sorted copy of recs, or recs
+// itself when it is one batch already.
 func cassandraBatches(recs []persist.Record) [][]persist.Record {
+	if len(recs) == 0 {
+		return nil
+	}
+	if len(recs) <= MaxBatchRows && !slices.ContainsFunc(recs, func(r persist.Record) bool { return r.Key.User != recs[0].Key.User }) {
+		return [][]persist.Record{recs}
+	}
 	sorted := slices.Clone(recs)
 	slices.SortFunc(sorted, func(a, b persist.Record) int { return cmp.Compare(a.Key.User, b.Key.User) })
 	var batches [][]persist.Record
 	for start := 0; start < len(sorted); {
 		end := start + 1
-		for end < len(sorted) && end-start < cassandraMaxBatchRows && sorted[end].Key.User == sorted[start].Key.User {
+		for end < len(sorted) && end-start < MaxBatchRows && sorted[end].Key.User == sorted[start].Key.User {
 			end++
 		}
 		batches = append(batches, sorted[start:end:end])

@@ -101,7 +101,7 @@ func TestCassandraSmallBatchesAndConcurrencyOne(t *testing.T) {
 	// user are written in parallel but through a single slot.
 	var recs []persist.Record
 	for u := range int64(5) {
-		for ch := range int64(2*cassandraMaxBatchRows + 7) {
+		for ch := range int64(2*MaxBatchRows + 7) {
 			recs = append(recs, persist.Record{
 				Key:   cache.Key{User: u, Channel: ch},
 				State: cache.State{MentionCount: int32(u), LastMessageID: ch},
@@ -409,8 +409,8 @@ func TestCassandraBatches(t *testing.T) {
 	batches := cassandraBatches(recs)
 	total := 0
 	for _, b := range batches {
-		if len(b) == 0 || len(b) > cassandraMaxBatchRows {
-			t.Errorf("batch of %d rows, want 1..%d", len(b), cassandraMaxBatchRows)
+		if len(b) == 0 || len(b) > MaxBatchRows {
+			t.Errorf("batch of %d rows, want 1..%d", len(b), MaxBatchRows)
 		}
 		for _, r := range b {
 			if r.Key.User != b[0].Key.User {
