@@ -59,6 +59,11 @@ type Config struct {
 	// (nil if unknown), whether its reply was an error, and how long it
 	// took to run (the server's Prometheus metrics). It must not block.
 	Observe func(cmd *Command, failed bool, d time.Duration)
+	// ObserveRun, if set, is called with the run time of every command
+	// that ran whole without waiting for the database (under
+	// DispatchNoWait): the server's own time, so a slow one is the
+	// server's (a flight recorder keeps its trace). It must not block.
+	ObserveRun func(d time.Duration)
 }
 
 // Param is one CONFIG GET parameter.
@@ -125,6 +130,7 @@ type Dispatcher struct {
 	cmdStats []cmdStats // by Command.Index
 	pcts     atomic.Pointer[[]float64]
 	observe  func(cmd *Command, failed bool, d time.Duration)
+	runs     func(d time.Duration) // Config.ObserveRun
 }
 
 // New returns a Dispatcher.
@@ -146,6 +152,7 @@ func New(cfg Config) (*Dispatcher, error) {
 		params:      cfg.Params,
 		now:         cfg.Now,
 		observe:     cfg.Observe,
+		runs:        cfg.ObserveRun,
 		changes:     cfg.Changes,
 		cluster:     cfg.Cluster,
 		tracker:     newTracker(cmp.Or(cfg.TrackingTableMaxKeys, DefaultTrackingTableMaxKeys)),
@@ -287,7 +294,11 @@ func (d *Dispatcher) dispatch(ctx context.Context, w Writer, s *Session, args []
 	case s.multi == nil:
 		s.caching = 0 // as Redis: it lasts through a MULTI ... EXEC block
 	}
-	d.record(cmd, false, s.failed, time.Since(start))
+	el := time.Since(start)
+	d.record(cmd, false, s.failed, el)
+	if noWait && d.runs != nil {
+		d.runs(el)
+	}
 	return cmd, s.failed
 }
 

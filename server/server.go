@@ -86,6 +86,10 @@ type Config struct {
 	// Metrics, if set, is the metrics registry to use (see NewMetrics);
 	// otherwise one is made when MetricsAddr is set.
 	Metrics *Metrics
+	// ObserveRun, if set, is given the run time of every command that ran
+	// without waiting for the database (commands.Config.ObserveRun). It
+	// must not block.
+	ObserveRun func(time.Duration)
 	// OnShutdown is called by the SHUTDOWN command. It must not block; it
 	// should start the same path as SIGTERM (which calls Shutdown). If nil,
 	// SHUTDOWN is refused.
@@ -262,6 +266,7 @@ func New(cfg Config, backend Backend) (*Server, error) {
 		TrackingTableMaxKeys: cfg.TrackingTableMaxKeys,
 		Cluster:              cfg.Cluster,
 		Observe:              observe,
+		ObserveRun:           cfg.ObserveRun,
 		Backend:              backend,
 		NoWait:               backend.NoWait(),
 		Stats:                backend,

@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/readstates/readstates/cluster"
+	"github.com/readstates/readstates/internal/slowtrace"
 	"github.com/readstates/readstates/persist"
 	"github.com/readstates/readstates/persist/cassandrastore"
 	"github.com/readstates/readstates/persist/journal"
@@ -162,6 +163,18 @@ func serve(ctx context.Context, requestShutdown func(), o *options, log *slog.Lo
 		defer func() { stopPprof(); <-done }()
 	}
 
+	var observeRun func(time.Duration)
+	if o.traceSlow > 0 {
+		dir := filepath.Join(o.dataDir, "traces")
+		rec, err := slowtrace.Start(slowtrace.Config{Dir: dir, Threshold: o.traceSlow, Logger: log})
+		if err != nil {
+			return err
+		}
+		defer rec.Close() // the server has stopped by then: nothing observes
+		observeRun = rec.Observe
+		log.Info("tracing slow commands", "threshold", o.traceSlow, "dir", dir)
+	}
+
 	var metrics *server.Metrics
 	var observeLoad func(d time.Duration)
 	if o.server.MetricsAddr != "" {
@@ -234,6 +247,7 @@ func serve(ctx context.Context, requestShutdown func(), o *options, log *slog.Lo
 	if node != nil {
 		cfg.Cluster = node
 	}
+	cfg.ObserveRun = observeRun
 	cfg.TLS = tlsConfig
 	cfg.Metrics = metrics
 	cfg.OnShutdown = requestShutdown

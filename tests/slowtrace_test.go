@@ -1,0 +1,48 @@
+package tests
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestTraceSlow: with --trace-slow, a command at least that slow leaves
+// a Go execution trace of the moments before it in <data-dir>/traces,
+// and the log names the file. A threshold of 1ns makes every command
+// slow; one trace per 10 s at most.
+func TestTraceSlow(t *testing.T) {
+	sp := startServer(t, "--trace-slow", "1ns")
+	ctx := testCtx(t)
+	c := sp.goRedis(t, 2)
+	for i := range 100 {
+		if err := c.Do(ctx, "RSINCR", 7, i, 1).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	dir := filepath.Join(sp.dataDir, "traces")
+	var files []string
+	for deadline := time.Now().Add(10 * time.Second); len(files) == 0; time.Sleep(20 * time.Millisecond) {
+		files, _ = filepath.Glob(filepath.Join(dir, "slow-*.trace"))
+		if time.Now().After(deadline) {
+			t.Fatalf("no trace in %s:\n%s", dir, sp.out.String())
+		}
+	}
+	if len(files) != 1 {
+		t.Fatalf("%d traces for 100 slow commands within 10 s, want 1: %v", len(files), files)
+	}
+	for deadline := time.Now().Add(10 * time.Second); !strings.Contains(sp.out.String(), "slow command: trace written"); time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the log does not name the trace:\n%s", sp.out.String())
+		}
+	}
+	b, err := os.ReadFile(files[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.HasPrefix(b, []byte("go 1.")) || len(b) < 1000 {
+		t.Fatalf("%s is not a Go execution trace (%d bytes)", files[0], len(b))
+	}
+}
