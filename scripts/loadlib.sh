@@ -16,11 +16,11 @@ stop_server() {
 }
 trap stop_server EXIT
 
-# start_server binary cache-entries logfile
+# start_server binary cache-entries logfile [server flags...]
 start_server() {
 	port=$((20000 + RANDOM % 10000))
 	data=$(mktemp -d)
-	"$1" --addr "127.0.0.1:$port" --data-dir "$data" --cache-entries "$2" --log-level warn 2>"$3" &
+	"$1" --addr "127.0.0.1:$port" --data-dir "$data" --cache-entries "$2" --log-level warn "${@:4}" 2>"$3" &
 	pid=$!
 	for _ in $(seq 100); do redis-cli -p "$port" ping >/dev/null 2>&1 && break; sleep 0.1; done
 }

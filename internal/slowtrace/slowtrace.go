@@ -13,6 +13,7 @@ package slowtrace
 
 import (
 	"cmp"
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -20,11 +21,17 @@ import (
 	"path/filepath"
 	"runtime/trace"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 )
+
+// LogCategory is the category of the trace log event (runtime/trace.Log)
+// that ends a traced command, on its goroutine, with its run time in
+// nanoseconds as the message.
+const LogCategory = "slowtrace"
 
 // Config says what is slow and where its traces go.
 type Config struct {
@@ -83,6 +90,9 @@ func (r *Recorder) Observe(d time.Duration) {
 		return
 	}
 	r.last.Store(now)
+	// Marks the command's end, and its goroutine, in the trace: tools/
+	// traceattr starts there.
+	trace.Log(context.Background(), LogCategory, strconv.FormatInt(int64(d), 10))
 	r.wg.Go(func() {
 		defer r.writing.Store(false)
 		r.write(now, d)
