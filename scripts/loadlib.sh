@@ -45,3 +45,14 @@ preload_and_measure() {
 	./bin/rsload -addr "127.0.0.1:$port" -keys "$keys" -rate "$rate" -conns "$conns" \
 		-duration "$duration" -warmup 10s -label "$label" -out "$csv" "$@"
 }
+
+# load_shape: the load from the environment, with the defaults of the
+# latency chart (KEYS, RATE, CONNS, DURATION), and the output directory.
+load_shape() {
+	out=bench-results
+	mkdir -p "$out"
+	keys=${KEYS:-8000000}
+	rate=${RATE:-20000}
+	conns=${CONNS:-16}
+	duration=${DURATION:-10m}
+}

@@ -11,12 +11,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/loadlib.sh
-out=bench-results
-mkdir -p "$out"
-keys=${KEYS:-8000000}
-rate=${RATE:-20000}
-conns=${CONNS:-16}
-duration=${DURATION:-10m}
+load_shape
 threshold=${THRESHOLD:-1ms}
 
 go build -o bin/rsload ./cmd/rsload
