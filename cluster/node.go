@@ -100,7 +100,7 @@ type Node struct {
 	// no read of it runs once the node leaves: the engine closes then).
 	warmCtx    context.Context
 	warmCancel context.CancelFunc
-	warmDone   chan struct{} // closed when the warm loop has ended (or never starts)
+	warmDone   chan struct{} // closed when the warm loop has ended (at once with no WarmRate)
 
 	// The coordinator goroutine's own.
 	seen      map[string]sighting
@@ -280,7 +280,13 @@ func (n *Node) Run(ctx context.Context) error {
 // node down; Run then returns. It returns when that is done or ctx ends.
 func (n *Node) Leave(ctx context.Context) error {
 	n.leaving.Store(true)
-	n.stopWarm()
+	// No warm-up read may run once the node has left (the engine closes
+	// then); a cancelled read returns at once.
+	n.warmCancel()
+	select {
+	case <-n.warmDone:
+	case <-ctx.Done(): // Run never started it
+	}
 	n.poke()
 	select {
 	case <-n.leftCh:

@@ -81,6 +81,9 @@ func TestCassandraSustainedFlush(t *testing.T) {
 	pendingAfter, _ := infoInt(t, after, "pending_read_states")
 	rows, users, busy := delta("store_writes"), delta("store_write_users"), time.Duration(delta("store_write_busy_ms"))*time.Millisecond
 	cycles := delta("flush_cycles")
+	// Partition reads: a user read whole stays so when its rows are
+	// written (an ack takes nothing out of memory), so the writes add none.
+	reads, warmReads := delta("store_user_loads"), delta("store_warm_loads")
 	if rows == 0 || users == 0 || busy <= 0 {
 		t.Fatalf("nothing written in %v: rows %d users %d busy %v", run, rows, users, busy)
 	}
@@ -132,12 +135,13 @@ func TestCassandraSustainedFlush(t *testing.T) {
 
 	t.Logf("\n| sustained load, rsload -rate %s incr over %s read states (100 channels a user), --flush-interval 2s, %v, %d cores | |\n| --- | ---: |\n"+
 		"| rows written (flush cycles) | %d (%d) |\n| waiting or in flight at the start, at the end (pending_read_states) | %d, %d |\n| rows per user per write (one batch each) | %.1f |\n"+
+		"| partition reads by the commands in the window (users: %s / 100) | %d |\n"+
 		"| readstates: rows/s while a write was under way (busy %v of %v) | %.0f |\n"+
 		"| gocql, UNLOGGED batch per user of %d rows, 16 in flight, into the same users' partitions, under the same rsload: the ceiling | %.0f |\n"+
 		"| gocql, the same, alone | %.0f |\n"+
 		"| gocql, the same shape into new partitions of a fresh keyspace, under the same rsload on it | %.0f |\n"+
 		"\nreadstates / ceiling: %.2f (against the fresh keyspace: %.2f)\nrsload: %s",
-		rate, keys, run, runtime.NumCPU(), rows, cycles, pendingBefore, pendingAfter, float64(rows)/float64(users), busy.Round(time.Millisecond), run,
+		rate, keys, run, runtime.NumCPU(), rows, cycles, pendingBefore, pendingAfter, float64(rows)/float64(users), keys, reads-warmReads, busy.Round(time.Millisecond), run,
 		serverRate, perUser, ceiling, alone, ceilingFresh, serverRate/ceiling, serverRate/ceilingFresh, loadOut.String())
 }
 

@@ -5,7 +5,8 @@
 // which waited (for a lock, a P, the network), and where the garbage
 // collector stopped the world (`go tool trace FILE`).
 //
-// Invariants: Observe never blocks and allocates nothing; at most one
+// Invariants: Observe never blocks, and below the threshold it is one
+// comparison and allocates nothing; at most one
 // trace is written at a time, and none within MinGap of the last one
 // begun; files are named slow-<unix nanoseconds>.trace in Dir, and only
 // the newest Keep of them are kept.
