@@ -42,7 +42,9 @@ func TestCassandraChurn(t *testing.T) {
 	requireCassandra(t)
 	ks := cassandraKeyspace(t)
 	sp := startCassandraServer(t, ks, "--cache-entries", "1000", "--flush-interval", "2s")
-	ctx := longCtx(t, 5*time.Minute)
+	// A guard against a hang, not a speed test: alone it takes 2.5 min,
+	// and a CI run on a loaded machine once took over 5.
+	ctx := longCtx(t, 10*time.Minute)
 
 	const (
 		clients  = 16
