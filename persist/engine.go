@@ -605,6 +605,10 @@ func (e *Engine) fetch(ctx context.Context, k cache.Key) error {
 		e.table.Fill(k, rec.state, rec.stamp)
 		return nil
 	}
+	// k is reserved, and was not queued (or replayed, compared below):
+	// the store holds its newest write, and a read that begins from now
+	// on sees it.
+	checked := e.users.flightSeq.Load()
 	var (
 		st    cache.State
 		stamp int64
@@ -621,13 +625,12 @@ func (e *Engine) fetch(ctx context.Context, k cache.Key) error {
 		// partition was read a moment ago and did not stay.
 		st, stamp, err = e.loadKey(ctx, k)
 	default:
-		st, stamp, err = e.loadOne(ctx, k)
+		st, stamp, err = e.loadOne(ctx, k, checked)
 	}
 	if err != nil {
 		e.table.Abort(k)
 		return err
 	}
-	e.checkStamp(k, stamp)
 	if queued && rec.stamp > stamp { // the replayed record is the newer one
 		st, stamp = rec.state, rec.stamp
 	}
@@ -637,15 +640,19 @@ func (e *Engine) fetch(ctx context.Context, k cache.Key) error {
 
 // loadOne reads k from the store for a reserved miss: from the read of
 // its user's partition (made now, or under way for another miss of the
-// user) if nothing of the user left memory since that read began, and
+// user) if that read began after the miss checked the queue (its seq is
+// above checked), or nothing of the user left memory since it began; and
 // otherwise, or if the partition was larger than a page and k not in it,
 // by itself.
-func (e *Engine) loadOne(ctx context.Context, k cache.Key) (cache.State, int64, error) {
+func (e *Engine) loadOne(ctx context.Context, k cache.Key, checked uint64) (cache.State, int64, error) {
 	l, own := e.loadUser(ctx, k.User)
 	switch {
 	case l.err != nil && own:
 		return cache.State{}, 0, fmt.Errorf("load read state %d/%d: %w", k.User, k.Channel, l.err)
-	case l.err == nil && e.users.gen(k.User).Load() == l.gen:
+	case l.err == nil && (l.seq > checked || e.users.gen(k.User).Load() == l.gen):
+		// A read that began after the check is as fresh as a read of k
+		// alone, whatever else of the user left memory meanwhile; the
+		// generation only decides which of its other records fill.
 		if r, ok := l.find(k.Channel); ok {
 			return r.State, r.Stamp, nil
 		}
@@ -670,13 +677,16 @@ func (e *Engine) loadKey(ctx context.Context, k cache.Key) (cache.State, int64, 
 		e.stats.loadErrors.Add(1)
 		return cache.State{}, 0, fmt.Errorf("load read state %d/%d: %w", k.User, k.Channel, err)
 	}
+	e.checkStamp(k, stamp)
 	return st, stamp, nil
 }
 
 // checkStamp warns, at most once a minute, when a stored stamp is ahead of
 // the wall clock: the clock was stepped back, or a writer's clock runs
 // ahead. Nothing is lost (the table stamps the next change above it), but
-// an operator should know.
+// an operator should know. It is called once for each record a store read
+// returns, where the read returns, so that a record shared by several
+// misses is counted once.
 func (e *Engine) checkStamp(k cache.Key, stamp int64) {
 	if e.logical {
 		return // stamps follow no clock

@@ -49,6 +49,7 @@ const maxCompleteUsers = 1 << 20
 type userLoad struct {
 	done chan struct{}
 	gen  uint64   // the user's generation when the query began
+	seq  uint64   // users.flightSeq after the increment that began it
 	recs []Record // sorted by channel
 	// complete: recs is the whole partition.
 	complete bool
@@ -62,9 +63,13 @@ type userState struct {
 	maxFill  int // most records one partition read puts in the cache
 	gens     []atomic.Uint64
 	flights  map[int64]*userLoad // under Engine.flightMu
-	reads    atomic.Uint64       // partition reads made
-	noQuery  atomic.Uint64       // misses answered by a complete user, no query
-	warmed   atomic.Uint64       // partition reads made by Warm, among reads
+	// flightSeq numbers partition reads as they begin: a miss that takes
+	// it after checking the queue knows that a read numbered above it
+	// began after that check (see loadOne).
+	flightSeq atomic.Uint64
+	reads     atomic.Uint64 // partition reads made
+	noQuery   atomic.Uint64 // misses answered by a complete user, no query
+	warmed    atomic.Uint64 // partition reads made by Warm, among reads
 
 	completeMu sync.Mutex
 	complete   map[int64]userRead // see readWhole
@@ -155,7 +160,7 @@ func (e *Engine) loadUser(ctx context.Context, user int64) (l *userLoad, own boo
 			return &userLoad{err: ctx.Err()}, true
 		}
 	}
-	l = &userLoad{done: make(chan struct{}), gen: e.users.gen(user).Load()}
+	l = &userLoad{done: make(chan struct{}), gen: e.users.gen(user).Load(), seq: e.users.flightSeq.Add(1)}
 	e.users.flights[user] = l
 	e.flightMu.Unlock()
 
@@ -169,6 +174,9 @@ func (e *Engine) loadUser(ctx context.Context, user int64) (l *userLoad, own boo
 	if l.err == nil {
 		l.complete = len(l.recs) < e.users.page
 		slices.SortFunc(l.recs, func(a, b Record) int { return cmp.Compare(a.Key.Channel, b.Key.Channel) })
+		for _, r := range l.recs {
+			e.checkStamp(r.Key, r.Stamp)
+		}
 		e.fillUser(user, l)
 	} else {
 		e.stats.loadErrors.Add(1)
@@ -218,7 +226,6 @@ func (e *Engine) fillUser(user int64, l *userLoad) {
 	inMemory := len(l.recs) <= e.users.maxFill
 	for i := range l.recs[:min(len(l.recs), e.users.maxFill)] {
 		r := &l.recs[i]
-		e.checkStamp(r.Key, r.Stamp)
 		inMemory = e.table.Insert(r.Key, r.State, r.Stamp, func() bool {
 			// Under mu, so that an ack (which takes the key off the queue
 			// and bumps the generation under mu) is wholly before or after.

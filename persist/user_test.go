@@ -205,3 +205,45 @@ func TestAckKeepsUserWhole(t *testing.T) {
 		t.Fatalf("channel 0 after its write: %+v, %v; want the written count 7", s, err)
 	}
 }
+
+// TestOwnUserReadServesItsMiss: a miss whose own partition read began
+// after it checked the queue takes its state from that read even if
+// something of the user left memory meanwhile (the read is as fresh as a
+// read of the key alone): one query, not two.
+func TestOwnUserReadServesItsMiss(t *testing.T) {
+	st := newFakeStore()
+	for c := range int64(4) {
+		k := cache.Key{User: 7, Channel: c}
+		st.rows[k] = Record{Key: k, State: cache.State{MentionCount: int32(c + 1)}, Stamp: 10}
+	}
+	st.loadGate = make(chan struct{})
+	e := startEngine(t, EngineConfig{Store: st, CacheEntries: 10_000, FlushInterval: time.Hour})
+	ctx := context.Background()
+	type result struct {
+		s   cache.State
+		err error
+	}
+	got := make(chan result, 1)
+	go func() {
+		s, err := e.Get(ctx, cache.Key{User: 7, Channel: 2})
+		got <- result{s, err}
+	}()
+	for st.userLoads.Load() == 0 {
+		time.Sleep(time.Millisecond)
+	}
+	// Something of user 7 leaves memory while the read is under way: the
+	// read's other records must not fill, but its answer for channel 2
+	// stands.
+	e.Discard(func(user int64) bool { return user == 7 })
+	close(st.loadGate)
+	r := <-got
+	if r.err != nil || r.s.MentionCount != 3 {
+		t.Fatalf("Get 7/2: %+v, %v; want 3 mentions", r.s, r.err)
+	}
+	if n := st.loads.Load(); n != 1 {
+		t.Fatalf("%d store reads, want 1 (the miss's own partition read)", n)
+	}
+	if _, complete, _ := e.readWhole(7, anyMark); complete {
+		t.Fatal("a user overtaken during its read was taken for read whole")
+	}
+}

@@ -439,6 +439,17 @@ func (sp *serverProc) restart() {
 	}
 }
 
+// waitLog waits up to d for the log to hold n lines that contain substr
+// (the log holds every run's lines).
+func (sp *serverProc) waitLog(substr string, n int, d time.Duration) {
+	sp.t.Helper()
+	for deadline := time.Now().Add(d); strings.Count(sp.out.String(), substr) < n; time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			sp.t.Fatalf("after %v, the log has fewer than %d lines with %q:\n%s", d, n, substr, sp.out.String())
+		}
+	}
+}
+
 // checkLog fails the test if the race detector reported in the log.
 func (sp *serverProc) checkLog() {
 	if sp.t == nil {

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"os"
 	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 )
@@ -33,11 +32,7 @@ func TestTraceSlow(t *testing.T) {
 	if len(files) != 1 {
 		t.Fatalf("%d traces for 100 slow commands within 10 s, want 1: %v", len(files), files)
 	}
-	for deadline := time.Now().Add(10 * time.Second); !strings.Contains(sp.out.String(), "slow command: trace written"); time.Sleep(20 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("the log does not name the trace:\n%s", sp.out.String())
-		}
-	}
+	sp.waitLog("slow command: trace written", 1, 10*time.Second)
 	b, err := os.ReadFile(files[0])
 	if err != nil {
 		t.Fatal(err)
