@@ -606,8 +606,9 @@ func (e *Engine) fetch(ctx context.Context, k cache.Key) error {
 		return nil
 	}
 	// k is reserved, and was not queued (or replayed, compared below):
-	// the store holds its newest write, and a read that begins from now
-	// on sees it.
+	// the store holds this node's newest write of it, and a read that
+	// begins from now on sees it, unless the user is dropped meanwhile
+	// (Release, Discard: then another node may write it).
 	checked := e.users.flightSeq.Load()
 	var (
 		st    cache.State
@@ -640,16 +641,16 @@ func (e *Engine) fetch(ctx context.Context, k cache.Key) error {
 
 // loadOne reads k from the store for a reserved miss: from the read of
 // its user's partition (made now, or under way for another miss of the
-// user) if that read began after the miss checked the queue (its seq is
-// above checked), or nothing of the user left memory since it began; and
-// otherwise, or if the partition was larger than a page and k not in it,
-// by itself.
+// user) if nothing of the user left memory since that read began, or if
+// it began after the miss checked the queue (its seq is above checked)
+// and the user was not dropped during it; otherwise, or if the partition
+// was larger than a page and k not in it, by itself.
 func (e *Engine) loadOne(ctx context.Context, k cache.Key, checked uint64) (cache.State, int64, error) {
 	l, own := e.loadUser(ctx, k.User)
 	switch {
 	case l.err != nil && own:
 		return cache.State{}, 0, fmt.Errorf("load read state %d/%d: %w", k.User, k.Channel, l.err)
-	case l.err == nil && (l.seq > checked || e.users.gen(k.User).Load() == l.gen):
+	case l.err == nil && (l.seq > checked && !l.abandoned.Load() || e.users.gen(k.User).Load() == l.gen):
 		// A read that began after the check is as fresh as a read of k
 		// alone, whatever else of the user left memory meanwhile; the
 		// generation only decides which of its other records fill.

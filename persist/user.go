@@ -48,9 +48,13 @@ const maxCompleteUsers = 1 << 20
 // misses of that user.
 type userLoad struct {
 	done chan struct{}
-	gen  uint64   // the user's generation when the query began
-	seq  uint64   // users.flightSeq after the increment that began it
-	recs []Record // sorted by channel
+	gen  uint64 // the user's generation when the query began
+	seq  uint64 // users.flightSeq after the increment that began it
+	// abandoned: Release or Discard dropped the user while the read was
+	// under way. Another node may have written the user since it began,
+	// so it answers no miss, not even the one that began it.
+	abandoned atomic.Bool
+	recs      []Record // sorted by channel
 	// complete: recs is the whole partition.
 	complete bool
 	err      error
@@ -204,9 +208,10 @@ func (e *Engine) forgetComplete(users func(int64) bool) {
 	}
 	u.completeMu.Unlock()
 	e.flightMu.Lock()
-	for user := range u.flights {
+	for user, l := range u.flights {
 		if users(user) {
 			u.gen(user).Add(1)
+			l.abandoned.Store(true)
 		}
 	}
 	for k := range e.flights {

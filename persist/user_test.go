@@ -2,6 +2,7 @@ package persist
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"testing"
 	"time"
@@ -206,44 +207,91 @@ func TestAckKeepsUserWhole(t *testing.T) {
 	}
 }
 
-// TestOwnUserReadServesItsMiss: a miss whose own partition read began
-// after it checked the queue takes its state from that read even if
-// something of the user left memory meanwhile (the read is as fresh as a
-// read of the key alone): one query, not two.
-func TestOwnUserReadServesItsMiss(t *testing.T) {
-	st := newFakeStore()
-	for c := range int64(4) {
-		k := cache.Key{User: 7, Channel: c}
-		st.rows[k] = Record{Key: k, State: cache.State{MentionCount: int32(c + 1)}, Stamp: 10}
-	}
-	st.loadGate = make(chan struct{})
-	e := startEngine(t, EngineConfig{Store: st, CacheEntries: 10_000, FlushInterval: time.Hour})
+// TestPartitionReadFreshness: a partition read answers the miss that
+// began it even if something of the user left memory meanwhile (it began
+// after the miss checked the queue: as fresh as a read of the key alone);
+// it does not answer a miss that joined it after an overtaking, nor any
+// miss once the user was dropped (Discard: another node may have written
+// the user since the read began).
+func TestPartitionReadFreshness(t *testing.T) {
 	ctx := context.Background()
-	type result struct {
-		s   cache.State
-		err error
+	setup := func(t *testing.T) (*fakeStore, *Engine) {
+		st := newFakeStore()
+		for c := range int64(4) {
+			k := cache.Key{User: 7, Channel: c}
+			st.rows[k] = Record{Key: k, State: cache.State{MentionCount: int32(c + 1)}, Stamp: 10}
+		}
+		st.loadGate = make(chan struct{})
+		return st, startEngine(t, EngineConfig{Store: st, CacheEntries: 10_000, FlushInterval: time.Hour})
 	}
-	got := make(chan result, 1)
-	go func() {
-		s, err := e.Get(ctx, cache.Key{User: 7, Channel: 2})
-		got <- result{s, err}
-	}()
-	for st.userLoads.Load() == 0 {
-		time.Sleep(time.Millisecond)
+	get := func(e *Engine, c int64) <-chan error {
+		done := make(chan error, 1)
+		go func() {
+			s, err := e.Get(ctx, cache.Key{User: 7, Channel: c})
+			if err == nil && s.MentionCount != int32(c+1) {
+				err = fmt.Errorf("Get 7/%d: %+v, want %d mentions", c, s, c+1)
+			}
+			done <- err
+		}()
+		return done
 	}
-	// Something of user 7 leaves memory while the read is under way: the
-	// read's other records must not fill, but its answer for channel 2
-	// stands.
-	e.Discard(func(user int64) bool { return user == 7 })
-	close(st.loadGate)
-	r := <-got
-	if r.err != nil || r.s.MentionCount != 3 {
-		t.Fatalf("Get 7/2: %+v, %v; want 3 mentions", r.s, r.err)
+	waitUserLoad := func(st *fakeStore) {
+		for st.userLoads.Load() == 0 {
+			time.Sleep(time.Millisecond)
+		}
 	}
-	if n := st.loads.Load(); n != 1 {
-		t.Fatalf("%d store reads, want 1 (the miss's own partition read)", n)
-	}
-	if _, complete, _ := e.readWhole(7, anyMark); complete {
-		t.Fatal("a user overtaken during its read was taken for read whole")
-	}
+
+	t.Run("own read, overtaken", func(t *testing.T) {
+		st, e := setup(t)
+		a := get(e, 2)
+		waitUserLoad(st)
+		e.removed(cache.Key{User: 7, Channel: 3}) // the cache's OnRemove
+		close(st.loadGate)
+		if err := <-a; err != nil {
+			t.Fatal(err)
+		}
+		if n := st.loads.Load(); n != 1 {
+			t.Fatalf("%d store reads, want 1 (the miss's own partition read)", n)
+		}
+		if _, complete, _ := e.readWhole(7, anyMark); complete {
+			t.Fatal("a user overtaken during its read was taken for read whole")
+		}
+	})
+	t.Run("joined read, overtaken", func(t *testing.T) {
+		st, e := setup(t)
+		a := get(e, 1)
+		waitUserLoad(st)
+		b := get(e, 2) // joins a's read, begun before b checked the queue
+		for {
+			e.flightMu.Lock()
+			_, loading := e.flights[cache.Key{User: 7, Channel: 2}]
+			e.flightMu.Unlock()
+			if loading {
+				break
+			}
+			time.Sleep(time.Millisecond)
+		}
+		time.Sleep(100 * time.Millisecond) // b reaches the partition read
+		e.removed(cache.Key{User: 7, Channel: 3})
+		close(st.loadGate)
+		if err := errors.Join(<-a, <-b); err != nil {
+			t.Fatal(err)
+		}
+		if u, n := st.userLoads.Load(), st.loads.Load(); u != 1 || n != 2 {
+			t.Fatalf("%d partition reads and %d reads in all, want 1 and 2 (b's key read alone)", u, n)
+		}
+	})
+	t.Run("own read, user dropped", func(t *testing.T) {
+		st, e := setup(t)
+		a := get(e, 2)
+		waitUserLoad(st)
+		e.Discard(func(user int64) bool { return user == 7 })
+		close(st.loadGate)
+		if err := <-a; err != nil {
+			t.Fatal(err)
+		}
+		if n := st.loads.Load(); n != 2 {
+			t.Fatalf("%d store reads, want 2 (the dropped user's read answers nothing)", n)
+		}
+	})
 }
