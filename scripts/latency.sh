@@ -17,6 +17,7 @@ load_shape
 variants=${VARIANTS:-arena pointer-lru redis}
 
 go build -o bin/rsload ./cmd/rsload
+(cd tools && go build -o ../bin/floor ./floor) # beside each measured run: the machine's floor
 (cd tools && go build -o ../bin/rschart ./rschart) # its own module: gonum is no dependency of the server
 go build -o bin/readstates ./cmd/readstates
 go build -tags ptrcache -o bin/readstates-ptrcache ./cmd/readstates

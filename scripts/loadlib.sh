@@ -34,16 +34,36 @@ start_redis() {
 	for _ in $(seq 100); do redis-cli -p "$port" ping >/dev/null 2>&1 && break; sleep 0.1; done
 }
 
-# preload_and_measure keys label csv [rsload flags]: every read state loaded
-# into the cache (or written, into Redis), then rsload at $rate on $conns
-# connections for $duration.
+# preload keys [rsload flags]: every read state loaded into the cache (or
+# written, into Redis).
+preload() {
+	local keys=$1
+	shift
+	./bin/rsload -addr "127.0.0.1:$port" -keys "$keys" -preload -duration 0 "$@" | tail -1
+	sleep 5 # let the preload's read-through settle
+}
+
+# measure keys label csv [rsload flags]: rsload at $rate on $conns
+# connections for $duration (the first 10 s left out of its figures).
+measure() {
+	local keys=$1 label=$2 csv=$3
+	shift 3
+	./bin/rsload -addr "127.0.0.1:$port" -keys "$keys" -rate "$rate" -conns "$conns" \
+		-duration "$duration" -warmup 10s -label "$label" -out "$csv" "$@"
+}
+
+# preload_and_measure keys label csv [rsload flags]: preload, then
+# measure, with tools/floor (bin/floor) beside it: the machine's own
+# scheduling floor over the same seconds, in csv's name with -floor.
 preload_and_measure() {
 	local keys=$1 label=$2 csv=$3
 	shift 3
-	./bin/rsload -addr "127.0.0.1:$port" -keys "$keys" -preload -duration 0 "$@" | tail -1
-	sleep 5 # let the preload's read-through settle
-	./bin/rsload -addr "127.0.0.1:$port" -keys "$keys" -rate "$rate" -conns "$conns" \
-		-duration "$duration" -warmup 10s -label "$label" -out "$csv" "$@"
+	preload "$keys" "$@"
+	./bin/floor -duration "$duration" -out "${csv%.csv}-floor.csv" >"${csv%.csv}-floor.txt" &
+	local floor=$!
+	measure "$keys" "$label" "$csv" "$@"
+	wait "$floor"
+	cat "${csv%.csv}-floor.txt"
 }
 
 # load_shape: the load from the environment, with the defaults of the

@@ -16,6 +16,7 @@ conns=${CONNS:-16}
 duration=${DURATION:-60s}
 
 go build -o bin/rsload ./cmd/rsload
+(cd tools && go build -o ../bin/floor ./floor) # beside each measured run: the machine's floor
 go build -o bin/readstates ./cmd/readstates
 
 echo "== size sweep: $rate requests/s on $conns connections for $duration per size" | tee "$out/sweep.txt"

@@ -291,16 +291,17 @@ func measure(ctx context.Context, c config) error {
 			}
 		}()
 	}
+	var whole wholeRun
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		poll(ctx, c, start, samples)
+		whole = poll(ctx, c, start, samples)
 	}()
 	wg.Wait()
 	if err, _ := firstErr.Load().(error); err != nil {
 		return err
 	}
-	return report(c, secs[:nsec], samples)
+	return report(c, secs[:nsec], samples, whole)
 }
 
 // send writes the requests due every millisecond until the run's end.
@@ -438,10 +439,10 @@ func receive(r *bufio.Reader, fifo <-chan batch, start time.Time, secs []second)
 // cumulative histograms of the mix's commands (LATENCY HISTOGRAM), whose
 // difference from the previous second's is the second's distribution. It
 // only reads: it sets and resets nothing on the server.
-func poll(ctx context.Context, c config, start time.Time, samples []sample) {
+func poll(ctx context.Context, c config, start time.Time, samples []sample) (whole wholeRun) {
 	conn, r, err := dial(c.addr)
 	if err != nil {
-		return
+		return whole
 	}
 	defer conn.Close()
 	go func() { <-ctx.Done(); conn.SetDeadline(time.Now()) }()
@@ -451,29 +452,40 @@ func poll(ctx context.Context, c config, start time.Time, samples []sample) {
 	for i := range samples {
 		select {
 		case <-ctx.Done():
-			return
+			return whole
 		case <-time.After(time.Until(start.Add(time.Duration(i) * time.Second))):
 		}
 		if _, err := conn.Write(req); err != nil {
-			return
+			return whole
 		}
 		text, err := readBulk(r)
 		if err != nil {
-			return
+			return whole
 		}
 		samples[i] = parseInfo(text)
 		v, err := readValue(r)
 		if err != nil {
-			return
+			return whole
 		}
 		cur, err := histograms(v)
 		if err != nil && (prev != nil || i == 0) {
 			fmt.Fprintln(os.Stderr, "rsload: no server-side latency: LATENCY HISTOGRAM:", err)
 		}
-		samples[i].srvP999, samples[i].srvMax = serverLatency(prev, cur)
+		samples[i].srvP999, samples[i].srvMax = serverLatency(prev, cur, 0.999)
 		prev = cur
+		if cur != nil {
+			if i <= int(c.warmup/time.Second) {
+				whole.first = cur
+			}
+			whole.last = cur
+		}
 	}
+	return whole
 }
+
+// wholeRun is LATENCY HISTOGRAM at the end of the warm-up and at the end
+// of the run: the server's figures over the measured run.
+type wholeRun struct{ first, last map[string]cdf }
 
 // histogramRequest is the LATENCY HISTOGRAM of the mix's commands: with
 // readstates' FINE buckets, or Redis's own.
@@ -535,26 +547,26 @@ func quantile(bounds []int64, cum []uint64, q float64) (int64, bool) {
 	return bounds[i], true
 }
 
-// serverLatency is the slowest command's p99.9 and maximum run time, in
-// µs, between two readings of LATENCY HISTOGRAM; -1 if either is missing
+// serverLatency is the slowest command's q-quantile and maximum run time,
+// in µs, between two readings of LATENCY HISTOGRAM; -1 if either is missing
 // or no command ran. Each is the bound of the bucket that holds it, in
 // whole µs (truncated): from 1 µs below to 3% above the true value with
 // readstates' FINE buckets, up to twice it with Redis's powers of two.
-func serverLatency(prev, cur map[string]cdf) (p999, maxUs float64) {
-	p999, maxUs = -1, -1
+func serverLatency(prev, cur map[string]cdf, q float64) (pq, maxUs float64) {
+	pq, maxUs = -1, -1
 	if prev == nil || cur == nil {
-		return p999, maxUs
+		return pq, maxUs
 	}
 	for name, h := range cur {
 		cum := window(prev[name], h)
-		if p, ok := quantile(h.bounds, cum, 0.999); ok {
-			p999 = max(p999, float64(p))
+		if p, ok := quantile(h.bounds, cum, q); ok {
+			pq = max(pq, float64(p))
 		}
 		if m, ok := quantile(h.bounds, cum, 1); ok {
 			maxUs = max(maxUs, float64(m))
 		}
 	}
-	return p999, maxUs
+	return pq, maxUs
 }
 
 func parseInfo(text string) sample {
@@ -590,7 +602,7 @@ func parseInfo(text string) sample {
 
 func us(d time.Duration) string { return strconv.FormatFloat(float64(d)/1e3, 'f', 1, 64) }
 
-func report(c config, secs []second, samples []sample) error {
+func report(c config, secs []second, samples []sample, whole wholeRun) error {
 	if c.out != "" {
 		if err := writeCSV(c.out, secs, samples); err != nil {
 			return err
@@ -634,8 +646,12 @@ func report(c config, secs []second, samples []sample) error {
 		}
 	}
 	if len(srv999) > 0 {
-		fmt.Printf("server-side (command run time, slowest command): per second: median p99.9 %s µs, worst p99.9 %.1f µs, max %.1f µs\n",
+		fmt.Printf("server-side (command run time, slowest command): per second: median p99.9 %s µs, worst p99.9 %.1f µs, max %.1f µs",
 			us(median(srv999)), srvWorst999, srvMax)
+		if p, m := serverLatency(whole.first, whole.last, 0.9999); p >= 0 {
+			fmt.Printf("; whole run after the warm-up: p99.99 %.1f µs, max %.1f µs", p, m)
+		}
+		fmt.Println()
 	}
 	a, b := samples[skip], samples[len(samples)-1]
 	if a.ok && b.ok {

@@ -157,28 +157,28 @@ func TestServerLatency(t *testing.T) {
 			t.Errorf("quantile(%v) = %v, %v; want %v", c.q, got, ok, c.want)
 		}
 	}
-	if p, m := serverLatency(prev, cur); p != 20 || m != 80 {
+	if p, m := serverLatency(prev, cur, 0.999); p != 20 || m != 80 {
 		t.Errorf("serverLatency = p99.9 %v, max %v; want 20, 80 (rsincr's, the slowest)", p, m)
 	}
 	// A second without calls is not reported; nor is one without a
 	// reading before it.
-	if p, m := serverLatency(cur, cur); p != -1 || m != -1 {
+	if p, m := serverLatency(cur, cur, 0.999); p != -1 || m != -1 {
 		t.Errorf("serverLatency without calls = %v, %v; want -1, -1", p, m)
 	}
-	if p, m := serverLatency(nil, cur); p != -1 || m != -1 {
+	if p, m := serverLatency(nil, cur, 0.999); p != -1 || m != -1 {
 		t.Errorf("serverLatency without a previous reading = %v, %v; want -1, -1", p, m)
 	}
 	// Statistics reset in between (CONFIG RESETSTAT by someone else): the
 	// calls since the reset.
 	reset := map[string]cdf{"rsincr": h(3, 10, 2, 160, 3)}
-	if p, m := serverLatency(cur, reset); p != 160 || m != 160 {
+	if p, m := serverLatency(cur, reset, 0.999); p != 160 || m != 160 {
 		t.Errorf("serverLatency after a reset = %v, %v; want 160, 160", p, m)
 	}
 	// Redis's power-of-two buckets work the same way.
 	redisPrev := map[string]cdf{"hincrby": h(1000, 1, 600, 2, 990, 4, 1000)}
 	redisCur := map[string]cdf{"hincrby": h(3000, 1, 1600, 2, 2900, 4, 2998, 33, 3000)}
 	// In between: 1000 up to 1 µs, 910 up to 2, 88 up to 4, 2 up to 33.
-	if p, m := serverLatency(redisPrev, redisCur); p != 4 || m != 33 {
+	if p, m := serverLatency(redisPrev, redisCur, 0.999); p != 4 || m != 33 {
 		t.Errorf("serverLatency (Redis) = %v, %v; want 4, 33", p, m)
 	}
 }
@@ -320,7 +320,7 @@ func TestReadsTheServersReply(t *testing.T) {
 		if _, ok := after["rsreset"]; ok {
 			t.Errorf("RESP%s: rsreset never ran but has a histogram", proto)
 		}
-		if p, m := serverLatency(before, after); p < 0 || m < p {
+		if p, m := serverLatency(before, after, 0.999); p < 0 || m < p {
 			t.Errorf("RESP%s: serverLatency = p99.9 %v, max %v", proto, p, m)
 		}
 	}
