@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/readstates/readstates/cache"
+	"github.com/readstates/readstates/internal/latency"
 	"github.com/readstates/readstates/persist/journal"
 )
 
@@ -143,6 +144,9 @@ type Engine struct {
 		stampsAhead                                                  atomic.Uint64
 		lastFlush, lastStampWarn                                     atomic.Int64
 	}
+	// flushHold is the longest Table.Flush of one shard (which holds the
+	// shard's lock throughout) in the window TakeFlushHold closes.
+	flushHold latency.Peak
 }
 
 type pendingRecord struct {
@@ -922,7 +926,10 @@ func (e *Engine) flushShards(ctx context.Context, start time.Time, pace time.Dur
 	for i := from; i < n; i++ {
 		for {
 			written := e.writtenSignal()
-			if _, done := e.table.Flush(i); done {
+			t0 := time.Now()
+			_, done := e.table.Flush(i)
+			e.flushHold.Record(time.Since(t0))
+			if done {
 				break
 			}
 			select {
@@ -1194,4 +1201,18 @@ func (e *Engine) Stats() Stats {
 		st.OldestPending = time.Since(time.Unix(0, oldest))
 	}
 	return st
+}
+
+// TakeFlushHold returns the longest the periodic flush held one shard's
+// lock (one Table.Flush) since the last call.
+func (e *Engine) TakeFlushHold() time.Duration { return e.flushHold.Take() }
+
+// TakeJournalWait returns the longest a change waited for the journal's
+// lock (under its shard lock) since the last call; false without a
+// journal.
+func (e *Engine) TakeJournalWait() (time.Duration, bool) {
+	if e.journal == nil {
+		return 0, false
+	}
+	return e.journal.TakeAppendWait(), true
 }

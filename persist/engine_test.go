@@ -486,3 +486,28 @@ func TestNoWaitNeverReadsThrough(t *testing.T) {
 		t.Fatalf("Incr on a hit without waiting = %d, %v; want 9", n, err)
 	}
 }
+
+// TestFlushHoldMeasured: a flush reports how long it held a shard's lock,
+// once.
+func TestFlushHoldMeasured(t *testing.T) {
+	e := startEngine(t, EngineConfig{Store: newFakeStore(), CacheEntries: 10_000, FlushInterval: time.Hour})
+	ctx := context.Background()
+	for c := range int64(100) {
+		if _, err := e.Incr(ctx, cache.Key{User: c, Channel: c}, 1); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e.TakeFlushHold()
+	if err := e.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if d := e.TakeFlushHold(); d <= 0 {
+		t.Fatalf("a flush of 100 dirty read states held no lock: %v", d)
+	}
+	if d := e.TakeFlushHold(); d != 0 {
+		t.Fatalf("a new window reported %v", d)
+	}
+	if _, ok := e.TakeJournalWait(); ok {
+		t.Fatal("an engine without a journal reported a journal wait")
+	}
+}

@@ -6,7 +6,12 @@
 # tools/traceattr splits each one's run time by what its goroutine did
 # (running, waiting for a P, blocked, in a system call), the
 # stop-the-world pauses in it, and what ran while it waited for a P.
-# Output: bench-results/slowtrace.txt, the traces in bench-results/traces.
+# Beside them, --slow-seconds THRESHOLD names the cause of every second
+# whose slowest command took THRESHOLD or more, and tools/floor, a
+# do-nothing process, measures the machine's own scheduling floor in the
+# same seconds; tools/slowseconds sums the two up.
+# Output: bench-results/slowtrace.txt, slow-seconds.png, the traces in
+# bench-results/traces.
 #   KEYS=8000000 RATE=20000 DURATION=10m THRESHOLD=1ms bash scripts/slowtrace.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -16,11 +21,11 @@ threshold=${THRESHOLD:-1ms}
 
 go build -o bin/rsload ./cmd/rsload
 go build -o bin/readstates ./cmd/readstates
-(cd tools && go build -o ../bin/traceattr ./traceattr)
+(cd tools && go build -o ../bin/traceattr ./traceattr && go build -o ../bin/floor ./floor && go build -o ../bin/slowseconds ./slowseconds)
 
 echo "== slow commands: $keys read states, $rate requests/s on $conns connections for $duration, --trace-slow $threshold" | tee "$out/slowtrace.txt"
 machine | tee -a "$out/slowtrace.txt"
-start_server bin/readstates $((keys + keys / 16)) "$out/slowtrace-server.log" --trace-slow "$threshold"
+start_server bin/readstates $((keys + keys / 16)) "$out/slowtrace-server.log" --trace-slow "$threshold" --slow-seconds "$threshold"
 rm -rf "$out/traces"
 mkdir -p "$out/traces"
 # The server keeps its newest 10: take each as it comes.
@@ -30,6 +35,12 @@ preload_and_measure "$keys" slowtrace "$out/slowtrace.csv" | tee -a "$out/slowtr
 cp -n "$data"/traces/*.trace "$out/traces/" 2>/dev/null || true
 stop_server
 wait "$copier" || true
+echo "== slow seconds (--slow-seconds $threshold) after rsload's 10 s warm-up" | tee -a "$out/slowtrace.txt"
+# The seconds of the measured load, after its 10 s of warm-up: the
+# floor's (the preload's are left out).
+./bin/slowseconds -floor "$out/slowtrace-floor.csv" -late "$threshold" -skip 10s \
+	-chart "$out/slow-seconds.png" -title "readstates: seconds with a command over $threshold, by cause ($keys read states, $rate req/s, $(nproc) cores)" \
+	"$out/slowtrace-server.log" | tee -a "$out/slowtrace.txt"
 shopt -s nullglob
 traces=("$out"/traces/slow-*.trace)
 echo "== ${#traces[@]} traces" | tee -a "$out/slowtrace.txt"

@@ -38,6 +38,7 @@ type options struct {
 	logFormat       string
 	pprofAddr       string
 	traceSlow       time.Duration
+	slowSeconds     time.Duration
 	cassandraHosts  string
 	cassandra       cassandrastore.Config
 	tls             tlsOptions
@@ -68,6 +69,7 @@ func parseFlags(args []string, lookupEnv func(string) (string, bool), out io.Wri
 	fs.StringVar(&s.MetricsAddr, "metrics-addr", "", `serve Prometheus metrics at /metrics on this address, e.g. ":9121" (default off)`)
 	fs.StringVar(&o.pprofAddr, "pprof-addr", "", `serve Go profiles at /debug/pprof/ on this address, e.g. "127.0.0.1:6060" (default off)`)
 	fs.DurationVar(&o.traceSlow, "trace-slow", 0, "keep the last 2s of the Go execution trace in memory, and write it to <data-dir>/traces (the newest 10, one per 10s at most) when a command that did not wait for the database runs at least this long, e.g. 1ms (default 0: off; costs a few percent of CPU)")
+	fs.DurationVar(&o.slowSeconds, "slow-seconds", 0, "log every second whose slowest command that did not wait for the database ran at least this long, e.g. 1ms, with the worst delay of each kind in that second (GC pause, flush's shard lock, journal lock, wait for a P, thread off its CPU) and the one that explains it (default 0: off)")
 	fs.StringVar(&o.dataDir, "data-dir", "data", "directory of the embedded (Pebble) store, and of the journal (in journal/) with either store")
 	fs.IntVar(&o.cacheEntries, "cache-entries", 1_000_000, "capacity of the cache, in read states")
 	fs.DurationVar(&o.flushInterval, "flush-interval", 30*time.Second, "longest time a change waits before it is written")
@@ -163,6 +165,10 @@ func parseFlags(args []string, lookupEnv func(string) (string, bool), out io.Wri
 		return nil, err
 	case o.traceSlow < 0:
 		err := fmt.Errorf("--trace-slow: %v is negative (0 turns it off)", o.traceSlow)
+		fmt.Fprintln(out, err)
+		return nil, err
+	case o.slowSeconds < 0:
+		err := fmt.Errorf("--slow-seconds: %v is negative (0 turns it off)", o.slowSeconds)
 		fmt.Fprintln(out, err)
 		return nil, err
 	case o.warmRate < 0:

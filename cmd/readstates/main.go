@@ -23,6 +23,7 @@ import (
 
 	"github.com/readstates/readstates/cluster"
 	"github.com/readstates/readstates/internal/slowtrace"
+	"github.com/readstates/readstates/internal/tailwatch"
 	"github.com/readstates/readstates/persist"
 	"github.com/readstates/readstates/persist/cassandrastore"
 	"github.com/readstates/readstates/persist/journal"
@@ -217,6 +218,25 @@ func serve(ctx context.Context, requestShutdown func(), o *options, log *slog.Lo
 	runDone := make(chan error, 1)
 	go func() { runDone <- engine.Run(runCtx) }()
 
+	if o.slowSeconds > 0 {
+		watch, err := tailwatch.New(tailwatch.Config{
+			Threshold: o.slowSeconds,
+			Sources:   slowSecondSources(engine),
+			Logger:    log,
+		})
+		if err != nil {
+			stopRun()
+			<-runDone
+			return err
+		}
+		wctx, stopWatch := context.WithCancel(context.Background())
+		watchDone := make(chan struct{})
+		go func() { defer close(watchDone); watch.Run(wctx) }()
+		defer func() { stopWatch(); <-watchDone }()
+		observeRun = chainObservers(observeRun, watch.Observe)
+		log.Info("watching for slow seconds", "threshold", o.slowSeconds)
+	}
+
 	var node *cluster.Node
 	if o.cluster {
 		if node, err = newNode(o, store, engine, log); err == nil {
@@ -338,6 +358,31 @@ func newNode(o *options, store persist.Store, engine *persist.Engine, log *slog.
 		ID: id, Addr: addr, Lease: o.clusterLease, WarmRate: o.warmRate,
 		Store: cs.Coordinator(), Host: engine, Logger: log,
 	})
+}
+
+// slowSecondSources are the delays --slow-seconds weighs, in the order
+// it tries them as a slow second's cause: the specific first (a GC pause
+// or a held lock also makes goroutines wait for a P, and threads for a
+// CPU).
+func slowSecondSources(engine *persist.Engine) []tailwatch.Source {
+	return []tailwatch.Source{
+		tailwatch.GCPauses(),
+		{Name: "flush_shard_lock", Worst: func() (time.Duration, bool) { return engine.TakeFlushHold(), true }},
+		{Name: "journal_lock", Worst: engine.TakeJournalWait},
+		tailwatch.SchedLatency(),
+		tailwatch.ThreadRunDelay(),
+	}
+}
+
+// chainObservers returns an observer that calls both (either may be nil).
+func chainObservers(a, b func(time.Duration)) func(time.Duration) {
+	switch {
+	case a == nil:
+		return b
+	case b == nil:
+		return a
+	}
+	return func(d time.Duration) { a(d); b(d) }
 }
 
 // warmListFile is the list of users a graceful shutdown leaves in

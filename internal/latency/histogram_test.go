@@ -133,3 +133,28 @@ func TestBucketsWalk(t *testing.T) {
 		}
 	})
 }
+
+func TestPeak(t *testing.T) {
+	var p Peak
+	if d := p.Take(); d != 0 {
+		t.Fatalf("empty: %v", d)
+	}
+	done := make(chan struct{})
+	for g := range 4 {
+		go func() {
+			defer func() { done <- struct{}{} }()
+			for i := range 1000 {
+				p.Record(time.Duration(g*1000 + i))
+			}
+		}()
+	}
+	for range 4 {
+		<-done
+	}
+	if d := p.Take(); d != 3999 {
+		t.Fatalf("peak of 0..3999: %v", d)
+	}
+	if d := p.Take(); d != 0 {
+		t.Fatalf("a new window is empty, got %v", d)
+	}
+}

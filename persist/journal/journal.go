@@ -74,6 +74,7 @@ import (
 	"time"
 
 	"github.com/readstates/readstates/cache"
+	"github.com/readstates/readstates/internal/latency"
 )
 
 // RecordLen is the size of one record on disk.
@@ -181,6 +182,10 @@ type Journal struct {
 		appended uint64 // records appended since Open
 		room     *sync.Cond
 	}
+
+	// appendWait is the longest an Append waited for mu (under its
+	// shard lock) in the window TakeAppendWait closes.
+	appendWait latency.Peak
 
 	ioMu sync.Mutex // guards io
 	io   struct {
@@ -487,7 +492,11 @@ func decode(b []byte) (cache.Snapshot, bool) {
 // Append records s. It is called for every change, under the cache's
 // shard lock: it only copies.
 func (j *Journal) Append(s cache.Snapshot) {
-	j.mu.Lock()
+	if !j.mu.TryLock() {
+		start := time.Now()
+		j.mu.Lock()
+		j.appendWait.Record(time.Since(start))
+	}
 	for len(j.mu.buf) >= maxBuffered {
 		j.mu.room.Wait()
 	}
@@ -710,6 +719,10 @@ type Stats struct {
 	Policy   string
 	Failing  bool
 }
+
+// TakeAppendWait returns the longest an Append waited for another
+// Append or the writer since the last call.
+func (j *Journal) TakeAppendWait() time.Duration { return j.appendWait.Take() }
 
 // Stats returns the current figures.
 func (j *Journal) Stats() Stats {

@@ -353,3 +353,26 @@ func TestCloseAfterFailedRotate(t *testing.T) {
 		t.Fatalf("replayed %d records, want 2 (close err %v)", len(got), cerr)
 	}
 }
+
+// TestAppendWait: an Append that waits for the journal's lock reports the
+// wait in the next TakeAppendWait, and only there.
+func TestAppendWait(t *testing.T) {
+	j, _, _ := open(t, t.TempDir(), Options{})
+	defer closeJ(t, j)
+	j.Append(rec(0))
+	if d := j.TakeAppendWait(); d != 0 {
+		t.Fatalf("an Append with the lock free waited %v", d)
+	}
+	j.mu.Lock()
+	done := make(chan struct{})
+	go func() { j.Append(rec(1)); close(done) }()
+	time.Sleep(20 * time.Millisecond)
+	j.mu.Unlock()
+	<-done
+	if d := j.TakeAppendWait(); d < 10*time.Millisecond {
+		t.Fatalf("an Append held up 20ms reported %v", d)
+	}
+	if d := j.TakeAppendWait(); d != 0 {
+		t.Fatalf("a new window reported %v", d)
+	}
+}
