@@ -72,7 +72,9 @@
 //
 // All methods are safe for concurrent use. Each shard has one mutex; an
 // operation holds exactly one shard lock, and WriteBack and OnChange run
-// under it.
+// under it. A command's operation holds it for one key's (or one user's)
+// work; Flush for a bounded slice of a shard at a time, so a command
+// never waits behind a whole shard's scan.
 //
 // # Benchmark baseline
 //

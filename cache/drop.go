@@ -24,7 +24,7 @@ func (t *Table) Drop(drop func(Key) bool, dirty bool) (dropped, kept int) {
 				continue
 			}
 			if e.meta&metaDirty != 0 {
-				s.dirty--
+				s.cleanLocked(e)
 			}
 			dropped++
 			if t.onRemove != nil {

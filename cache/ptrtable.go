@@ -26,6 +26,8 @@ import (
 	"math/bits"
 	"sync"
 	"time"
+
+	"github.com/readstates/readstates/internal/latency"
 )
 
 // lruItem is one cached read state, a heap object of its own, held by a
@@ -45,6 +47,7 @@ type ptrTable struct {
 	writeBack func(Snapshot) bool
 	onChange  func(Snapshot)
 	onRemove  func(Key)
+	flushHold latency.Peak
 	stampClock
 }
 
@@ -372,6 +375,8 @@ func (t *ptrTable) Flush(i int) (handed int, done bool) {
 	s := &t.shards[i]
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	start := time.Now()
+	defer func() { t.flushHold.Record(time.Since(start)) }()
 	for el := s.lru.Back(); el != nil && s.dirty > 0; el = el.Prev() {
 		it := el.Value.(*lruItem)
 		if !it.dirty {
@@ -387,6 +392,10 @@ func (t *ptrTable) Flush(i int) (handed int, done bool) {
 	}
 	return handed, true
 }
+
+// TakeFlushHold returns the longest Flush held a shard's lock since the
+// last call (the baseline holds it for the whole shard).
+func (t *ptrTable) TakeFlushHold() time.Duration { return t.flushHold.Take() }
 
 // RecordDirty reports every dirty entry of shard i to OnChange again and
 // leaves it dirty; see the arena table's.

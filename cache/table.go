@@ -6,9 +6,12 @@ import (
 	"fmt"
 	"math"
 	"math/bits"
+	"runtime"
 	"sync"
 	"time"
 	"unsafe"
+
+	"github.com/readstates/readstates/internal/latency"
 )
 
 // entry is one slot of a shard's open-addressing table. It holds no
@@ -30,6 +33,18 @@ const (
 	metaDirty   = 1 << 1 // changed since it was last known to be written
 	metaRef     = 1 << 2 // touched since the CLOCK hand last passed
 	metaLoading = 1 << 3 // placeholder reserved by Reserve, not yet filled
+	// metaEpoch is the shard's flush epoch when the entry last became
+	// dirty (see shard.epoch); meaningless while it is clean.
+	metaEpoch = 1 << 4
+)
+
+// A flush holds a shard's lock for at most flushSliceSlots slots and
+// flushSliceHanded hand-overs at a time, so that no command waits behind
+// a whole shard's scan (issue 15: no lock held for longer than a bounded
+// slice of work).
+const (
+	flushSliceSlots  = 1024
+	flushSliceHanded = 128
 )
 
 // maxLoad is the highest fraction of a shard's slots that may be in use.
@@ -50,6 +65,12 @@ type Table struct {
 	onChange  func(Snapshot)
 	onRemove  func(Key)
 	release   func() error
+	flushHold latency.Peak
+	// The bounds of a flush slice (flushSliceSlots, flushSliceHanded),
+	// and a hook run between two slices with the lock held: tests make a
+	// slice small and move entries behind the scan.
+	sliceSlots, sliceHanded int
+	betweenSlices           func(s *shard, next int)
 	stampClock
 }
 
@@ -61,7 +82,11 @@ type Table struct {
 //     through used slots only (deletion shifts entries back to keep this);
 //   - count <= limit < len(slots), so a probe always meets an empty slot;
 //   - dirty counts used slots with metaDirty; loading those with metaLoading;
-//     a slot is never both.
+//     a slot is never both;
+//   - dirtyIn[b] counts the dirty slots whose metaEpoch bit is b: an
+//     entry that becomes dirty takes the bit of epoch, and a flush pass
+//     is over when no dirty entry has the other bit (the pass began by
+//     flipping epoch, so those are the entries dirty when it began).
 type shard struct {
 	mu      sync.Mutex
 	slots   []entry
@@ -69,6 +94,8 @@ type shard struct {
 	count   int
 	limit   int
 	dirty   int
+	dirtyIn [2]int
+	epoch   uint32 // 0 or 1
 	loading int
 	hand    uint64
 
@@ -101,6 +128,9 @@ func New(cfg Config) (*Table, error) {
 		onChange:  cfg.OnChange,
 		onRemove:  cfg.OnRemove,
 		release:   release,
+
+		sliceSlots:  flushSliceSlots,
+		sliceHanded: flushSliceHanded,
 	}
 	t.now = cfg.Now
 	if t.now == nil {
@@ -167,7 +197,8 @@ func (s *shard) lookupLocked(k Key, home uint64) *entry {
 func (t *Table) changedLocked(s *shard, e *entry) {
 	if e.meta&metaDirty == 0 {
 		s.dirty++
-		e.meta |= metaDirty
+		s.dirtyIn[s.epoch]++
+		e.meta = e.meta&^metaEpoch | metaDirty | s.epoch*metaEpoch
 	}
 	if t.onChange != nil {
 		t.onChange(t.snapshotLocked(e))
@@ -338,7 +369,7 @@ func (t *Table) evictLocked(s *shard) bool {
 			return true
 		case hookRefused:
 		case t.writeBack == nil || t.writeBack(t.snapshotLocked(e)):
-			s.dirty--
+			s.cleanLocked(e)
 			t.removeLocked(s, s.hand)
 			return true
 		default:
@@ -424,31 +455,86 @@ func (t *Table) snapshotLocked(e *entry) Snapshot {
 // Shards returns the number of shards, the unit of Flush.
 func (t *Table) Shards() int { return len(t.shards) }
 
-// Flush offers the snapshot of every dirty entry of shard i to WriteBack
-// and marks clean those it accepts. It stops at the first refusal and
-// reports whether the shard was done. Without WriteBack it does nothing.
+// cleanLocked clears e's dirty mark, in the counts too. REQUIRES: e is
+// dirty.
+func (s *shard) cleanLocked(e *entry) {
+	s.dirty--
+	s.dirtyIn[e.meta&metaEpoch/metaEpoch]--
+	e.meta &^= metaDirty
+}
+
+// Flush offers the snapshot of every entry of shard i that is dirty when
+// it begins to WriteBack, and marks clean those it accepts (it may hand
+// over entries dirtied since, too). It stops at the first refusal and
+// reports whether the shard was done; a later call goes on with the same
+// entries. Without WriteBack it does nothing.
+//
+// It takes the shard's lock for a bounded slice of slots at a time,
+// yielding between slices. A deletion between two slices can shift an
+// entry back across the slice boundary, behind the scan: the epoch
+// counts notice the entry missed, and the scan goes round again.
 func (t *Table) Flush(i int) (handed int, done bool) {
 	if t.writeBack == nil {
 		return 0, true
 	}
 	s := &t.shards[i]
+	for pos := 0; ; {
+		n, next, done, refused := t.flushSlice(s, pos)
+		handed += n
+		if done || refused {
+			return handed, done
+		}
+		pos = next
+		if t.betweenSlices != nil {
+			s.mu.Lock()
+			t.betweenSlices(s, pos)
+			s.mu.Unlock()
+		}
+		runtime.Gosched() // a command waiting for the lock takes it now
+	}
+}
+
+// flushSlice is one lock hold of Flush, from slot pos: it returns what it
+// handed over and the slot to go on from.
+func (t *Table) flushSlice(s *shard, pos int) (handed, next int, done, refused bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for j := 0; j < len(s.slots) && s.dirty > 0; j++ {
+	start := time.Now()
+	defer func() { t.flushHold.Record(time.Since(start)) }()
+	old := s.epoch ^ 1
+	if pos == 0 && s.dirtyIn[old] == 0 {
+		// A new pass: what is dirty now is what it must hand over.
+		s.epoch, old = old, s.epoch
+	}
+	end := min(pos+t.sliceSlots, len(s.slots))
+	for j := pos; j < end && s.dirtyIn[old] > 0 && handed < t.sliceHanded; j++ {
 		e := &s.slots[j]
 		if e.meta&metaDirty == 0 {
 			continue
 		}
 		if !t.writeBack(t.snapshotLocked(e)) {
 			s.pinned++
-			return handed, false
+			return handed, j, false, true
 		}
-		e.meta &^= metaDirty
-		s.dirty--
+		s.cleanLocked(e)
 		handed++
+		next = j + 1
 	}
-	return handed, true
+	if s.dirtyIn[old] == 0 {
+		return handed, 0, true, false
+	}
+	if next < end && handed < t.sliceHanded {
+		next = end
+	}
+	if next >= len(s.slots) {
+		next = 0 // round again: an entry was shifted behind the scan
+	}
+	return handed, next, false, false
 }
+
+// TakeFlushHold returns the longest Flush held a shard's lock at a time
+// since the last call.
+func (t *Table) TakeFlushHold() time.Duration { return t.flushHold.Take() }
 
 // RecordDirty reports the state of every dirty entry of shard i to
 // OnChange again, with a fresh stamp, and leaves it dirty. A journal that

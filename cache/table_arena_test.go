@@ -10,6 +10,7 @@ import (
 	"reflect"
 	"runtime"
 	"runtime/metrics"
+	"slices"
 	"testing"
 )
 
@@ -76,5 +77,55 @@ func fill(tb interface {
 		if ok, _ := tb.Reserve(k); ok {
 			tb.Fill(k, State{MentionCount: 1, LastMessageID: int64(i)}, 0)
 		}
+	}
+}
+
+// TestFlushRescansAnEntryShiftedBehindIt: between two slices of a flush, a
+// deletion shifts a dirty entry of the pass back into a slot the flush has
+// scanned; the flush goes round again and hands it over.
+func TestFlushRescansAnEntryShiftedBehindIt(t *testing.T) {
+	var handed []Key
+	tb := newTable(t, Config{Entries: 1000, Shards: 1, WriteBack: func(s Snapshot) bool {
+		handed = append(handed, s.Key)
+		return true
+	}})
+	tb.sliceSlots = 1 // a slice per slot
+	for i := range 1000 {
+		k := Key{User: 1, Channel: int64(i)}
+		load(t, tb, k, State{})
+		tb.Incr(k, 1)
+	}
+	var moved *Key
+	tb.betweenSlices = func(s *shard, next int) {
+		if moved != nil || next == 0 || next >= len(s.slots) {
+			return
+		}
+		// next is dirty, displaced from its home, and follows a used slot
+		// in its probe run: deleting that slot shifts it back, behind the
+		// scan.
+		e, prev := &s.slots[next], &s.slots[next-1]
+		if e.meta&metaDirty == 0 || prev.meta&metaUsed == 0 || prev.meta&metaDirty != 0 {
+			return
+		}
+		if s.home(hashKey(Key{e.user, e.channel})) == uint64(next) {
+			return
+		}
+		moved = &Key{e.user, e.channel}
+		tb.removeLocked(s, uint64(next-1))
+		if got := s.slots[next-1]; got.user != moved.User || got.channel != moved.Channel {
+			t.Fatalf("the deletion did not shift %v back", *moved)
+		}
+	}
+	if _, done := tb.Flush(0); !done {
+		t.Fatal("Flush not done")
+	}
+	if moved == nil {
+		t.Fatal("test bug: no displaced entry to shift")
+	}
+	if !slices.Contains(handed, *moved) {
+		t.Fatalf("%v, shifted behind the scan, was not handed over", *moved)
+	}
+	if st := tb.Stats(); st.Dirty != 0 {
+		t.Fatalf("%d entries left dirty", st.Dirty)
 	}
 }

@@ -3,6 +3,7 @@ package cache
 import (
 	"container/list"
 	"errors"
+	"maps"
 	"math"
 	"math/rand/v2"
 	"reflect"
@@ -685,5 +686,71 @@ func TestRecordDirty(t *testing.T) {
 	}
 	if st := tb.Stats(); st.Dirty != 1 {
 		t.Errorf("dirty after RecordDirty: %d, want 1", st.Dirty)
+	}
+}
+
+// TestFlushUnderChurn: a Flush hands over every entry that was dirty when
+// it began, while other goroutines load and evict in the same shard
+// between its slices (deletions shift entries back across the scan).
+func TestFlushUnderChurn(t *testing.T) {
+	for round := range 5 {
+		var mu sync.Mutex
+		handed := map[Key]int64{} // the highest stamp handed over
+		changed := map[Key]int64{}
+		tb := newTable(t, Config{Entries: 8192, Shards: 1,
+			WriteBack: func(s Snapshot) bool {
+				mu.Lock()
+				handed[s.Key] = max(handed[s.Key], s.Stamp)
+				mu.Unlock()
+				return true
+			},
+			OnChange: func(s Snapshot) {
+				mu.Lock()
+				changed[s.Key] = s.Stamp
+				mu.Unlock()
+			},
+		})
+		for i := range 7000 {
+			k := Key{User: int64(i % 97), Channel: int64(i)}
+			load(t, tb, k, State{})
+			if _, err := tb.Incr(k, 1); err != nil {
+				t.Fatal(err)
+			}
+		}
+		mu.Lock()
+		before := maps.Clone(changed)
+		mu.Unlock()
+		stop := make(chan struct{})
+		var wg sync.WaitGroup
+		for g := range 2 {
+			wg.Go(func() {
+				r := rand.New(rand.NewPCG(uint64(round), uint64(g)))
+				for i := 0; ; i++ {
+					select {
+					case <-stop:
+						return
+					default:
+					}
+					k := Key{User: int64(1000 + g), Channel: r.Int64()}
+					if ok, err := tb.Reserve(k); err == nil && ok {
+						tb.Fill(k, State{}, 0)
+						tb.Incr(k, 1)
+					}
+				}
+			})
+		}
+		n, done := tb.Flush(0)
+		close(stop)
+		wg.Wait()
+		if !done || n == 0 {
+			t.Fatalf("Flush: handed %d, done %v", n, done)
+		}
+		mu.Lock()
+		for k, stamp := range before {
+			if handed[k] < stamp {
+				t.Fatalf("round %d: %v changed at %d before the flush, handed over at %d", round, k, stamp, handed[k])
+			}
+		}
+		mu.Unlock()
 	}
 }

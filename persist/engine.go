@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"github.com/readstates/readstates/cache"
-	"github.com/readstates/readstates/internal/latency"
 	"github.com/readstates/readstates/persist/journal"
 )
 
@@ -144,9 +143,6 @@ type Engine struct {
 		stampsAhead                                                  atomic.Uint64
 		lastFlush, lastStampWarn                                     atomic.Int64
 	}
-	// flushHold is the longest Table.Flush of one shard (which holds the
-	// shard's lock throughout) in the window TakeFlushHold closes.
-	flushHold latency.Peak
 }
 
 type pendingRecord struct {
@@ -926,10 +922,7 @@ func (e *Engine) flushShards(ctx context.Context, start time.Time, pace time.Dur
 	for i := from; i < n; i++ {
 		for {
 			written := e.writtenSignal()
-			t0 := time.Now()
-			_, done := e.table.Flush(i)
-			e.flushHold.Record(time.Since(t0))
-			if done {
+			if _, done := e.table.Flush(i); done {
 				break
 			}
 			select {
@@ -1203,9 +1196,9 @@ func (e *Engine) Stats() Stats {
 	return st
 }
 
-// TakeFlushHold returns the longest the periodic flush held one shard's
-// lock (one Table.Flush) since the last call.
-func (e *Engine) TakeFlushHold() time.Duration { return e.flushHold.Take() }
+// TakeFlushHold returns the longest a flush held one shard's lock at a
+// time (one slice of cache.Table.Flush) since the last call.
+func (e *Engine) TakeFlushHold() time.Duration { return e.table.TakeFlushHold() }
 
 // TakeJournalWait returns the longest a change waited for the journal's
 // lock (under its shard lock) since the last call; false without a
