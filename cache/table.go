@@ -86,7 +86,9 @@ type Table struct {
 //   - dirtyIn[b] counts the dirty slots whose metaEpoch bit is b: an
 //     entry that becomes dirty takes the bit of epoch, and a flush pass
 //     is over when no dirty entry has the other bit (the pass began by
-//     flipping epoch, so those are the entries dirty when it began).
+//     flipping epoch, so those are the entries dirty when it began);
+//   - epoch flips (passes++) only when no dirty entry has the other bit:
+//     at a flip, every dirty entry belongs to the pass it begins.
 type shard struct {
 	mu      sync.Mutex
 	slots   []entry
@@ -96,6 +98,7 @@ type shard struct {
 	dirty   int
 	dirtyIn [2]int
 	epoch   uint32 // 0 or 1
+	passes  uint64 // flush passes begun (epoch flips)
 	loading int
 	hand    uint64
 
@@ -466,20 +469,31 @@ func (s *shard) cleanLocked(e *entry) {
 // Flush offers the snapshot of every entry of shard i that is dirty when
 // it begins to WriteBack, and marks clean those it accepts (it may hand
 // over entries dirtied since, too). It stops at the first refusal and
-// reports whether the shard was done; a later call goes on with the same
-// entries. Without WriteBack it does nothing.
+// reports whether the shard was done. Without WriteBack it does nothing.
 //
 // It takes the shard's lock for a bounded slice of slots at a time,
-// yielding between slices. A deletion between two slices can shift an
-// entry back across the slice boundary, behind the scan: the epoch
-// counts notice the entry missed, and the scan goes round again.
+// yielding between slices. Passes are counted (shard.passes): a call is
+// done when a pass begun after it began is over, whoever ran it, so a
+// call that finds a pass open (one refused and not resumed, or another
+// flusher's) finishes it and then makes one of its own. Between two
+// slices a deletion can shift an entry back across the slice boundary,
+// behind the scan: the epoch counts notice the entry missed, and the scan
+// goes round again.
 func (t *Table) Flush(i int) (handed int, done bool) {
 	if t.writeBack == nil {
 		return 0, true
 	}
 	s := &t.shards[i]
+	s.mu.Lock()
+	began := s.passes
+	s.mu.Unlock()
+	return t.flush(s, began)
+}
+
+// flush is Flush of s for a call that began when s.passes was began.
+func (t *Table) flush(s *shard, began uint64) (handed int, done bool) {
 	for pos := 0; ; {
-		n, next, done, refused := t.flushSlice(s, pos)
+		n, next, done, refused := t.flushSlice(s, pos, began)
 		handed += n
 		if done || refused {
 			return handed, done
@@ -494,17 +508,24 @@ func (t *Table) Flush(i int) (handed int, done bool) {
 	}
 }
 
-// flushSlice is one lock hold of Flush, from slot pos: it returns what it
-// handed over and the slot to go on from.
-func (t *Table) flushSlice(s *shard, pos int) (handed, next int, done, refused bool) {
+// flushSlice is one lock hold of a Flush that began when s.passes was
+// began, from slot pos: it returns what it handed over and the slot to go
+// on from.
+func (t *Table) flushSlice(s *shard, pos int, began uint64) (handed, next int, done, refused bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	start := time.Now()
 	defer func() { t.flushHold.Record(time.Since(start)) }()
 	old := s.epoch ^ 1
-	if pos == 0 && s.dirtyIn[old] == 0 {
-		// A new pass: what is dirty now is what it must hand over.
+	if s.dirtyIn[old] == 0 {
+		if s.passes != began {
+			return 0, 0, true, false // a pass begun since the call began is over
+		}
+		// A new pass: what is dirty now is what it must hand over, from
+		// the first slot.
 		s.epoch, old = old, s.epoch
+		s.passes++
+		pos = 0
 	}
 	end := min(pos+t.sliceSlots, len(s.slots))
 	for j := pos; j < end && s.dirtyIn[old] > 0 && handed < t.sliceHanded; j++ {
@@ -521,7 +542,9 @@ func (t *Table) flushSlice(s *shard, pos int) (handed, next int, done, refused b
 		next = j + 1
 	}
 	if s.dirtyIn[old] == 0 {
-		return handed, 0, true, false
+		// The pass is over; if it began before the call, the next slice
+		// begins the call's own.
+		return handed, 0, s.passes != began, false
 	}
 	if next < end && handed < t.sliceHanded {
 		next = end

@@ -129,3 +129,82 @@ func TestFlushRescansAnEntryShiftedBehindIt(t *testing.T) {
 		t.Fatalf("%d entries left dirty", st.Dirty)
 	}
 }
+
+// TestFlushFinishesAnOpenPassThenItsOwn: a Flush that finds a pass open
+// (one refused and not resumed, or another flusher's under way) hands
+// over what was dirty when it began, not only what that pass began with.
+func TestFlushFinishesAnOpenPassThenItsOwn(t *testing.T) {
+	refuse := false
+	var handed []Key
+	tb := newTable(t, Config{Entries: 1000, Shards: 1, WriteBack: func(s Snapshot) bool {
+		if refuse {
+			return false
+		}
+		handed = append(handed, s.Key)
+		return true
+	}})
+	keys := make([]Key, 40)
+	for i := range keys {
+		keys[i] = Key{User: 1, Channel: int64(i)}
+		load(t, tb, keys[i], State{})
+	}
+	// A, dirty; a refused pass begins with it and stays open.
+	a := keys[0]
+	tb.Incr(a, 1)
+	refuse = true
+	if _, done := tb.Flush(0); done {
+		t.Fatal("a refused Flush said done")
+	}
+	// Every other key changes while the pass is open: they are dirty when
+	// the next Flush begins, though not in the open pass.
+	for _, k := range keys[1:] {
+		tb.Incr(k, 1)
+	}
+	refuse = false
+	if _, done := tb.Flush(0); !done {
+		t.Fatal("Flush not done")
+	}
+	for _, k := range keys {
+		if !slices.Contains(handed, k) {
+			t.Fatalf("%v, dirty when the Flush began, was not handed over (an open pass ended the call)", k)
+		}
+	}
+
+	// Two flushers: the second begins while the first's pass is under
+	// way, after a key the first had scanned changed again.
+	handed = handed[:0]
+	for _, k := range keys {
+		tb.Incr(k, 1)
+	}
+	tb.sliceSlots = 1
+	var late *Key
+	var secondBegan uint64
+	tb.betweenSlices = func(s *shard, next int) {
+		if late != nil || next < 2 {
+			return
+		}
+		for j := next - 1; j >= 0; j-- { // a scanned, clean entry
+			if e := &s.slots[j]; e.meta&metaUsed != 0 && e.meta&metaDirty == 0 {
+				late = &Key{e.user, e.channel}
+				e.mentions++
+				tb.changedLocked(s, e)
+				secondBegan = s.passes // the second Flush begins now
+				return
+			}
+		}
+	}
+	if _, done := tb.Flush(0); !done {
+		t.Fatal("first Flush not done")
+	}
+	tb.betweenSlices = nil
+	if late == nil {
+		t.Fatal("test bug: nothing changed behind the first flush")
+	}
+	handed = handed[:0]
+	if _, done := tb.flush(&tb.shards[0], secondBegan); !done {
+		t.Fatal("second Flush not done")
+	}
+	if !slices.Contains(handed, *late) {
+		t.Fatalf("%v, dirty when the second Flush began, was not handed over by it", *late)
+	}
+}
