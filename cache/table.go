@@ -99,8 +99,11 @@ type shard struct {
 	dirtyIn [2]int
 	epoch   uint32 // 0 or 1
 	passes  uint64 // flush passes begun (epoch flips)
-	loading int
-	hand    uint64
+	// refusing: WriteBack's last answer in this shard was a refusal (see
+	// evictLocked).
+	refusing bool
+	loading  int
+	hand     uint64
 
 	hits, misses, evictions, pinned uint64
 
@@ -355,10 +358,32 @@ func (t *Table) Abort(k Key) {
 // clearing reference bits, and takes the first unreferenced entry that is
 // not loading and, if dirty, is accepted by WriteBack. It reports false if
 // no entry could be evicted.
+//
+// While WriteBack refuses (its backlog is full: the store is down or
+// behind; s.refusing), dirty entries are pinned and only clean ones can
+// go. The hand then leaves reference bits alone and makes one sweep: an
+// insert takes an entry that nobody used since the hand last cleared it,
+// or fails. Otherwise each insert, finding little to evict, would sweep
+// the shard clean of references and evict an entry in use: the read
+// states the cache still serves while the store is down. Each insert
+// offers WriteBack one dirty entry first, to learn that it accepts again.
 func (t *Table) evictLocked(s *shard) bool {
-	hookRefused := false
-	// Two sweeps: the first may only clear reference bits.
-	for steps := 2 * s.n; steps > 0; steps-- {
+	if s.refusing && !t.retryWriteBackLocked(s) {
+		return t.sweepLocked(s, false)
+	}
+	return t.sweepLocked(s, true)
+}
+
+// sweepLocked is evictLocked's CLOCK sweep: two turns of the hand if it
+// clears reference bits, one if not; it stops clearing them when
+// WriteBack refuses.
+func (t *Table) sweepLocked(s *shard, clearRefs bool) bool {
+	hookRefused := !clearRefs // WriteBack was just asked
+	steps := 2 * s.n
+	if !clearRefs {
+		steps = s.n
+	}
+	for ; steps > 0; steps-- {
 		if hookRefused && s.count-s.dirty-s.loading == 0 {
 			return false // only dirty entries are left, and WriteBack is full
 		}
@@ -366,7 +391,9 @@ func (t *Table) evictLocked(s *shard) bool {
 		switch {
 		case e.meta&metaUsed == 0, e.meta&metaLoading != 0:
 		case e.meta&metaRef != 0:
-			e.meta &^= metaRef
+			if clearRefs {
+				e.meta &^= metaRef
+			}
 		case e.meta&metaDirty == 0:
 			t.removeLocked(s, s.hand)
 			return true
@@ -376,11 +403,40 @@ func (t *Table) evictLocked(s *shard) bool {
 			t.removeLocked(s, s.hand)
 			return true
 		default:
-			hookRefused = true
+			hookRefused, s.refusing = true, true
 			s.pinned++
+			if clearRefs {
+				clearRefs = false
+				steps = min(steps, s.n)
+			}
 		}
 		if s.hand++; s.hand == s.n {
 			s.hand = 0
+		}
+	}
+	return false
+}
+
+// retryWriteBackLocked offers the first dirty entry from the hand on to
+// WriteBack, and reports whether it was accepted (the entry is then clean
+// and s.refusing false).
+func (t *Table) retryWriteBackLocked(s *shard) bool {
+	if s.dirty == 0 {
+		s.refusing = false
+		return true
+	}
+	for i, j := uint64(0), s.hand; i < s.n; i++ {
+		if e := &s.slots[j]; e.meta&metaDirty != 0 {
+			if t.writeBack == nil || t.writeBack(t.snapshotLocked(e)) {
+				s.cleanLocked(e)
+				s.refusing = false
+				return true
+			}
+			s.pinned++
+			return false
+		}
+		if j++; j == s.n {
+			j = 0
 		}
 	}
 	return false
@@ -535,8 +591,10 @@ func (t *Table) flushSlice(s *shard, pos int, began uint64) (handed, next int, d
 		}
 		if !t.writeBack(t.snapshotLocked(e)) {
 			s.pinned++
+			s.refusing = true
 			return handed, j, false, true
 		}
+		s.refusing = false
 		s.cleanLocked(e)
 		handed++
 		next = j + 1

@@ -7,6 +7,7 @@ package cache
 // tests of the API both share are in table_test.go.
 
 import (
+	"errors"
 	"reflect"
 	"runtime"
 	"runtime/metrics"
@@ -207,4 +208,75 @@ func TestFlushFinishesAnOpenPassThenItsOwn(t *testing.T) {
 	if !slices.Contains(handed, *late) {
 		t.Fatalf("%v, dirty when the second Flush began, was not handed over by it", *late)
 	}
+}
+
+// TestEvictionSparesEntriesInUseWhileRefused: while WriteBack refuses
+// (the store is down), inserts evict only clean entries nobody used since
+// the hand last passed, and then fail; the entries in use stay, however
+// many inserts are tried.
+func TestEvictionSparesEntriesInUseWhileRefused(t *testing.T) {
+	h := &handoff{}
+	tb := newTable(t, Config{Entries: 100, Shards: 1, WriteBack: h.take})
+	var hot []Key
+	for i := range 100 {
+		k := Key{User: int64(i % 7), Channel: int64(i)}
+		switch {
+		case i < 70: // changed: dirty, pinned once WriteBack refuses
+			load(t, tb, k, State{})
+			tb.Incr(k, 1)
+		case i < 80: // in use
+			load(t, tb, k, State{})
+			hot = append(hot, k)
+		default: // read from the store, never used
+			if !tb.Insert(k, State{}, 1, func() bool { return true }) {
+				t.Fatalf("Insert %v", k)
+			}
+		}
+	}
+	h.refuse = true
+	if _, done := tb.Flush(0); done {
+		t.Fatal("a refused flush said done")
+	}
+	inserted := 0
+	for i := range 200 {
+		k := Key{User: 100, Channel: int64(i)}
+		ok, err := tb.Reserve(k)
+		switch {
+		case err == nil && ok:
+			tb.Fill(k, State{}, 0)
+			inserted++
+		case !errors.Is(err, ErrFull):
+			t.Fatalf("Reserve %v: %v, %v", k, ok, err)
+		}
+		// In use, but less often than the inserts come: only every 20th
+		// round reads them (and so references them again).
+		for _, hk := range hot {
+			if !cachedUntouched(tb, hk) {
+				t.Fatalf("after %d inserts (%d taken), %v in use was evicted", i+1, inserted, hk)
+			}
+			if i%20 == 19 {
+				tb.Get(hk)
+			}
+		}
+	}
+	if inserted != 20 {
+		t.Fatalf("%d inserts taken, want 20 (the unused entries)", inserted)
+	}
+	// The store is back: a flush is accepted, and eviction sweeps again.
+	h.refuse = false
+	if _, done := tb.Flush(0); !done {
+		t.Fatal("flush not done")
+	}
+	if ok, err := tb.Reserve(Key{User: 101, Channel: 1}); err != nil || !ok {
+		t.Fatalf("Reserve after recovery: %v, %v", ok, err)
+	}
+}
+
+// cachedUntouched reports whether k is cached, without referencing it.
+func cachedUntouched(tb *Table, k Key) bool {
+	s, home := tb.locate(k)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	_, ok := s.findLocked(k, home)
+	return ok
 }
