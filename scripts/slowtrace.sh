@@ -25,7 +25,7 @@ go build -o bin/readstates ./cmd/readstates
 
 echo "== slow commands: $keys read states, $rate requests/s on $conns connections for $duration, --trace-slow $threshold" | tee "$out/slowtrace.txt"
 machine | tee -a "$out/slowtrace.txt"
-start_server bin/readstates $((keys + keys / 16)) "$out/slowtrace-server.log" --trace-slow "$threshold" --slow-seconds "$threshold"
+start_server bin/readstates $((keys + keys / 2)) "$out/slowtrace-server.log" --trace-slow "$threshold" --slow-seconds "$threshold"
 rm -rf "$out/traces"
 mkdir -p "$out/traces"
 # The server keeps its newest 10: take each as it comes.
@@ -39,7 +39,7 @@ echo "== slow seconds (--slow-seconds $threshold) after rsload's 10 s warm-up" |
 # The seconds of the measured load, after its 10 s of warm-up: the
 # floor's (the preload's are left out).
 ./bin/slowseconds -floor "$out/slowtrace-floor.csv" -late "$threshold" -skip 10s \
-	-chart "$out/slow-seconds.png" -title "readstates: seconds with a command over $threshold, by cause ($keys read states, $rate req/s, $(nproc) cores)" \
+	-chart "$out/slow-seconds.png" -title "readstates: seconds with a command over $threshold, by cause ($keys read states, $rate req/s)" \
 	"$out/slowtrace-server.log" | tee -a "$out/slowtrace.txt"
 shopt -s nullglob
 traces=("$out"/traces/slow-*.trace)

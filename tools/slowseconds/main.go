@@ -227,5 +227,5 @@ func draw(path, title string, rows []row) error {
 	p.Legend.Add("the floor was late too", withFloor)
 	p.Legend.Top = true
 	p.NominalX(names...)
-	return p.Save(max(6*vg.Inch, vg.Length(110+60*len(rows))), 4*vg.Inch, path)
+	return p.Save(max(8*vg.Inch, vg.Length(110+60*len(rows))), 4*vg.Inch, path)
 }
