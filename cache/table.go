@@ -327,17 +327,31 @@ func (t *Table) Reserve(k Key) (bool, error) {
 // Fill turns k's loading placeholder into a clean entry holding st, which
 // the caller read with the given stamp (0: never written): every later
 // stamp of the table is above it. It does nothing if k has no placeholder.
-func (t *Table) Fill(k Key, st State, stamp int64) {
+// If ok is not nil it is called under k's shard lock, and if it says no
+// the placeholder is removed as by Abort: the read is known stale (its
+// user was dropped while it ran, and another node may have written since)
+// and Fill reports false.
+func (t *Table) Fill(k Key, st State, stamp int64, ok func() bool) bool {
 	t.observe(stamp)
 	s, home := t.locate(k)
 	s.mu.Lock()
-	if i, ok := s.findLocked(k, home); ok && s.slots[i].meta&metaLoading != 0 {
-		e := &s.slots[i]
-		e.mentions, e.lastMsg = st.MentionCount, st.LastMessageID
-		e.meta = e.meta&^metaLoading | metaRef
-		s.loading--
+	defer s.mu.Unlock()
+	i, found := s.findLocked(k, home)
+	if !found || s.slots[i].meta&metaLoading == 0 {
+		return true
 	}
-	s.mu.Unlock()
+	s.loading--
+	if ok != nil && !ok() {
+		if t.onRemove != nil {
+			t.onRemove(k)
+		}
+		s.deleteLocked(i)
+		return false
+	}
+	e := &s.slots[i]
+	e.mentions, e.lastMsg = st.MentionCount, st.LastMessageID
+	e.meta = e.meta&^metaLoading | metaRef
+	return true
 }
 
 // Abort removes k's loading placeholder, after a failed load.

@@ -71,12 +71,12 @@ func gcScanBytes() uint64 {
 // pointer-LRU baseline (BenchmarkTable).
 func fill(tb interface {
 	Reserve(Key) (bool, error)
-	Fill(Key, State, int64)
+	Fill(Key, State, int64, func() bool) bool
 }, n int) {
 	for i := range n {
 		k := Key{User: int64(i), Channel: int64(i) * 31}
 		if ok, _ := tb.Reserve(k); ok {
-			tb.Fill(k, State{MentionCount: 1, LastMessageID: int64(i)}, 0)
+			tb.Fill(k, State{MentionCount: 1, LastMessageID: int64(i)}, 0, nil)
 		}
 	}
 }
@@ -243,7 +243,7 @@ func TestEvictionSparesEntriesInUseWhileRefused(t *testing.T) {
 		ok, err := tb.Reserve(k)
 		switch {
 		case err == nil && ok:
-			tb.Fill(k, State{}, 0)
+			tb.Fill(k, State{}, 0, nil)
 			inserted++
 		case !errors.Is(err, ErrFull):
 			t.Fatalf("Reserve %v: %v, %v", k, ok, err)

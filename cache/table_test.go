@@ -30,7 +30,7 @@ func load(t testing.TB, tb *Table, k Key, st State) {
 		t.Fatalf("Reserve(%v): %v", k, err)
 	}
 	if ok {
-		tb.Fill(k, st, 0)
+		tb.Fill(k, st, 0, nil)
 	}
 }
 
@@ -207,10 +207,25 @@ func TestReserveFillAbort(t *testing.T) {
 	if st := tb.Stats(); st.Entries != 0 {
 		t.Fatalf("entries after Abort: %d", st.Entries)
 	}
-	tb.Fill(k, State{1, 1}, 0) // no placeholder: nothing happens
+	tb.Fill(k, State{1, 1}, 0, nil) // no placeholder: nothing happens
 	if _, err := tb.Get(k); !errors.Is(err, ErrMiss) {
 		t.Fatalf("Fill without Reserve inserted: %v", err)
 	}
+	// A fill its caller's check refuses (the read went stale) removes the
+	// placeholder, as Abort does.
+	if ok, err := tb.Reserve(k); !ok || err != nil {
+		t.Fatalf("Reserve: %v, %v", ok, err)
+	}
+	if tb.Fill(k, State{1, 1}, 0, func() bool { return false }) {
+		t.Fatal("refused Fill reported true")
+	}
+	if st := tb.Stats(); st.Entries != 0 {
+		t.Fatalf("entries after a refused Fill: %d", st.Entries)
+	}
+	if ok, err := tb.Reserve(k); !ok || err != nil {
+		t.Fatalf("Reserve after a refused Fill: %v, %v", ok, err)
+	}
+	tb.Abort(k)
 	load(t, tb, k, State{3, 4})
 	load(t, tb, k, State{0, 0}) // present: Reserve reports false, nothing changes
 	if st, _ := tb.Get(k); st != (State{3, 4}) {
@@ -287,8 +302,8 @@ func TestLoadingPlaceholdersAreNotEvicted(t *testing.T) {
 	if _, err := tb.Reserve(Key{1, 3}); !errors.Is(err, ErrFull) {
 		t.Fatalf("got %v, want ErrFull", err)
 	}
-	tb.Fill(Key{1, 1}, State{}, 0)
-	tb.Fill(Key{1, 2}, State{}, 0)
+	tb.Fill(Key{1, 1}, State{}, 0, nil)
+	tb.Fill(Key{1, 2}, State{}, 0, nil)
 	if ok, err := tb.Reserve(Key{1, 3}); !ok || err != nil {
 		t.Fatalf("Reserve after fill: %v %v", ok, err)
 	}
@@ -492,7 +507,7 @@ func TestConcurrentChurn(t *testing.T) {
 						t.Error(err)
 						return
 					} else if ok {
-						tb.Fill(k, st, 0)
+						tb.Fill(k, st, 0, nil)
 					}
 				}
 			}
@@ -609,7 +624,7 @@ func TestStampsAboveObservedStamps(t *testing.T) {
 	if ok, err := tb.Reserve(k); !ok || err != nil {
 		t.Fatalf("Reserve: %v %v", ok, err)
 	}
-	tb.Fill(k, State{MentionCount: 5}, stored)
+	tb.Fill(k, State{MentionCount: 5}, stored, nil)
 	if _, err := tb.Reset(k, 1100, true); err != nil {
 		t.Fatal(err)
 	}
@@ -733,7 +748,7 @@ func TestFlushUnderChurn(t *testing.T) {
 					}
 					k := Key{User: int64(1000 + g), Channel: r.Int64()}
 					if ok, err := tb.Reserve(k); err == nil && ok {
-						tb.Fill(k, State{}, 0)
+						tb.Fill(k, State{}, 0, nil)
 						tb.Incr(k, 1)
 					}
 				}

@@ -520,6 +520,8 @@ func (n *Node) fenced(cur NodeRow) {
 		v.groups[g] = groupView{owner: -1}
 	}
 	n.view.Store(&v)
+	// A command still running after this (a load that outlives the wait)
+	// fills nothing it read: Discard abandons it.
 	n.waitIdle(func(int) bool { return true }, n.cfg.Lease)
 	// Its unwritten changes are written if they can be: below the new
 	// owners' fences, they land only where no newer value is. Then

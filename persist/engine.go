@@ -166,10 +166,18 @@ type pendingRecord struct {
 	next cache.Key
 }
 
+// flight is one load of one key, shared by its concurrent misses.
 type flight struct {
 	done chan struct{}
 	err  error
+	// abandoned: Release or Discard dropped the key's user while the load
+	// ran, so what it read may be older than what another node wrote
+	// since; it fills nothing (see forgetComplete).
+	abandoned atomic.Bool
 }
+
+// live reports whether f may still fill what it read.
+func (f *flight) live() bool { return !f.abandoned.Load() }
 
 // DefaultUserPage is EngineConfig.UserPage's default.
 const DefaultUserPage = 1000
@@ -580,7 +588,7 @@ func (e *Engine) load(ctx context.Context, k cache.Key) error {
 	e.flights[k] = f
 	e.flightMu.Unlock()
 
-	f.err = e.fetch(ctx, k)
+	f.err = e.fetch(ctx, k, f)
 
 	e.flightMu.Lock()
 	delete(e.flights, k)
@@ -589,7 +597,11 @@ func (e *Engine) load(ctx context.Context, k cache.Key) error {
 	return f.err
 }
 
-func (e *Engine) fetch(ctx context.Context, k cache.Key) error {
+// fetch reads k for the placeholder it reserves, under flight f, and
+// fills it unless f was abandoned meanwhile: then the operation finds k
+// missing and reads through again (and a cluster node that dropped the
+// user answers that it no longer serves it).
+func (e *Engine) fetch(ctx context.Context, k cache.Key, f *flight) error {
 	marks := e.users.marks.Load() // before the placeholder: see readWhole
 	reserved, err := e.reserve(ctx, k)
 	if err != nil {
@@ -602,7 +614,7 @@ func (e *Engine) fetch(ctx context.Context, k cache.Key) error {
 	rec, queued := e.mu.pending[k]
 	e.mu.Unlock()
 	if queued && !rec.replayed {
-		e.table.Fill(k, rec.state, rec.stamp)
+		e.table.Fill(k, rec.state, rec.stamp, f.live)
 		return nil
 	}
 	// k is reserved, and was not queued (or replayed, compared below):
@@ -619,7 +631,7 @@ func (e *Engine) fetch(ctx context.Context, k cache.Key) error {
 		// k is in neither the cache (reserved) nor the queue, and the
 		// user's partition is all in memory: k was never written.
 		e.users.noQuery.Add(1)
-		e.table.Fill(k, cache.State{}, 0)
+		e.table.Fill(k, cache.State{}, 0, f.live)
 		return nil
 	case read, recent:
 		// The user's page is in memory and k is not in it; or the
@@ -635,7 +647,7 @@ func (e *Engine) fetch(ctx context.Context, k cache.Key) error {
 	if queued && rec.stamp > stamp { // the replayed record is the newer one
 		st, stamp = rec.state, rec.stamp
 	}
-	e.table.Fill(k, st, stamp)
+	e.table.Fill(k, st, stamp, f.live)
 	return nil
 }
 

@@ -27,6 +27,8 @@ type fakeStore struct {
 	loads     atomic.Int64 // Loads and LoadUsers
 	userLoads atomic.Int64
 	loadGate  chan struct{} // if set, Load waits for it
+	// loaded, if set, is called by Load after it read k, before it returns.
+	loaded func(k cache.Key)
 	// writeDelay, if set, is how long a Write takes (outside the lock), so
 	// concurrent writes overlap.
 	writeDelay time.Duration
@@ -43,8 +45,12 @@ func (s *fakeStore) Load(ctx context.Context, k cache.Key) (cache.State, int64, 
 		return cache.State{}, 0, fmt.Errorf("fake: %w", ErrUnavailable)
 	}
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.rows[k].State, s.rows[k].Stamp, nil
+	r := s.rows[k]
+	s.mu.Unlock()
+	if s.loaded != nil {
+		s.loaded(k)
+	}
+	return r.State, r.Stamp, nil
 }
 
 func (s *fakeStore) LoadUser(ctx context.Context, user int64, limit int) ([]Record, error) {

@@ -35,8 +35,10 @@ func (e *Engine) Release(ctx context.Context, users func(user int64) bool) error
 // records replayed from the journal. It returns how many read states it
 // dropped from the cache.
 //
-// REQUIRES: no operation on those users runs, or starts before Discard
-// returns.
+// No operation on those users should run, or start before Discard
+// returns. One that does (a load that outlived a cluster node's lease)
+// fills nothing it read before Discard: its operation reads through
+// again.
 func (e *Engine) Discard(users func(user int64) bool) int {
 	e.mu.Lock()
 	for k, rec := range e.mu.pending {

@@ -196,8 +196,8 @@ func (e *Engine) loadUser(ctx context.Context, user int64) (l *userLoad, own boo
 // forgetComplete drops the read-user hints of the users given: a
 // cluster node that stops serving them may get them back after another
 // node wrote some. A read of one of them still under way (one that
-// outlived the node's lease) is made to fill nothing: its user's
-// generation moves.
+// outlived the node's lease), of the partition or of one key, is made to
+// fill nothing: it is abandoned, and its user's generation moves.
 func (e *Engine) forgetComplete(users func(int64) bool) {
 	u := &e.users
 	u.completeMu.Lock()
@@ -214,9 +214,10 @@ func (e *Engine) forgetComplete(users func(int64) bool) {
 			l.abandoned.Store(true)
 		}
 	}
-	for k := range e.flights {
+	for k, f := range e.flights {
 		if users(k.User) {
 			u.gen(k.User).Add(1)
+			f.abandoned.Store(true)
 		}
 	}
 	e.flightMu.Unlock()
@@ -291,10 +292,10 @@ func (e *Engine) tryFill(k cache.Key) bool {
 	e.mu.Unlock()
 	switch _, complete, _ := e.readWhole(k.User, marks); {
 	case queued && !rec.replayed:
-		e.table.Fill(k, rec.state, rec.stamp)
+		e.table.Fill(k, rec.state, rec.stamp, nil)
 	case !queued && complete:
 		e.users.noQuery.Add(1)
-		e.table.Fill(k, cache.State{}, 0)
+		e.table.Fill(k, cache.State{}, 0, nil)
 	default:
 		e.table.Abort(k)
 		return false

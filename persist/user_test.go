@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"testing"
 	"time"
 
@@ -290,8 +291,42 @@ func TestPartitionReadFreshness(t *testing.T) {
 		if err := <-a; err != nil {
 			t.Fatal(err)
 		}
-		if n := st.loads.Load(); n != 2 {
-			t.Fatalf("%d store reads, want 2 (the dropped user's read answers nothing)", n)
+		// The partition read answers nothing; the key's flight, abandoned
+		// too, fills nothing either; the operation's second flight does.
+		if n := st.loads.Load(); n != 3 {
+			t.Fatalf("%d store reads, want 3 (the dropped user's reads answer nothing)", n)
+		}
+	})
+	t.Run("key read alone, user dropped", func(t *testing.T) {
+		// A cluster node fenced while a load outlived its lease: Discard
+		// runs between the read and the fill, and the new owner wrote
+		// meanwhile. What was read before Discard must not be cached.
+		st := newFakeStore()
+		for c := range int64(4) {
+			k := cache.Key{User: 7, Channel: c}
+			st.rows[k] = Record{Key: k, State: cache.State{MentionCount: int32(c + 1)}, Stamp: 10}
+		}
+		// A page of 2 holds channels 0 and 1: channel 3 is read alone.
+		e := startEngine(t, EngineConfig{Store: st, CacheEntries: 10_000, FlushInterval: time.Hour, UserPage: 2})
+		k := cache.Key{User: 7, Channel: 3}
+		var once sync.Once
+		st.loaded = func(got cache.Key) {
+			if got != k {
+				return
+			}
+			once.Do(func() {
+				e.Discard(func(user int64) bool { return user == 7 })
+				st.mu.Lock()
+				st.rows[k] = Record{Key: k, State: cache.State{MentionCount: 99}, Stamp: 20}
+				st.mu.Unlock()
+			})
+		}
+		s, err := e.Get(ctx, k)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if s.MentionCount != 99 {
+			t.Fatalf("Get %v after its user was dropped during the read: %d mentions, want 99 (the newer owner's write)", k, s.MentionCount)
 		}
 	})
 }
