@@ -375,6 +375,9 @@ func (t *ptrTable) snapshotLocked(it *lruItem) Snapshot {
 // Shards returns the number of shards, the unit of Flush.
 func (t *ptrTable) Shards() int { return len(t.shards) }
 
+// ShardOf returns the shard that holds user's read states, in [0, Shards()).
+func (t *ptrTable) ShardOf(user int64) int { return shardOf(user, t.shardBits) }
+
 // Flush offers the snapshot of every dirty entry of shard i to WriteBack,
 // least recently used first, and marks clean those it accepts. It stops at
 // the first refusal and reports whether the shard was done. Without

@@ -528,6 +528,9 @@ func (t *Table) snapshotLocked(e *entry) Snapshot {
 // Shards returns the number of shards, the unit of Flush.
 func (t *Table) Shards() int { return len(t.shards) }
 
+// ShardOf returns the shard that holds user's read states, in [0, Shards()).
+func (t *Table) ShardOf(user int64) int { return shardOf(user, t.shardBits) }
+
 // cleanLocked clears e's dirty mark, in the counts too. REQUIRES: e is
 // dirty.
 func (s *shard) cleanLocked(e *entry) {

@@ -93,8 +93,11 @@ type EngineConfig struct {
 //   - Writes of a key carry strictly increasing stamps; the Store keeps the
 //     highest, so retries and reordering cannot roll a state back.
 //
-// Lock order: flightMu, then a cache shard lock, then mu. Only tryFill
-// holds flightMu while it takes another lock.
+// Lock order: a flight stripe's lock, then a cache shard lock, then mu.
+// Only tryFill holds a stripe's lock while it takes another lock, and
+// only the shard lock of that stripe's users: a shard lock held long (its
+// holder off the CPU) stalls only the misses that would wait for that
+// shard anyway.
 type Engine struct {
 	watch         atomic.Pointer[func(user int64)] // see Watch
 	store         Store
@@ -128,9 +131,9 @@ type Engine struct {
 	}
 	wake chan struct{} // cap 1: the queue has work
 
-	flightMu sync.Mutex
-	flights  map[cache.Key]*flight
-	users    userState // partition reads (user.go); its flights under flightMu
+	// stripes[i] holds the loads under way of the users of cache shard i.
+	stripes []flightStripe
+	users   userState // partition reads (user.go)
 
 	journal *journal.Journal // nil: none
 	// checkpointBuf is reused by checkpoint; only Run's goroutine uses it.
@@ -165,6 +168,17 @@ type pendingRecord struct {
 	// queue (see writeQueue).
 	next cache.Key
 }
+
+// flightStripe is the loads under way of the users of one cache shard.
+type flightStripe struct {
+	mu    sync.Mutex
+	keys  map[cache.Key]*flight
+	users map[int64]*userLoad
+	_     [64]byte // its own cache line: every miss takes mu
+}
+
+// stripe returns the flight stripe of user.
+func (e *Engine) stripe(user int64) *flightStripe { return &e.stripes[e.table.ShardOf(user)] }
 
 // flight is one load of one key, shared by its concurrent misses.
 type flight struct {
@@ -242,7 +256,6 @@ func NewEngine(cfg EngineConfig) (*Engine, error) {
 		now:           cfg.Now,
 		logical:       cfg.LogicalStamps,
 		wake:          make(chan struct{}, 1),
-		flights:       make(map[cache.Key]*flight),
 	}
 	e.mu.pending = make(map[cache.Key]pendingRecord)
 	e.mu.inflightSince = make([]int64, cfg.Writers)
@@ -279,6 +292,11 @@ func NewEngine(cfg EngineConfig) (*Engine, error) {
 	// A partition read fills at most a quarter of a shard, where all of
 	// the user's read states go.
 	e.users.init(cfg.CacheEntries, cfg.UserPage, cfg.CacheEntries/t.Shards()/4)
+	e.stripes = make([]flightStripe, t.Shards())
+	for i := range e.stripes {
+		e.stripes[i].keys = make(map[cache.Key]*flight)
+		e.stripes[i].users = make(map[int64]*userLoad)
+	}
 	if len(e.mu.pending) > 0 {
 		e.wake <- struct{}{} // the writers start on the replayed records
 	}
@@ -574,9 +592,10 @@ func (e *Engine) readThrough(ctx context.Context, k cache.Key, attempt int, wait
 // load brings k into the cache. Concurrent loads of one key share one
 // flight, so they make one database read.
 func (e *Engine) load(ctx context.Context, k cache.Key) error {
-	e.flightMu.Lock()
-	if f, ok := e.flights[k]; ok {
-		e.flightMu.Unlock()
+	fs := e.stripe(k.User)
+	fs.mu.Lock()
+	if f, ok := fs.keys[k]; ok {
+		fs.mu.Unlock()
 		select {
 		case <-f.done:
 			return f.err
@@ -585,14 +604,14 @@ func (e *Engine) load(ctx context.Context, k cache.Key) error {
 		}
 	}
 	f := &flight{done: make(chan struct{})}
-	e.flights[k] = f
-	e.flightMu.Unlock()
+	fs.keys[k] = f
+	fs.mu.Unlock()
 
 	f.err = e.fetch(ctx, k, f)
 
-	e.flightMu.Lock()
-	delete(e.flights, k)
-	e.flightMu.Unlock()
+	fs.mu.Lock()
+	delete(fs.keys, k)
+	fs.mu.Unlock()
 	close(f.done)
 	return f.err
 }

@@ -66,7 +66,6 @@ type userState struct {
 	page     int
 	maxFill  int // most records one partition read puts in the cache
 	gens     []atomic.Uint64
-	flights  map[int64]*userLoad // under Engine.flightMu
 	// flightSeq numbers partition reads as they begin: a miss that takes
 	// it after checking the queue knows that a read numbered above it
 	// began after that check (see loadOne).
@@ -98,7 +97,6 @@ const userRereadAfter = time.Second
 func (u *userState) init(capacity, page, maxFill int) {
 	u.capacity, u.page, u.maxFill = capacity, page, max(maxFill, 1)
 	u.gens = make([]atomic.Uint64, userGens)
-	u.flights = make(map[int64]*userLoad)
 	u.complete = make(map[int64]userRead)
 }
 
@@ -154,9 +152,10 @@ func (e *Engine) markRead(user int64, r userRead) {
 // (own false), and returns it; the caller checks its generation before
 // using it.
 func (e *Engine) loadUser(ctx context.Context, user int64) (l *userLoad, own bool) {
-	e.flightMu.Lock()
-	if l, ok := e.users.flights[user]; ok {
-		e.flightMu.Unlock()
+	fs := e.stripe(user)
+	fs.mu.Lock()
+	if l, ok := fs.users[user]; ok {
+		fs.mu.Unlock()
 		select {
 		case <-l.done:
 			return l, false
@@ -165,8 +164,8 @@ func (e *Engine) loadUser(ctx context.Context, user int64) (l *userLoad, own boo
 		}
 	}
 	l = &userLoad{done: make(chan struct{}), gen: e.users.gen(user).Load(), seq: e.users.flightSeq.Add(1)}
-	e.users.flights[user] = l
-	e.flightMu.Unlock()
+	fs.users[user] = l
+	fs.mu.Unlock()
 
 	start := time.Now()
 	l.recs, l.err = e.store.LoadUser(ctx, user, e.users.page)
@@ -186,9 +185,9 @@ func (e *Engine) loadUser(ctx context.Context, user int64) (l *userLoad, own boo
 		e.stats.loadErrors.Add(1)
 	}
 
-	e.flightMu.Lock()
-	delete(e.users.flights, user)
-	e.flightMu.Unlock()
+	fs.mu.Lock()
+	delete(fs.users, user)
+	fs.mu.Unlock()
 	close(l.done)
 	return l, true
 }
@@ -207,20 +206,23 @@ func (e *Engine) forgetComplete(users func(int64) bool) {
 		}
 	}
 	u.completeMu.Unlock()
-	e.flightMu.Lock()
-	for user, l := range u.flights {
-		if users(user) {
-			u.gen(user).Add(1)
-			l.abandoned.Store(true)
+	for i := range e.stripes {
+		fs := &e.stripes[i]
+		fs.mu.Lock()
+		for user, l := range fs.users {
+			if users(user) {
+				u.gen(user).Add(1)
+				l.abandoned.Store(true)
+			}
 		}
-	}
-	for k, f := range e.flights {
-		if users(k.User) {
-			u.gen(k.User).Add(1)
-			f.abandoned.Store(true)
+		for k, f := range fs.keys {
+			if users(k.User) {
+				u.gen(k.User).Add(1)
+				f.abandoned.Store(true)
+			}
 		}
+		fs.mu.Unlock()
 	}
-	e.flightMu.Unlock()
 }
 
 // fillUser puts the records of l that the cache lacks into it, clean, at
@@ -260,12 +262,13 @@ func (l *userLoad) find(channel int64) (Record, bool) {
 // k from the write queue, or as never written when its user's partition
 // is all in memory, and reports whether it did. Event loops run it
 // (NoWait), so a new read state of a user already read costs no trip to
-// a goroutine. It holds flightMu throughout, so no load of k runs
-// meanwhile (a load reserves k only under a flight of its own).
+// a goroutine. It holds k's flight stripe throughout, so no load of k
+// runs meanwhile (a load reserves k only under a flight of its own).
 func (e *Engine) tryFill(k cache.Key) bool {
-	e.flightMu.Lock()
-	defer e.flightMu.Unlock()
-	if _, loading := e.flights[k]; loading {
+	fs := e.stripe(k.User)
+	fs.mu.Lock()
+	defer fs.mu.Unlock()
+	if _, loading := fs.keys[k]; loading {
 		return false
 	}
 	marks := e.users.marks.Load() // before the placeholder: see readWhole

@@ -264,9 +264,10 @@ func TestPartitionReadFreshness(t *testing.T) {
 		waitUserLoad(st)
 		b := get(e, 2) // joins a's read, begun before b checked the queue
 		for {
-			e.flightMu.Lock()
-			_, loading := e.flights[cache.Key{User: 7, Channel: 2}]
-			e.flightMu.Unlock()
+			fs := e.stripe(7)
+			fs.mu.Lock()
+			_, loading := fs.keys[cache.Key{User: 7, Channel: 2}]
+			fs.mu.Unlock()
 			if loading {
 				break
 			}
