@@ -79,6 +79,44 @@ func (d *Dispatcher) record(cmd *Command, rejected, failed bool, el time.Duratio
 	}
 }
 
+// recordDeferred files the whole time of a deferred command, first
+// dispatched at (zero: the command was not deferred): the event loop's
+// attempt, the hand-over to a goroutine, and the run that waited for the
+// database or a slot.
+func (d *Dispatcher) recordDeferred(at time.Time) {
+	if !at.IsZero() {
+		d.deferredLat.Record(time.Since(at))
+	}
+}
+
+// appendDeferredStats is INFO persistence's deferred_commands and
+// deferred_latency_percentiles_usec, at latencystats' percentiles.
+func (d *Dispatcher) appendDeferredStats(b []byte) []byte {
+	h := &d.deferredLat
+	b = fieldUint(b, "deferred_commands", h.Count())
+	ps := d.percentiles()
+	if len(ps) == 0 || h.Count() == 0 {
+		return b
+	}
+	b = append(b, "deferred_latency_percentiles_usec:"...)
+	b = appendPercentiles(b, h, ps)
+	return append(b, "\r\n"...)
+}
+
+// appendPercentiles appends p50=...,p99=... of h, in microseconds.
+func appendPercentiles(b []byte, h *latency.Histogram, ps []float64) []byte {
+	for i, p := range ps {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, 'p')
+		b = strconv.AppendFloat(b, p, 'f', -1, 64)
+		b = append(b, '=')
+		b = strconv.AppendFloat(b, float64(h.Quantile(p/100))/1e3, 'f', 3, 64)
+	}
+	return b
+}
+
 // appendCommandStats is INFO commandstats: Redis's cmdstat_<name> lines
 // for every command called since start or the last CONFIG RESETSTAT.
 func (d *Dispatcher) appendCommandStats(b []byte) []byte {
@@ -129,24 +167,17 @@ func (d *Dispatcher) appendLatencyStats(b []byte) []byte {
 		b = append(b, "latency_percentiles_usec_"...)
 		b = append(b, c.Name...)
 		b = append(b, ':')
-		for i, p := range ps {
-			if i > 0 {
-				b = append(b, ',')
-			}
-			b = append(b, 'p')
-			b = strconv.AppendFloat(b, p, 'f', -1, 64)
-			b = append(b, '=')
-			b = strconv.AppendFloat(b, float64(h.Quantile(p/100))/1e3, 'f', 3, 64)
-		}
+		b = appendPercentiles(b, h, ps)
 		b = append(b, "\r\n"...)
 	}
 	return b
 }
 
 // CONFIG RESETSTAT: clears the command statistics (INFO commandstats and
-// latencystats). The cache's and the write-behind's counters are totals
-// since start and stay.
+// latencystats, and INFO persistence's deferred commands). The cache's and
+// the write-behind's counters are totals since start and stay.
 func configResetStat(_ context.Context, d *Dispatcher, w Writer, _ *Session, _ [][]byte) {
+	d.deferredLat.Reset()
 	for i := range d.cmdStats {
 		st := &d.cmdStats[i]
 		st.latency.Reset()

@@ -153,4 +153,14 @@ func TestDeferred(t *testing.T) {
 	if st := run(d, s, "INFO", "commandstats"); !strings.Contains(st, "cmdstat_rsincr:calls=1,") {
 		t.Errorf("deferred runs counted in INFO commandstats: %q", st)
 	}
+	// Each deferred command once, from its first dispatch to its answer.
+	st := run(d, s, "INFO", "persistence")
+	if !strings.Contains(st, "\r\ndeferred_commands:4\r\n") ||
+		!regexp.MustCompile(`\r\ndeferred_latency_percentiles_usec:p50=\d+\.\d{3},p99=\d+\.\d{3},p99\.9=\d+\.\d{3}\r\n`).MatchString(st) {
+		t.Errorf("INFO persistence after 4 deferred commands = %q", st)
+	}
+	run(d, s, "CONFIG", "RESETSTAT")
+	if st := run(d, s, "INFO", "persistence"); !strings.Contains(st, "\r\ndeferred_commands:0\r\n") || strings.Contains(st, "deferred_latency") {
+		t.Errorf("INFO persistence after CONFIG RESETSTAT = %q", st)
+	}
 }

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"sync/atomic"
 	"time"
+
+	"github.com/readstates/readstates/internal/latency"
 )
 
 // Config configures a Dispatcher.
@@ -128,9 +130,12 @@ type Dispatcher struct {
 	cluster Cluster // nil: not a cluster node
 
 	cmdStats []cmdStats // by Command.Index
-	pcts     atomic.Pointer[[]float64]
-	observe  func(cmd *Command, failed bool, d time.Duration)
-	runs     func(d time.Duration) // Config.ObserveRun
+	// deferredLat: the commands an event loop deferred, from its first
+	// dispatch to the end of the run that answered it (cmdstats.go).
+	deferredLat latency.Histogram
+	pcts        atomic.Pointer[[]float64]
+	observe     func(cmd *Command, failed bool, d time.Duration)
+	runs        func(d time.Duration) // Config.ObserveRun
 }
 
 // New returns a Dispatcher.
@@ -226,6 +231,8 @@ func (d *Dispatcher) dispatch(ctx context.Context, w Writer, s *Session, args []
 	start := time.Now()
 	s.commands.Add(1)
 	s.failed, s.deferred = false, false
+	deferredAt := s.deferredAt // set if this is a deferred command's run
+	s.deferredAt = time.Time{}
 	if len(args) == 0 {
 		// redcon never delivers an empty command; answer rather than stay
 		// silent so the reply stream stays in step.
@@ -272,10 +279,12 @@ func (d *Dispatcher) dispatch(ctx context.Context, w Writer, s *Session, args []
 		if !ok && s.deferred {
 			s.skipNext = skip          // it runs again, and is the one to mute
 			s.commands.Add(^uint64(0)) // counted when it runs
+			s.deferredAt = start
 			return cmd, false
 		}
 		if !ok {
 			d.record(cmd, false, true, time.Since(start))
+			d.recordDeferred(deferredAt)
 			return cmd, true
 		}
 		cmd.run(ctx, d, w, s, args)
@@ -286,6 +295,7 @@ func (d *Dispatcher) dispatch(ctx context.Context, w Writer, s *Session, args []
 	if s.deferred {
 		s.skipNext = skip          // it runs again, and is the one to mute
 		s.commands.Add(^uint64(0)) // counted when it runs
+		s.deferredAt = start
 		return cmd, false
 	}
 	switch {
@@ -296,6 +306,7 @@ func (d *Dispatcher) dispatch(ctx context.Context, w Writer, s *Session, args []
 	}
 	el := time.Since(start)
 	d.record(cmd, false, s.failed, el)
+	d.recordDeferred(deferredAt)
 	if noWait && d.runs != nil {
 		d.runs(el)
 	}

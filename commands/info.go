@@ -22,7 +22,10 @@ import (
 //     only in used_memory_rss;
 //   - persistence: the journal (aof_*: size, fsync policy, status), the
 //     write-behind backlog (dirty, pending), the last flush and its lag,
-//     store writes, loads and errors, stored stamps seen ahead of the clock;
+//     store writes, loads and errors, stored stamps seen ahead of the clock,
+//     and the commands an event loop deferred to wait for the database (or
+//     a moving slot): how many, and percentiles of their whole time, from
+//     the loop's first attempt to the answer (cleared by CONFIG RESETSTAT);
 //   - stats: connections, commands, cache hits, misses and evictions under
 //     Redis's names (keyspace_hits, keyspace_misses, evicted_keys);
 //   - replication: role:master, so tools that look for a role find one;
@@ -140,7 +143,7 @@ func info(_ context.Context, d *Dispatcher, w Writer, s *Session, args [][]byte)
 		b = fieldUint(b, "store_user_loads", es.UserLoads)
 		b = fieldUint(b, "store_warm_loads", es.WarmLoads)
 		b = fieldUint(b, "misses_without_load", es.MissesWithoutLoad)
-		return b
+		return d.appendDeferredStats(b)
 	})
 	section("Stats", func(b []byte) []byte {
 		b = fieldUint(b, "total_connections_received", hs.TotalConnections)

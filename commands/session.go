@@ -32,13 +32,16 @@ type Session struct {
 	// deferred: the current command would have waited, run by
 	// DispatchNoWait, and wrote no reply.
 	deferred bool
-	noWait   bool // the current command runs on the view that never waits
-	scratch  []byte
-	ids      []int64       // RSMGET's channel_ids
-	states   []cache.State // RSMGET's results before they are written
-	ahead    []cache.Key   // Prefetch's keys
-	multi    *txQueue      // between MULTI and EXEC (nil otherwise)
-	replyOff bool          // CLIENT REPLY OFF
+	// deferredAt: when the deferred command was first dispatched, until
+	// the run that answers it.
+	deferredAt time.Time
+	noWait     bool // the current command runs on the view that never waits
+	scratch    []byte
+	ids        []int64       // RSMGET's channel_ids
+	states     []cache.State // RSMGET's results before they are written
+	ahead      []cache.Key   // Prefetch's keys
+	multi      *txQueue      // between MULTI and EXEC (nil otherwise)
+	replyOff   bool          // CLIENT REPLY OFF
 	// Client-side caching (tracking.go). track is the mode, written by
 	// the connection's goroutine and read by the tracker.
 	track      atomic.Int32
