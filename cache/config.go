@@ -45,7 +45,8 @@ type Config struct {
 	OnChange func(s Snapshot)
 	// OnRemove, if set, is called with the shard's lock held with the key
 	// of every read state that leaves the table (eviction, clean or
-	// dirty, and Drop) and of every loading placeholder removed (Abort):
+	// dirty, and Drop) and of every loading placeholder removed (Abort,
+	// or a Fill its check refused):
 	// Insert counts a placeholder as the key being there. A reader of the
 	// store that fills the table behind its own back (Insert) uses it to
 	// tell that what it read may have been overtaken. It must not block or

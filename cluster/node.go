@@ -520,8 +520,10 @@ func (n *Node) fenced(cur NodeRow) {
 		v.groups[g] = groupView{owner: -1}
 	}
 	n.view.Store(&v)
-	// A command still running after this (a load that outlives the wait)
-	// fills nothing it read: Discard abandons it.
+	// A load still under way after this (one that outlives the wait)
+	// fills nothing it read: Discard abandons it. What a lingering
+	// command loads later, the Discard in publish drops (or abandons)
+	// before the node serves those users again.
 	n.waitIdle(func(int) bool { return true }, n.cfg.Lease)
 	// Its unwritten changes are written if they can be: below the new
 	// owners' fences, they land only where no newer value is. Then
@@ -661,8 +663,9 @@ func (n *Node) publish(rows []NodeRow, groups *[Groups]GroupRow, readAt time.Dur
 		n.owned[g] = mine
 	}
 	if len(fresh) > 0 {
-		// Not served since it last left this node (if ever): nothing runs
-		// on it, and what this node kept of it may be stale.
+		// Not served since it last left this node (if ever): what this
+		// node kept of it may be stale, and a command that outlived a
+		// fence may still be loading some of it (Discard abandons that).
 		in := make(groupSet, len(fresh))
 		for _, g := range fresh {
 			in[g] = true

@@ -93,11 +93,12 @@ type EngineConfig struct {
 //   - Writes of a key carry strictly increasing stamps; the Store keeps the
 //     highest, so retries and reordering cannot roll a state back.
 //
-// Lock order: a flight stripe's lock, then a cache shard lock, then mu.
-// Only tryFill holds a stripe's lock while it takes another lock, and
-// only the shard lock of that stripe's users: a shard lock held long (its
-// holder off the CPU) stalls only the misses that would wait for that
-// shard anyway.
+// Lock order: a flight stripe's lock, then a cache shard lock, then mu;
+// users.completeMu is taken under any of them and holds nothing else.
+// Only tryFill holds a stripe's lock while it takes another lock (the
+// shard lock of that stripe's users, completeMu, mu): a shard lock held
+// long (its holder off the CPU) stalls only the misses that would wait
+// for that shard anyway.
 type Engine struct {
 	watch         atomic.Pointer[func(user int64)] // see Watch
 	store         Store
@@ -174,7 +175,7 @@ type flightStripe struct {
 	mu    sync.Mutex
 	keys  map[cache.Key]*flight
 	users map[int64]*userLoad
-	_     [64]byte // its own cache line: every miss takes mu
+	_     [64]byte // apart from its neighbours' locks: every miss takes mu
 }
 
 // stripe returns the flight stripe of user.

@@ -36,21 +36,32 @@ func (e *Engine) Release(ctx context.Context, users func(user int64) bool) error
 // dropped from the cache.
 //
 // No operation on those users should run, or start before Discard
-// returns. One that does (a load that outlived a cluster node's lease)
-// fills nothing it read before Discard: its operation reads through
-// again.
+// returns. A load that does (one that outlived a cluster node's lease)
+// fills nothing if it was under way when Discard began: its operation
+// reads through again. One that such an operation starts later may fill
+// the cache; the Discard a cluster node makes before it serves the users
+// again drops it, or abandons it if it is still under way.
 func (e *Engine) Discard(users func(user int64) bool) int {
+	// Before Drop, so no read-through trusts them meanwhile; and after,
+	// for those a flush or an eviction handed over during Drop.
+	e.distrustPending(users)
+	e.forgetComplete(users)
+	dropped, _ := e.table.Drop(func(k cache.Key) bool { return users(k.User) }, true)
+	e.distrustPending(users)
+	return dropped
+}
+
+// distrustPending marks the users' queued records as replayed: a
+// read-through takes the newer of such a record and the Store's.
+func (e *Engine) distrustPending(users func(user int64) bool) {
 	e.mu.Lock()
+	defer e.mu.Unlock()
 	for k, rec := range e.mu.pending {
 		if users(k.User) && !rec.replayed {
 			rec.replayed = true
 			e.mu.pending[k] = rec
 		}
 	}
-	e.mu.Unlock()
-	e.forgetComplete(users)
-	dropped, _ := e.table.Drop(func(k cache.Key) bool { return users(k.User) }, true)
-	return dropped
 }
 
 // Fence makes every later stamp greater than stamp (see

@@ -196,16 +196,11 @@ func (e *Engine) loadUser(ctx context.Context, user int64) (l *userLoad, own boo
 // cluster node that stops serving them may get them back after another
 // node wrote some. A read of one of them still under way (one that
 // outlived the node's lease), of the partition or of one key, is made to
-// fill nothing: it is abandoned, and its user's generation moves.
+// fill nothing: it is abandoned, and its user's generation moves. The
+// hints go last: a partition read that ended before its stripe was
+// visited may have marked its user read meanwhile.
 func (e *Engine) forgetComplete(users func(int64) bool) {
 	u := &e.users
-	u.completeMu.Lock()
-	for user := range u.complete {
-		if users(user) {
-			delete(u.complete, user)
-		}
-	}
-	u.completeMu.Unlock()
 	for i := range e.stripes {
 		fs := &e.stripes[i]
 		fs.mu.Lock()
@@ -223,6 +218,13 @@ func (e *Engine) forgetComplete(users func(int64) bool) {
 		}
 		fs.mu.Unlock()
 	}
+	u.completeMu.Lock()
+	for user := range u.complete {
+		if users(user) {
+			delete(u.complete, user)
+		}
+	}
+	u.completeMu.Unlock()
 }
 
 // fillUser puts the records of l that the cache lacks into it, clean, at
