@@ -64,7 +64,7 @@ func parseFlags(args []string, lookupEnv func(string) (string, bool), out io.Wri
 	fs.IntVar(&s.MaxClients, "maxclients", server.DefaultMaxClients, "most connected clients")
 	fs.DurationVar(&s.IdleTimeout, "idle-timeout", 0, "close connections idle this long (0: never)")
 	fs.IntVar(&s.MaxChannels, "max-channels", 10000, "most channel_ids in one RSMGET")
-	fs.IntVar(&s.EventLoops, "event-loops", 0, "epoll event loops serving the clients, on Linux without TLS (0: one per core, at most 4; -1: goroutines per connection instead, as with TLS)")
+	fs.IntVar(&s.EventLoops, "event-loops", 0, "epoll event loops serving the clients, on Linux without TLS (0: one per core, at most 4; -1: goroutines per connection instead, as with TLS); unless GOMAXPROCS is set, the Go runtime gets a P per loop on top of one per core")
 	addClientFlags(fs, o)
 	fs.StringVar(&s.MetricsAddr, "metrics-addr", "", `serve Prometheus metrics at /metrics on this address, e.g. ":9121" (default off)`)
 	fs.StringVar(&o.pprofAddr, "pprof-addr", "", `serve Go profiles at /debug/pprof/ on this address, e.g. "127.0.0.1:6060" (default off)`)

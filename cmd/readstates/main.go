@@ -16,6 +16,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime"
 	"runtime/debug"
 	"sync/atomic"
 	"syscall"
@@ -264,6 +265,7 @@ func serve(ctx context.Context, requestShutdown func(), o *options, log *slog.Lo
 	}
 
 	cfg := o.server
+	cfg.EventLoops = loopProcs(cfg.EventLoops, tlsConfig != nil, os.Getenv("GOMAXPROCS") != "", log)
 	if node != nil {
 		cfg.Cluster = node
 	}
@@ -372,6 +374,27 @@ func slowSecondSources(engine *persist.Engine) []tailwatch.Source {
 		tailwatch.SchedLatency(),
 		tailwatch.ThreadRunDelay(),
 	}
+}
+
+// loopProcs resolves --event-loops (0: one per core, at most 4) and gives
+// the Go runtime one more P for each loop, unless GOMAXPROCS is set. An
+// event loop keeps its P while it blocks in epoll_wait and never parks
+// in the runtime, so with one P per core and a loop per core every
+// goroutine the loops make ready (a miss's worker, the engine's writers)
+// waits until the runtime's monitor takes a P back from a blocked loop:
+// up to milliseconds (BENCHMARKS.md, section 9c). It returns the loops to
+// serve with: the count the server would resolve before the change.
+func loopProcs(loops int, tls, procsSet bool, log *slog.Logger) int {
+	procs := runtime.GOMAXPROCS(0)
+	if loops == 0 {
+		loops = min(procs, 4)
+	}
+	if loops < 0 || tls || runtime.GOOS != "linux" || procsSet {
+		return loops // no loops (or the operator chose the Ps)
+	}
+	runtime.GOMAXPROCS(procs + loops)
+	log.Info("a P for each event loop", "event_loops", loops, "gomaxprocs", procs+loops)
+	return loops
 }
 
 // chainObservers returns an observer that calls both (either may be nil).
