@@ -8,6 +8,7 @@ import (
 	"flag"
 	"log/slog"
 	"os"
+	"runtime"
 	"strings"
 	"sync"
 	"syscall"
@@ -295,6 +296,38 @@ func TestClusterFlags(t *testing.T) {
 			t.Errorf("%q: %v %s", c.args, err, out.String())
 		case c.want != "" && (err == nil || !strings.Contains(out.String(), c.want)):
 			t.Errorf("%q: %v %q, want an error with %q", c.args, err, out.String(), c.want)
+		}
+	}
+}
+
+// TestLoopProcs: the runtime gets a P per event loop on top of its own,
+// unless the operator set GOMAXPROCS or no loop runs; the loops are
+// counted from the Ps before the change.
+func TestLoopProcs(t *testing.T) {
+	base := runtime.GOMAXPROCS(0)
+	t.Cleanup(func() { runtime.GOMAXPROCS(base) })
+	log := slog.New(slog.DiscardHandler)
+	for _, c := range []struct {
+		name           string
+		loops          int
+		tls, procsSet  bool
+		wantLoops      int
+		wantProcsAdded int
+	}{
+		{"default", 0, false, false, min(base, 4), min(base, 4)},
+		{"two loops", 2, false, false, 2, 2},
+		{"goroutines", -1, false, false, -1, 0},
+		{"tls", 0, true, false, min(base, 4), 0},
+		{"GOMAXPROCS set", 3, false, true, 3, 0},
+	} {
+		runtime.GOMAXPROCS(base)
+		loops := loopProcs(c.loops, c.tls, c.procsSet, log)
+		added := runtime.GOMAXPROCS(0) - base
+		if runtime.GOOS != "linux" {
+			c.wantProcsAdded = 0
+		}
+		if loops != c.wantLoops || added != c.wantProcsAdded {
+			t.Errorf("%s: %d loops, %d Ps added; want %d and %d", c.name, loops, added, c.wantLoops, c.wantProcsAdded)
 		}
 	}
 }
