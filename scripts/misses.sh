@@ -9,9 +9,11 @@
 # command's run time (INFO latencystats), the flush cycles in the run, and
 # the machine's floor beside it. BINS names the servers to run, one after
 # the other ("label=path ...", default the current build) to compare
-# builds in one run. Output: bench-results/misses.txt.
+# builds in one run; "label=VAR=value,...:path" runs path with those
+# environment variables set. Output: bench-results/misses.txt.
 #   KEYS=4000000 SHARE=95 RATE=20000 CONNS=16 DURATION=3m bash scripts/misses.sh
 #   BINS="before=/tmp/readstates-old after=bin/readstates" bash scripts/misses.sh
+#   BINS="loopPs=bin/readstates before=GOMAXPROCS=2:bin/readstates" bash scripts/misses.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/loadlib.sh
@@ -29,8 +31,10 @@ cache=$((keys * share / 100))
 echo "== misses on Pebble while the flush runs: $keys read states, a cache of $cache, $rate requests/s on $conns connections for $duration" | tee "$txt"
 machine | tee -a "$txt"
 for variant in ${BINS:-current=bin/readstates}; do
-label=${variant%%=*} bin=${variant#*=}
-echo "== $label: $bin" | tee -a "$txt"
+label=${variant%%=*} bin=${variant#*=} envs=""
+if [[ $bin == *:* ]]; then envs=${bin%:*} bin=${bin##*:}; fi
+echo "== $label: $bin ${envs:+(with $envs)}" | tee -a "$txt"
+for kv in ${envs//,/ }; do export "${kv?}"; done
 mport=$((30000 + RANDOM % 10000))
 start_server "$bin" "$cache" "$out/misses-$label-server.log" --metrics-addr "127.0.0.1:$mport"
 loads() { curl -s "127.0.0.1:$mport/metrics" | grep '^readstates_store_load_duration_seconds_bucket'; }
@@ -62,4 +66,5 @@ field() { grep -m1 "^$1:" <<<"$2" | cut -d: -f2-; }
 		awk '{printf "  <= %s s: %d\n", $1, $3 - $2}' | sort -n -k4
 } | tee -a "$txt"
 stop_server
+for kv in ${envs//,/ }; do unset "${kv%%=*}"; done
 done
