@@ -172,8 +172,6 @@ func (e *Engine) loadUser(ctx context.Context, user int64) (l *userLoad, own boo
 	if e.observeLoad != nil {
 		e.observeLoad(time.Since(start))
 	}
-	e.stats.loads.Add(1)
-	e.users.reads.Add(1)
 	if l.err == nil {
 		l.complete = len(l.recs) < e.users.page
 		slices.SortFunc(l.recs, func(a, b Record) int { return cmp.Compare(a.Key.Channel, b.Key.Channel) })
@@ -184,6 +182,10 @@ func (e *Engine) loadUser(ctx context.Context, user int64) (l *userLoad, own boo
 	} else {
 		e.stats.loadErrors.Add(1)
 	}
+	// Counted once the cache holds what was read: whoever sees the count
+	// sees the read states.
+	e.stats.loads.Add(1)
+	e.users.reads.Add(1)
 
 	fs.mu.Lock()
 	delete(fs.users, user)
