@@ -180,12 +180,18 @@ func (c *stampClock) observe(stamp int64) {
 // replayed at start, say).
 func (t *Table) Observe(stamp int64) { t.observe(stamp) }
 
-// GetMany looks up the read states of one user in several channels. It
-// sets out[i] and found[i] for each channels[i] (out and found must be at
-// least as long as channels) and returns how many were not cached.
+// GetMany looks up the read states of one user in several channels. For
+// each channels[i] not found yet (found[i] false) it sets out[i] and
+// found[i] (out and found must be at least as long as channels); it
+// returns how many are still not found. A caller looking again after a
+// read-through passes found as the first call left it, so that only the
+// channels that missed are looked up, and counted, again.
 func (t *Table) GetMany(user int64, channels []int64, out []State, found []bool) int {
 	missing := 0
 	for i, c := range channels {
+		if found[i] {
+			continue
+		}
 		st, err := t.Get(Key{User: user, Channel: c})
 		out[i], found[i] = st, err == nil
 		if err != nil {

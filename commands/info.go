@@ -27,7 +27,9 @@ import (
 //     a moving slot): how many, and percentiles of their whole time, from
 //     the loop's first attempt to the answer (cleared by CONFIG RESETSTAT);
 //   - stats: connections, commands, cache hits, misses and evictions under
-//     Redis's names (keyspace_hits, keyspace_misses, evicted_keys);
+//     Redis's names (keyspace_hits, keyspace_misses, evicted_keys); as in
+//     Redis, a command counts one hit or miss per read state it names,
+//     however often its read-through looks again (persist.Stats);
 //   - replication: role:master, so tools that look for a role find one;
 //   - keyspace: db0 with the cached read states, and the cache figures;
 //   - commandstats, latencystats: per command, calls, run time and its

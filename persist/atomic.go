@@ -40,9 +40,13 @@ func (e *Engine) atomically(ctx context.Context, keys []cache.Key, fn func(ReadS
 		}
 		var missing []cache.Key
 		for _, k := range keys {
-			if _, err := e.table.Get(k); err == cache.ErrMiss {
+			_, err := e.table.Get(k)
+			if err == cache.ErrMiss {
 				missing = append(missing, k)
 			}
+			// fn's operations count the hits; a miss counts at the
+			// first look only.
+			e.repeated(err != cache.ErrMiss || attempt > 0, err != cache.ErrMiss)
 		}
 		// Concurrently, as GetMany: a cold transaction takes about one
 		// database round trip per attempt, not one per read state.

@@ -146,6 +146,13 @@ type Engine struct {
 		writeBusy                                                    atomic.Int64 // ns
 		stampsAhead                                                  atomic.Uint64
 		lastFlush, lastStampWarn                                     atomic.Int64
+		// repeatHits and repeatMisses are the cache's lookups that
+		// looked again at a read state the same operation had already
+		// looked up (a read-through's retry, a deferred command's run
+		// after its event loop's try), which Stats takes back from the
+		// table's counts: keyspace_hits and keyspace_misses count one
+		// lookup per read state a command names, as Redis's do.
+		repeatHits, repeatMisses atomic.Uint64
 	}
 }
 
@@ -415,6 +422,7 @@ func (e *Engine) incr(ctx context.Context, k cache.Key, delta int64, wait bool) 
 	}
 	for attempt := 0; ; attempt++ {
 		n, err := e.table.Incr(k, delta)
+		e.repeated(attempt > 0, err != cache.ErrMiss)
 		if err != cache.ErrMiss {
 			if err == nil {
 				err = e.commit()
@@ -422,7 +430,7 @@ func (e *Engine) incr(ctx context.Context, k cache.Key, delta int64, wait bool) 
 			return n, err
 		}
 		if err := e.readThrough(ctx, k, attempt, wait); err != nil {
-			return 0, err
+			return 0, e.blocked(err, 1)
 		}
 	}
 }
@@ -442,6 +450,7 @@ func (e *Engine) reset(ctx context.Context, k cache.Key, msgID int64, setMsg, wa
 	}
 	for attempt := 0; ; attempt++ {
 		n, err := e.table.Reset(k, msgID, setMsg)
+		e.repeated(attempt > 0, err != cache.ErrMiss)
 		if err != cache.ErrMiss {
 			if err == nil {
 				err = e.commit()
@@ -449,29 +458,58 @@ func (e *Engine) reset(ctx context.Context, k cache.Key, msgID int64, setMsg, wa
 			return n, err
 		}
 		if err := e.readThrough(ctx, k, attempt, wait); err != nil {
-			return 0, err
+			return 0, e.blocked(err, 1)
 		}
 	}
 }
 
 // Get returns the state of k.
 func (e *Engine) Get(ctx context.Context, k cache.Key) (cache.State, error) {
-	return e.get(ctx, k, true)
+	return e.get(ctx, k, true, false)
 }
 
-func (e *Engine) get(ctx context.Context, k cache.Key, wait bool) (cache.State, error) {
+// get is Get, or its NoWait view's (wait false); again says the caller
+// has already looked k up, so that none of get's lookups count.
+func (e *Engine) get(ctx context.Context, k cache.Key, wait, again bool) (cache.State, error) {
 	if e.closed.Load() {
 		return cache.State{}, ErrClosed
 	}
 	for attempt := 0; ; attempt++ {
 		st, err := e.table.Get(k)
+		e.repeated(again || attempt > 0, err != cache.ErrMiss)
 		if err != cache.ErrMiss {
 			return st, err
 		}
 		if err := e.readThrough(ctx, k, attempt, wait); err != nil {
-			return cache.State{}, err
+			if again {
+				return cache.State{}, err
+			}
+			return cache.State{}, e.blocked(err, 1)
 		}
 	}
+}
+
+// repeated takes back a lookup of the cache, a hit or a miss, if it
+// repeated one the same operation made (see stats.repeatHits). It costs
+// nothing on the path of a hit at the first try.
+func (e *Engine) repeated(repeat, hit bool) {
+	switch {
+	case !repeat:
+	case hit:
+		e.stats.repeatHits.Add(1)
+	default:
+		e.stats.repeatMisses.Add(1)
+	}
+}
+
+// blocked returns err, first taking back the misses of an operation of
+// the NoWait view that failed with ErrWouldBlock: the command runs again
+// on the Engine, whose lookups count instead.
+func (e *Engine) blocked(err error, misses uint64) error {
+	if err == ErrWouldBlock {
+		e.stats.repeatMisses.Add(misses)
+	}
+	return err
 }
 
 // maxParallelLoads bounds the database reads one GetMany makes at once.
@@ -497,17 +535,29 @@ func (e *Engine) getMany(ctx context.Context, user int64, channels []int64, out 
 		found = make([]bool, len(channels))
 	}
 	found = found[:len(channels)]
-	if e.table.GetMany(user, channels, out, found) == 0 {
+	missing := e.table.GetMany(user, channels, out, found)
+	if missing == 0 {
 		return nil
 	}
+	// Every channel was looked up once; what follows looks again.
+	again := func() int {
+		left := e.table.GetMany(user, channels, out, found)
+		e.stats.repeatHits.Add(uint64(missing - left))
+		e.stats.repeatMisses.Add(uint64(left))
+		missing = left
+		return left
+	}
 	if !wait {
+		first := missing
 		for i, ok := range found {
 			if !ok && !e.tryFill(cache.Key{User: user, Channel: channels[i]}) {
-				return ErrWouldBlock
+				e.stats.repeatHits.Add(uint64(len(channels) - first))
+				return e.blocked(ErrWouldBlock, uint64(first))
 			}
 		}
-		if e.table.GetMany(user, channels, out, found) > 0 {
-			return ErrWouldBlock
+		if again() > 0 {
+			e.stats.repeatHits.Add(uint64(len(channels) - first))
+			return e.blocked(ErrWouldBlock, uint64(first))
 		}
 		return nil
 	}
@@ -515,26 +565,27 @@ func (e *Engine) getMany(ctx context.Context, user int64, channels []int64, out 
 	// the others into the cache: look again before loading them.
 	for i, ok := range found {
 		if !ok {
-			st, err := e.Get(ctx, cache.Key{User: user, Channel: channels[i]})
+			st, err := e.get(ctx, cache.Key{User: user, Channel: channels[i]}, true, true)
 			if err != nil {
 				return err
 			}
 			out[i], found[i] = st, true
+			missing--
 			break
 		}
 	}
-	if e.table.GetMany(user, channels, out, found) == 0 {
+	if again() == 0 {
 		return nil
 	}
-	var missing []int
+	var cold []int
 	for i, ok := range found {
 		if !ok {
-			missing = append(missing, i)
+			cold = append(cold, i)
 		}
 	}
-	return inParallel(len(missing), func(j int) error {
-		i := missing[j]
-		st, err := e.Get(ctx, cache.Key{User: user, Channel: channels[i]})
+	return inParallel(len(cold), func(j int) error {
+		i := cold[j]
+		st, err := e.get(ctx, cache.Key{User: user, Channel: channels[i]}, true, true)
 		out[i] = st
 		return err
 	})
@@ -1148,7 +1199,13 @@ func (e *Engine) requeue(batch []Record, w int) {
 
 // Stats are the engine's figures.
 type Stats struct {
-	Entries, Capacity       int64
+	Entries, Capacity int64
+	// Hits and Misses count each read state an operation names once, at
+	// its first lookup, however often its read-through looks again; an
+	// operation of the NoWait view that fails with ErrWouldBlock counts
+	// nothing (it runs again on the Engine). A transaction counts a miss
+	// for each read state it had to read, then a hit for each operation
+	// on it.
 	Hits, Misses, Evictions uint64
 	Dirty, Pending          int64
 	// Pinned counts dirty entries kept in the cache because the queue was full.
@@ -1188,10 +1245,13 @@ type Stats struct {
 
 // Stats returns the current figures. It is cheap enough for every scrape.
 func (e *Engine) Stats() Stats {
+	// The repeats first: each was counted by the table before it was
+	// taken back, so the table's counts read after them cover them.
+	repeatHits, repeatMisses := e.stats.repeatHits.Load(), e.stats.repeatMisses.Load()
 	ts := e.table.Stats()
 	st := Stats{
 		Entries: ts.Entries, Capacity: ts.Capacity,
-		Hits: ts.Hits, Misses: ts.Misses, Evictions: ts.Evictions,
+		Hits: ts.Hits - repeatHits, Misses: ts.Misses - repeatMisses, Evictions: ts.Evictions,
 		Dirty: ts.Dirty, Pinned: ts.Pinned,
 		Loads: e.stats.loads.Load(), LoadErrors: e.stats.loadErrors.Load(),
 		Writes: e.stats.writes.Load(), WriteErrors: e.stats.writeErrors.Load(),

@@ -51,7 +51,7 @@ func (n noWait) Reset(ctx context.Context, k cache.Key, msgID int64, setMsg bool
 
 // Get is Engine.Get, or ErrWouldBlock on a miss.
 func (n noWait) Get(ctx context.Context, k cache.Key) (cache.State, error) {
-	return n.e.get(ctx, k, false)
+	return n.e.get(ctx, k, false, false)
 }
 
 // GetMany is Engine.GetMany, or ErrWouldBlock if any channel misses.
