@@ -6,7 +6,10 @@
 //
 // It writes one CSV row a second (unix second, wake-ups, the latest
 // wake-up's lateness in µs, wake-ups at least -late late) to -out, and a
-// summary to stdout when -duration is over or on SIGTERM/SIGINT.
+// summary to stdout when -duration is over or on SIGTERM/SIGINT: the
+// per-second worst, and the percentiles of every wake-up's lateness,
+// which compare with a latency percentile of the server's (a deferred
+// command waits for at least one such wake-up of a thread).
 //
 //	floor -duration 10m -out floor.csv
 package main
@@ -16,6 +19,7 @@ import (
 	"encoding/csv"
 	"flag"
 	"fmt"
+	"math"
 	"os"
 	"os/signal"
 	"runtime"
@@ -46,6 +50,8 @@ type second struct {
 	wakeups    int
 	worst      time.Duration
 	lateWakeup int
+	// lateness is every wake-up's, in µs.
+	lateness []int32
 }
 
 func run(ctx context.Context, period, late time.Duration, out string) error {
@@ -65,6 +71,7 @@ func run(ctx context.Context, period, late time.Duration, out string) error {
 		d := max(now.Sub(want), 0)
 		cur.wakeups++
 		cur.worst = max(cur.worst, d)
+		cur.lateness = append(cur.lateness, int32(min(d.Microseconds(), math.MaxInt32)))
 		if d >= late {
 			cur.lateWakeup++
 		}
@@ -118,4 +125,14 @@ func summarize(secs []second, late time.Duration) {
 		len(secs), wakeups, worsts[len(worsts)/2].Round(time.Microsecond),
 		worsts[min(len(worsts)*99/100, len(worsts)-1)].Round(time.Microsecond), worsts[len(worsts)-1].Round(time.Microsecond),
 		over, 100*float64(over)/float64(len(secs)), late, lateWakeups)
+	var all []int32
+	for _, s := range secs {
+		all = append(all, s.lateness...)
+	}
+	slices.Sort(all)
+	at := func(q float64) time.Duration {
+		return time.Duration(all[min(int(q*float64(len(all))), len(all)-1)]) * time.Microsecond
+	}
+	fmt.Printf("floor: every wake-up's lateness: p50 %v, p99 %v, p99.9 %v, p99.99 %v, max %v\n",
+		at(0.5), at(0.99), at(0.999), at(0.9999), at(1))
 }
