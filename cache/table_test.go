@@ -96,6 +96,16 @@ func TestGetMany(t *testing.T) {
 	if !reflect.DeepEqual(out, want) || !reflect.DeepEqual(found, wantFound) {
 		t.Fatalf("got %v %v, want %v %v", out, found, want, wantFound)
 	}
+	// Again with found as it was left: only channel 99 is looked up (and
+	// counted), and it is cached now.
+	load(t, tb, Key{1, 99}, State{5, 50})
+	before := tb.Stats()
+	if missing := tb.GetMany(1, chans, out, found); missing != 0 || out[1] != (State{5, 50}) {
+		t.Fatalf("again: missing %d, out %v; want 0 and channel 99's state", missing, out)
+	}
+	if st := tb.Stats(); st.Hits-before.Hits != 1 || st.Misses != before.Misses {
+		t.Fatalf("again: %d hits, %d misses; want the one lookup of channel 99, a hit", st.Hits-before.Hits, st.Misses-before.Misses)
+	}
 }
 
 // handoff is a WriteBack that records what it is handed, or refuses.
@@ -540,7 +550,7 @@ func TestHotPathAllocatesNothing(t *testing.T) {
 		"Incr":    func() { tb.Incr(k, 1) },
 		"Reset":   func() { tb.Reset(k, 9, true) },
 		"Get":     func() { tb.Get(k) },
-		"GetMany": func() { tb.GetMany(5, chans, out, found) },
+		"GetMany": func() { clear(found); tb.GetMany(5, chans, out, found) },
 		"Miss":    func() { tb.Get(Key{7, 7}) },
 	} {
 		if n := testing.AllocsPerRun(1000, f); n != 0 {

@@ -22,6 +22,10 @@ type Config struct {
 	// wait for its database (persist.Engine.NoWait). DispatchNoWait runs
 	// commands on it. Nil: DispatchNoWait runs them on Backend.
 	NoWait ReadStates
+	// Rerun is the view of Backend that Dispatch runs commands on: those
+	// DispatchNoWait deferred, whose cache lookups their first try
+	// counted (persist.Engine.Rerun). Nil: Backend.
+	Rerun ReadStates
 	// Stats feeds INFO and DBSIZE; nil reports zeros.
 	Stats StatsSource
 	// Host is the server the dispatcher runs in (INFO clients, CLIENT LIST,
@@ -112,6 +116,7 @@ type HostStats struct {
 type Dispatcher struct {
 	backend     ReadStates
 	noWait      ReadStates
+	rerun       ReadStates
 	stats       StatsSource
 	host        Host
 	pass        string
@@ -143,12 +148,16 @@ func New(cfg Config) (*Dispatcher, error) {
 	if cfg.Backend == nil {
 		return nil, errors.New("commands: Config.Backend is nil")
 	}
+	if cfg.Rerun == nil {
+		cfg.Rerun = cfg.Backend
+	}
 	if cfg.NoWait == nil {
 		cfg.NoWait = cfg.Backend
 	}
 	d := &Dispatcher{
 		backend:     cfg.Backend,
 		noWait:      cfg.NoWait,
+		rerun:       cfg.Rerun,
 		stats:       cfg.Stats,
 		host:        cfg.Host,
 		pass:        cfg.RequirePass,
@@ -200,7 +209,8 @@ const maxNameLen = 32
 
 // Dispatch runs one command and writes exactly one reply to w (none if the
 // session is already closing). args[0] is the command name, matched
-// case-insensitively. ctx bounds the command's calls to the Backend.
+// case-insensitively. ctx bounds the command's calls to the Backend,
+// on its Config.Rerun view: Dispatch runs what DispatchNoWait deferred.
 //
 // It returns the command run (nil for an unknown command or empty args)
 // and whether its reply was an error. Its run time goes into the command
@@ -314,7 +324,8 @@ func (d *Dispatcher) dispatch(ctx context.Context, w Writer, s *Session, args []
 }
 
 // readStates is the backend for s's current command: the view that never
-// waits under DispatchNoWait.
+// waits under DispatchNoWait, the view for commands it deferred under
+// Dispatch.
 func (d *Dispatcher) readStates(s *Session) ReadStates {
 	if s.tx != nil {
 		return s.tx // inside EXEC
@@ -322,7 +333,7 @@ func (d *Dispatcher) readStates(s *Session) ReadStates {
 	if s.noWait {
 		return d.noWait
 	}
-	return d.backend
+	return d.rerun
 }
 
 // denied reports whether s may not run admin commands (SHUTDOWN, CONFIG

@@ -49,5 +49,8 @@
 //   - On the Engine's NoWait view, an operation never waits: what
 //     the cache cannot serve alone fails with ErrWouldBlock having changed
 //     nothing (the server's event loops run commands so, and hand those to
-//     a goroutine that may wait).
+//     a goroutine that may wait, which runs them on the Rerun view).
+//   - Stats' Hits and Misses count one lookup per read state an operation
+//     names, at its first look, as Redis counts keyspace_hits: a
+//     read-through's looks again, and the Rerun view's, count nothing.
 package persist

@@ -410,10 +410,10 @@ func (e *Engine) Watch(fn func(user int64)) { e.watch.Store(&fn) }
 
 // Incr adds delta to the mention count of k; see cache.Table.Incr.
 func (e *Engine) Incr(ctx context.Context, k cache.Key, delta int64) (int32, error) {
-	return e.incr(ctx, k, delta, true)
+	return e.incr(ctx, k, delta, engineView)
 }
 
-func (e *Engine) incr(ctx context.Context, k cache.Key, delta int64, wait bool) (int32, error) {
+func (e *Engine) incr(ctx context.Context, k cache.Key, delta int64, v view) (int32, error) {
 	if e.closed.Load() {
 		return 0, ErrClosed
 	}
@@ -422,15 +422,15 @@ func (e *Engine) incr(ctx context.Context, k cache.Key, delta int64, wait bool) 
 	}
 	for attempt := 0; ; attempt++ {
 		n, err := e.table.Incr(k, delta)
-		e.repeated(attempt > 0, err != cache.ErrMiss)
+		e.repeated(attempt > 0 || !v.counts(), err != cache.ErrMiss)
 		if err != cache.ErrMiss {
 			if err == nil {
 				err = e.commit()
 			}
 			return n, err
 		}
-		if err := e.readThrough(ctx, k, attempt, wait); err != nil {
-			return 0, e.blocked(err, 1)
+		if err := e.readThrough(ctx, k, attempt, v.wait()); err != nil {
+			return 0, err
 		}
 	}
 }
@@ -438,10 +438,10 @@ func (e *Engine) incr(ctx context.Context, k cache.Key, delta int64, wait bool) 
 // Reset zeroes the mention count of k and, if setMsg, sets its last
 // message id; it returns the count before.
 func (e *Engine) Reset(ctx context.Context, k cache.Key, msgID int64, setMsg bool) (int32, error) {
-	return e.reset(ctx, k, msgID, setMsg, true)
+	return e.reset(ctx, k, msgID, setMsg, engineView)
 }
 
-func (e *Engine) reset(ctx context.Context, k cache.Key, msgID int64, setMsg, wait bool) (int32, error) {
+func (e *Engine) reset(ctx context.Context, k cache.Key, msgID int64, setMsg bool, v view) (int32, error) {
 	if e.closed.Load() {
 		return 0, ErrClosed
 	}
@@ -450,48 +450,57 @@ func (e *Engine) reset(ctx context.Context, k cache.Key, msgID int64, setMsg, wa
 	}
 	for attempt := 0; ; attempt++ {
 		n, err := e.table.Reset(k, msgID, setMsg)
-		e.repeated(attempt > 0, err != cache.ErrMiss)
+		e.repeated(attempt > 0 || !v.counts(), err != cache.ErrMiss)
 		if err != cache.ErrMiss {
 			if err == nil {
 				err = e.commit()
 			}
 			return n, err
 		}
-		if err := e.readThrough(ctx, k, attempt, wait); err != nil {
-			return 0, e.blocked(err, 1)
+		if err := e.readThrough(ctx, k, attempt, v.wait()); err != nil {
+			return 0, err
 		}
 	}
 }
 
 // Get returns the state of k.
 func (e *Engine) Get(ctx context.Context, k cache.Key) (cache.State, error) {
-	return e.get(ctx, k, true, false)
+	return e.get(ctx, k, engineView)
 }
 
-// get is Get, or its NoWait view's (wait false); again says the caller
-// has already looked k up, so that none of get's lookups count.
-func (e *Engine) get(ctx context.Context, k cache.Key, wait, again bool) (cache.State, error) {
+func (e *Engine) get(ctx context.Context, k cache.Key, v view) (cache.State, error) {
 	if e.closed.Load() {
 		return cache.State{}, ErrClosed
 	}
 	for attempt := 0; ; attempt++ {
 		st, err := e.table.Get(k)
-		e.repeated(again || attempt > 0, err != cache.ErrMiss)
+		e.repeated(attempt > 0 || !v.counts(), err != cache.ErrMiss)
 		if err != cache.ErrMiss {
 			return st, err
 		}
-		if err := e.readThrough(ctx, k, attempt, wait); err != nil {
-			if again {
-				return cache.State{}, err
-			}
-			return cache.State{}, e.blocked(err, 1)
+		if err := e.readThrough(ctx, k, attempt, v.wait()); err != nil {
+			return cache.State{}, err
 		}
 	}
 }
 
+// view is how an operation runs: whether it may wait for the Store,
+// and whether its lookups of the cache count (Stats.Hits, Misses).
+type view uint8
+
+const (
+	engineView view = iota // the Engine: waits, counts
+	noWaitView             // NoWait: never waits, counts
+	rerunView              // Rerun: waits, counts nothing
+)
+
+func (v view) wait() bool   { return v != noWaitView }
+func (v view) counts() bool { return v != rerunView }
+
 // repeated takes back a lookup of the cache, a hit or a miss, if it
-// repeated one the same operation made (see stats.repeatHits). It costs
-// nothing on the path of a hit at the first try.
+// repeated one the same operation made, or its NoWait try did (see
+// stats.repeatHits). It costs nothing on the path of a hit at the first
+// try.
 func (e *Engine) repeated(repeat, hit bool) {
 	switch {
 	case !repeat:
@@ -500,16 +509,6 @@ func (e *Engine) repeated(repeat, hit bool) {
 	default:
 		e.stats.repeatMisses.Add(1)
 	}
-}
-
-// blocked returns err, first taking back the misses of an operation of
-// the NoWait view that failed with ErrWouldBlock: the command runs again
-// on the Engine, whose lookups count instead.
-func (e *Engine) blocked(err error, misses uint64) error {
-	if err == ErrWouldBlock {
-		e.stats.repeatMisses.Add(misses)
-	}
-	return err
 }
 
 // maxParallelLoads bounds the database reads one GetMany makes at once.
@@ -522,10 +521,10 @@ const maxParallelLoads = 16
 //
 // NoWait's GetMany fails with ErrWouldBlock instead of reading through.
 func (e *Engine) GetMany(ctx context.Context, user int64, channels []int64, out []cache.State) error {
-	return e.getMany(ctx, user, channels, out, true)
+	return e.getMany(ctx, user, channels, out, engineView)
 }
 
-func (e *Engine) getMany(ctx context.Context, user int64, channels []int64, out []cache.State, wait bool) error {
+func (e *Engine) getMany(ctx context.Context, user int64, channels []int64, out []cache.State, v view) error {
 	if e.closed.Load() {
 		return ErrClosed
 	}
@@ -536,6 +535,10 @@ func (e *Engine) getMany(ctx context.Context, user int64, channels []int64, out 
 	}
 	found = found[:len(channels)]
 	missing := e.table.GetMany(user, channels, out, found)
+	if !v.counts() {
+		e.stats.repeatHits.Add(uint64(len(channels) - missing))
+		e.stats.repeatMisses.Add(uint64(missing))
+	}
 	if missing == 0 {
 		return nil
 	}
@@ -547,17 +550,14 @@ func (e *Engine) getMany(ctx context.Context, user int64, channels []int64, out 
 		missing = left
 		return left
 	}
-	if !wait {
-		first := missing
+	if !v.wait() {
 		for i, ok := range found {
 			if !ok && !e.tryFill(cache.Key{User: user, Channel: channels[i]}) {
-				e.stats.repeatHits.Add(uint64(len(channels) - first))
-				return e.blocked(ErrWouldBlock, uint64(first))
+				return ErrWouldBlock
 			}
 		}
 		if again() > 0 {
-			e.stats.repeatHits.Add(uint64(len(channels) - first))
-			return e.blocked(ErrWouldBlock, uint64(first))
+			return ErrWouldBlock
 		}
 		return nil
 	}
@@ -565,7 +565,7 @@ func (e *Engine) getMany(ctx context.Context, user int64, channels []int64, out 
 	// the others into the cache: look again before loading them.
 	for i, ok := range found {
 		if !ok {
-			st, err := e.get(ctx, cache.Key{User: user, Channel: channels[i]}, true, true)
+			st, err := e.get(ctx, cache.Key{User: user, Channel: channels[i]}, rerunView)
 			if err != nil {
 				return err
 			}
@@ -585,7 +585,7 @@ func (e *Engine) getMany(ctx context.Context, user int64, channels []int64, out 
 	}
 	return inParallel(len(cold), func(j int) error {
 		i := cold[j]
-		st, err := e.get(ctx, cache.Key{User: user, Channel: channels[i]}, true, true)
+		st, err := e.get(ctx, cache.Key{User: user, Channel: channels[i]}, rerunView)
 		out[i] = st
 		return err
 	})
@@ -1201,11 +1201,12 @@ func (e *Engine) requeue(batch []Record, w int) {
 type Stats struct {
 	Entries, Capacity int64
 	// Hits and Misses count each read state an operation names once, at
-	// its first lookup, however often its read-through looks again; an
-	// operation of the NoWait view that fails with ErrWouldBlock counts
-	// nothing (it runs again on the Engine). A transaction counts a miss
-	// for each read state it had to read, then a hit for each operation
-	// on it.
+	// its first lookup, however often its read-through looks again. An
+	// operation of the NoWait view counts even if it fails with
+	// ErrWouldBlock: its run again on the Rerun view counts nothing. A
+	// transaction counts when it runs (NoWait's counts nothing if it
+	// would block): a miss for each read state it had to read, then a
+	// hit for each operation on it.
 	Hits, Misses, Evictions uint64
 	Dirty, Pending          int64
 	// Pinned counts dirty entries kept in the cache because the queue was full.

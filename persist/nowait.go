@@ -41,26 +41,61 @@ func (e *Engine) NoWait() ReadStates { return noWait{e} }
 
 // Incr is Engine.Incr, or ErrWouldBlock on a miss.
 func (n noWait) Incr(ctx context.Context, k cache.Key, delta int64) (int32, error) {
-	return n.e.incr(ctx, k, delta, false)
+	return n.e.incr(ctx, k, delta, noWaitView)
 }
 
 // Reset is Engine.Reset, or ErrWouldBlock on a miss.
 func (n noWait) Reset(ctx context.Context, k cache.Key, msgID int64, setMsg bool) (int32, error) {
-	return n.e.reset(ctx, k, msgID, setMsg, false)
+	return n.e.reset(ctx, k, msgID, setMsg, noWaitView)
 }
 
 // Get is Engine.Get, or ErrWouldBlock on a miss.
 func (n noWait) Get(ctx context.Context, k cache.Key) (cache.State, error) {
-	return n.e.get(ctx, k, false, false)
+	return n.e.get(ctx, k, noWaitView)
 }
 
 // GetMany is Engine.GetMany, or ErrWouldBlock if any channel misses.
 func (n noWait) GetMany(ctx context.Context, user int64, channels []int64, out []cache.State) error {
-	return n.e.getMany(ctx, user, channels, out, false)
+	return n.e.getMany(ctx, user, channels, out, noWaitView)
 }
 
 // Atomically is Engine.Atomically, or ErrWouldBlock, before fn runs, if a
 // read state of keys is not cached.
 func (n noWait) Atomically(ctx context.Context, keys []cache.Key, fn func(ReadStates)) error {
 	return n.e.atomically(ctx, keys, fn, false)
+}
+
+// rerun is the view of an Engine for an operation its NoWait view tried
+// first: the Engine's operations, whose lookups of the cache count
+// nothing, since the try counted them (Stats.Hits, Misses).
+type rerun struct{ e *Engine }
+
+// Rerun returns the engine's view for the operations its NoWait view
+// failed with ErrWouldBlock: an event loop's deferred commands run on it.
+func (e *Engine) Rerun() ReadStates { return rerun{e} }
+
+// Incr is Engine.Incr, counting no lookup.
+func (r rerun) Incr(ctx context.Context, k cache.Key, delta int64) (int32, error) {
+	return r.e.incr(ctx, k, delta, rerunView)
+}
+
+// Reset is Engine.Reset, counting no lookup.
+func (r rerun) Reset(ctx context.Context, k cache.Key, msgID int64, setMsg bool) (int32, error) {
+	return r.e.reset(ctx, k, msgID, setMsg, rerunView)
+}
+
+// Get is Engine.Get, counting no lookup.
+func (r rerun) Get(ctx context.Context, k cache.Key) (cache.State, error) {
+	return r.e.get(ctx, k, rerunView)
+}
+
+// GetMany is Engine.GetMany, counting no lookup.
+func (r rerun) GetMany(ctx context.Context, user int64, channels []int64, out []cache.State) error {
+	return r.e.getMany(ctx, user, channels, out, rerunView)
+}
+
+// Atomically is Engine.Atomically: a transaction's NoWait try counts
+// nothing, so this one counts.
+func (r rerun) Atomically(ctx context.Context, keys []cache.Key, fn func(ReadStates)) error {
+	return r.e.atomically(ctx, keys, fn, true)
 }

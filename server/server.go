@@ -131,6 +131,9 @@ type Backend interface {
 	// persist.ErrWouldBlock, changing nothing. The event loops run
 	// commands on it, and those that fail on a goroutine that may wait.
 	NoWait() persist.ReadStates
+	// Rerun is the view those commands then run on: it waits, and counts
+	// none of the cache lookups their NoWait try counted.
+	Rerun() persist.ReadStates
 }
 
 // ErrServerClosed is returned by Serve and ListenAndServe after Shutdown
@@ -269,6 +272,7 @@ func New(cfg Config, backend Backend) (*Server, error) {
 		ObserveRun:           cfg.ObserveRun,
 		Backend:              backend,
 		NoWait:               backend.NoWait(),
+		Rerun:                backend.Rerun(),
 		Stats:                backend,
 		Host:                 (*host)(s),
 		RequirePass:          cfg.RequirePass,

@@ -57,6 +57,7 @@ func main() {
 	d, err := commands.New(commands.Config{
 		Backend: engine,
 		NoWait:  engine.NoWait(),
+		Rerun:   engine.Rerun(),
 		Stats:   engine,
 		Host:    host{port: port},
 		Version: "loopbench",
