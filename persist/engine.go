@@ -153,6 +153,24 @@ type Engine struct {
 		// table's counts: keyspace_hits and keyspace_misses count one
 		// lookup per read state a command names, as Redis's do.
 		repeatHits, repeatMisses atomic.Uint64
+		// hits and misses are the last Hits and Misses Stats returned:
+		// a lookup counted and not yet taken back may have shown in
+		// one, and a counter must not go down (Prometheus would take
+		// it for a restart).
+		hits, misses highWater
+	}
+}
+
+// highWater is the highest value it has been shown.
+type highWater struct{ atomic.Uint64 }
+
+// of returns the highest of v and the values shown before.
+func (h *highWater) of(v uint64) uint64 {
+	for {
+		old := h.Load()
+		if v <= old || h.CompareAndSwap(old, v) {
+			return max(v, old)
+		}
 	}
 }
 
@@ -1252,7 +1270,7 @@ func (e *Engine) Stats() Stats {
 	ts := e.table.Stats()
 	st := Stats{
 		Entries: ts.Entries, Capacity: ts.Capacity,
-		Hits: ts.Hits - repeatHits, Misses: ts.Misses - repeatMisses, Evictions: ts.Evictions,
+		Hits: e.stats.hits.of(ts.Hits - repeatHits), Misses: e.stats.misses.of(ts.Misses - repeatMisses), Evictions: ts.Evictions,
 		Dirty: ts.Dirty, Pinned: ts.Pinned,
 		Loads: e.stats.loads.Load(), LoadErrors: e.stats.loadErrors.Load(),
 		Writes: e.stats.writes.Load(), WriteErrors: e.stats.writeErrors.Load(),
