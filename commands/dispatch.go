@@ -22,9 +22,10 @@ type Config struct {
 	// wait for its database (persist.Engine.NoWait). DispatchNoWait runs
 	// commands on it. Nil: DispatchNoWait runs them on Backend.
 	NoWait ReadStates
-	// Rerun is the view of Backend that Dispatch runs commands on: those
-	// DispatchNoWait deferred, whose cache lookups their first try
-	// counted (persist.Engine.Rerun). Nil: Backend.
+	// Rerun is the view of Backend that Dispatch runs a command on that
+	// DispatchNoWait deferred after looking its read states up: the
+	// lookups, counted there, are not counted again
+	// (persist.Engine.Rerun). Nil: Backend.
 	Rerun ReadStates
 	// Stats feeds INFO and DBSIZE; nil reports zeros.
 	Stats StatsSource
@@ -209,8 +210,7 @@ const maxNameLen = 32
 
 // Dispatch runs one command and writes exactly one reply to w (none if the
 // session is already closing). args[0] is the command name, matched
-// case-insensitively. ctx bounds the command's calls to the Backend,
-// on its Config.Rerun view: Dispatch runs what DispatchNoWait deferred.
+// case-insensitively. ctx bounds the command's calls to the Backend.
 //
 // It returns the command run (nil for an unknown command or empty args)
 // and whether its reply was an error. Its run time goes into the command
@@ -243,6 +243,7 @@ func (d *Dispatcher) dispatch(ctx context.Context, w Writer, s *Session, args []
 	s.failed, s.deferred = false, false
 	deferredAt := s.deferredAt // set if this is a deferred command's run
 	s.deferredAt = time.Time{}
+	s.rerun, s.looked = s.looked && !noWait, false
 	if len(args) == 0 {
 		// redcon never delivers an empty command; answer rather than stay
 		// silent so the reply stream stays in step.
@@ -324,8 +325,8 @@ func (d *Dispatcher) dispatch(ctx context.Context, w Writer, s *Session, args []
 }
 
 // readStates is the backend for s's current command: the view that never
-// waits under DispatchNoWait, the view for commands it deferred under
-// Dispatch.
+// waits under DispatchNoWait, and under Dispatch, the Rerun view for a
+// command whose try there looked its read states up.
 func (d *Dispatcher) readStates(s *Session) ReadStates {
 	if s.tx != nil {
 		return s.tx // inside EXEC
@@ -333,7 +334,10 @@ func (d *Dispatcher) readStates(s *Session) ReadStates {
 	if s.noWait {
 		return d.noWait
 	}
-	return d.rerun
+	if s.rerun {
+		return d.rerun
+	}
+	return d.backend
 }
 
 // denied reports whether s may not run admin commands (SHUTDOWN, CONFIG

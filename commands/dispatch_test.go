@@ -4,11 +4,14 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/readstates/readstates/cache"
 	"github.com/readstates/readstates/cluster"
+	"github.com/readstates/readstates/persist"
 )
 
 func args(s ...string) [][]byte {
@@ -441,5 +444,80 @@ func TestClusterHoldsMovingSlot(t *testing.T) {
 	d.Dispatch(context.Background(), w, s, args("RSINCR", "42", "7"))
 	if want := fmt.Sprintf("-MOVED %d 127.0.0.1:7003\r\n", cluster.Slot([]byte("42"))); string(w.b) != want {
 		t.Fatalf("after the hand-over: %q, want %q", w.b, want)
+	}
+}
+
+// taggedView records the view an Incr ran on; a blocking one fails it
+// with persist.ErrWouldBlock, as the engine's NoWait does on a miss.
+type taggedView struct {
+	ReadStates
+	name  string
+	block bool
+	used  *[]string
+}
+
+func (v taggedView) Incr(ctx context.Context, k cache.Key, delta int64) (int32, error) {
+	*v.used = append(*v.used, v.name)
+	if v.block {
+		return 0, persist.ErrWouldBlock
+	}
+	return v.ReadStates.Incr(ctx, k, delta)
+}
+
+// servingAfter answers TryAgain for its first n verdicts, then Serve.
+type servingAfter struct{ n int }
+
+func (c *servingAfter) Enter(int) (cluster.Verdict, string) {
+	if c.n > 0 {
+		c.n--
+		return cluster.TryAgain, ""
+	}
+	return cluster.Serve, ""
+}
+func (c *servingAfter) Exit(int)            {}
+func (c *servingAfter) View() *cluster.View { return nil }
+
+// TestRerunAfterALookup: Dispatch runs a command on Config.Rerun (whose
+// lookups count nothing) only if its DispatchNoWait try looked its read
+// states up; one deferred before that, by a slot being moved, runs on
+// Backend, whose lookups count.
+func TestRerunAfterALookup(t *testing.T) {
+	for _, c := range []struct {
+		name    string
+		cluster *servingAfter
+		want    []string
+	}{
+		{"deferred by a miss", nil, []string{"nowait", "rerun"}},
+		{"deferred by a moving slot", &servingAfter{n: 1}, []string{"backend"}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			var used []string
+			d, _ := newTestDispatcher(t, func(cfg *Config) {
+				b := cfg.Backend
+				cfg.Backend = taggedView{ReadStates: b, name: "backend", used: &used}
+				cfg.NoWait = taggedView{ReadStates: b, name: "nowait", block: true, used: &used}
+				cfg.Rerun = taggedView{ReadStates: b, name: "rerun", used: &used}
+				if c.cluster != nil {
+					cfg.Cluster = c.cluster
+				}
+			})
+			s := NewSession(1, "a", "b", time.Time{})
+			w := &bufWriter{}
+			d.DispatchNoWait(context.Background(), w, s, args("RSINCR", "42", "7"))
+			if !s.Deferred() {
+				t.Fatalf("not deferred: %q", w.b)
+			}
+			d.Dispatch(context.Background(), w, s, args("RSINCR", "42", "7"))
+			if string(w.b) != ":1\r\n" || !slices.Equal(used, c.want) {
+				t.Fatalf("reply %q, views %v; want :1 and %v", w.b, used, c.want)
+			}
+			// A command Dispatch runs with no try before it: Backend.
+			used = used[:0]
+			w.b = w.b[:0]
+			d.Dispatch(context.Background(), w, s, args("RSINCR", "42", "7"))
+			if !slices.Equal(used, []string{"backend"}) {
+				t.Fatalf("a command Dispatch runs without a try first: views %v, want [backend]", used)
+			}
+		})
 	}
 }

@@ -148,7 +148,7 @@ func exec(ctx context.Context, d *Dispatcher, w Writer, s *Session, _ [][]byte) 
 		s.multi = nil
 		s.failed = false // EXEC itself succeeded, whatever its commands did
 	case errors.Is(err, persist.ErrWouldBlock):
-		s.deferred = true // run again where it may wait; the queue stays
+		s.deferred, s.looked = true, true // run again where it may wait; the queue stays
 	default:
 		s.multi = nil
 		s.writeError(w, backendError(err))

@@ -137,7 +137,7 @@ func rsMGet(ctx context.Context, d *Dispatcher, w Writer, s *Session, args [][]b
 // Dispatch), so it writes nothing.
 func (s *Session) writeBackendError(w Writer, err error) {
 	if errors.Is(err, persist.ErrWouldBlock) {
-		s.deferred = true
+		s.deferred, s.looked = true, true
 		return
 	}
 	s.writeError(w, backendError(err))

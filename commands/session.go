@@ -35,13 +35,18 @@ type Session struct {
 	// deferredAt: when the deferred command was first dispatched, until
 	// the run that answers it.
 	deferredAt time.Time
-	noWait     bool // the current command runs on the view that never waits
-	scratch    []byte
-	ids        []int64       // RSMGET's channel_ids
-	states     []cache.State // RSMGET's results before they are written
-	ahead      []cache.Key   // Prefetch's keys
-	multi      *txQueue      // between MULTI and EXEC (nil otherwise)
-	replyOff   bool          // CLIENT REPLY OFF
+	// looked: the deferred command's try looked its read states up in
+	// the cache (it was not deferred before, by a slot being moved), so
+	// that its run again goes to Config.Rerun, which counts no lookup;
+	// rerun: the current command is that run.
+	looked, rerun bool
+	noWait        bool // the current command runs on the view that never waits
+	scratch       []byte
+	ids           []int64       // RSMGET's channel_ids
+	states        []cache.State // RSMGET's results before they are written
+	ahead         []cache.Key   // Prefetch's keys
+	multi         *txQueue      // between MULTI and EXEC (nil otherwise)
+	replyOff      bool          // CLIENT REPLY OFF
 	// Client-side caching (tracking.go). track is the mode, written by
 	// the connection's goroutine and read by the tracker.
 	track      atomic.Int32

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 
 	"github.com/readstates/readstates/cache"
 )
@@ -14,10 +15,14 @@ import (
 // locked; if one was evicted in between, it loads again, a bounded number
 // of times. fn runs once.
 func (e *Engine) Atomically(ctx context.Context, keys []cache.Key, fn func(ReadStates)) error {
-	return e.atomically(ctx, keys, fn, true)
+	return e.atomically(ctx, keys, fn, engineView)
 }
 
-func (e *Engine) atomically(ctx context.Context, keys []cache.Key, fn func(ReadStates), wait bool) error {
+// A transaction counts a hit or a miss for each read state of its keys
+// once, at its first try (Stats.Hits): its commands' lookups are taken
+// back (txView), and so are its looks again after a read-through, and all
+// of a Rerun's.
+func (e *Engine) atomically(ctx context.Context, keys []cache.Key, fn func(ReadStates), v view) error {
 	if e.closed.Load() {
 		return ErrClosed
 	}
@@ -27,26 +32,32 @@ func (e *Engine) atomically(ctx context.Context, keys []cache.Key, fn func(ReadS
 			fn(&txView{e: e, l: l, changed: &changed})
 		})
 		if ok {
+			if attempt == 0 && v.counts() {
+				e.stats.txHits.Add(uint64(countDistinct(keys)))
+			}
 			if changed {
 				return e.commit()
 			}
 			return nil
 		}
-		if !wait {
+		first := attempt == 0 && v.counts()
+		if !v.wait() {
+			// The first look: what is cached and what is not.
+			for _, k := range distinct(keys) {
+				_, _ = e.table.Get(k)
+			}
 			return ErrWouldBlock
 		}
 		if attempt >= maxLoadAttempts {
 			return fmt.Errorf("a transaction's %d read states were evicted %d times while being loaded: the cache is too small for them", len(keys), attempt)
 		}
 		var missing []cache.Key
-		for _, k := range keys {
+		for _, k := range distinct(keys) {
 			_, err := e.table.Get(k)
 			if err == cache.ErrMiss {
 				missing = append(missing, k)
 			}
-			// fn's operations count the hits; a miss counts at the
-			// first look only.
-			e.repeated(err != cache.ErrMiss || attempt > 0, err != cache.ErrMiss)
+			e.repeated(!first, err != cache.ErrMiss)
 		}
 		// Concurrently, as GetMany: a cold transaction takes about one
 		// database round trip per attempt, not one per read state.
@@ -83,6 +94,7 @@ func (v *txView) Incr(_ context.Context, k cache.Key, delta int64) (int32, error
 		return 0, err
 	}
 	n, err := v.l.Incr(k, delta)
+	v.e.repeated(true, err != cache.ErrMiss)
 	if err == cache.ErrMiss {
 		return 0, errNotLocked
 	}
@@ -95,6 +107,7 @@ func (v *txView) Reset(_ context.Context, k cache.Key, msgID int64, setMsg bool)
 		return 0, err
 	}
 	n, err := v.l.Reset(k, msgID, setMsg)
+	v.e.repeated(true, err != cache.ErrMiss)
 	if err == cache.ErrMiss {
 		return 0, errNotLocked
 	}
@@ -104,6 +117,7 @@ func (v *txView) Reset(_ context.Context, k cache.Key, msgID int64, setMsg bool)
 
 func (v *txView) Get(_ context.Context, k cache.Key) (cache.State, error) {
 	st, err := v.l.Get(k)
+	v.e.repeated(true, err != cache.ErrMiss)
 	if err == cache.ErrMiss {
 		return st, errNotLocked
 	}
@@ -123,4 +137,40 @@ func (v *txView) GetMany(ctx context.Context, user int64, channels []int64, out 
 
 func (v *txView) Atomically(context.Context, []cache.Key, func(ReadStates)) error {
 	return errors.New("transactions do not nest")
+}
+
+// distinct returns keys without repeats, in their order; keys itself if
+// it has none.
+func distinct(keys []cache.Key) []cache.Key {
+	if countDistinct(keys) == len(keys) {
+		return keys
+	}
+	seen := make(map[cache.Key]bool, len(keys))
+	out := make([]cache.Key, 0, len(keys))
+	for _, k := range keys {
+		if !seen[k] {
+			seen[k] = true
+			out = append(out, k)
+		}
+	}
+	return out
+}
+
+// countDistinct returns how many different keys keys holds, without
+// allocating for a transaction of a few.
+func countDistinct(keys []cache.Key) int {
+	if len(keys) > 16 {
+		seen := make(map[cache.Key]struct{}, len(keys))
+		for _, k := range keys {
+			seen[k] = struct{}{}
+		}
+		return len(seen)
+	}
+	n := 0
+	for i, k := range keys {
+		if !slices.Contains(keys[:i], k) {
+			n++
+		}
+	}
+	return n
 }

@@ -153,6 +153,10 @@ type Engine struct {
 		// table's counts: keyspace_hits and keyspace_misses count one
 		// lookup per read state a command names, as Redis's do.
 		repeatHits, repeatMisses atomic.Uint64
+		// txHits are the hits of transactions that found every read
+		// state cached at once: a transaction counts a read state once,
+		// where its commands' lookups (taken back) count one per command.
+		txHits atomic.Uint64
 		// hits and misses are the last Hits and Misses Stats returned:
 		// a lookup counted and not yet taken back may have shown in
 		// one, and a counter must not go down (Prometheus would take
@@ -1222,9 +1226,8 @@ type Stats struct {
 	// its first lookup, however often its read-through looks again. An
 	// operation of the NoWait view counts even if it fails with
 	// ErrWouldBlock: its run again on the Rerun view counts nothing. A
-	// transaction counts when it runs (NoWait's counts nothing if it
-	// would block): a miss for each read state it had to read, then a
-	// hit for each operation on it.
+	// transaction counts each read state of its keys once, at its first
+	// try, however many of its commands name it.
 	Hits, Misses, Evictions uint64
 	Dirty, Pending          int64
 	// Pinned counts dirty entries kept in the cache because the queue was full.
@@ -1268,6 +1271,7 @@ func (e *Engine) Stats() Stats {
 	// taken back, so the table's counts read after them cover them.
 	repeatHits, repeatMisses := e.stats.repeatHits.Load(), e.stats.repeatMisses.Load()
 	ts := e.table.Stats()
+	ts.Hits += e.stats.txHits.Load()
 	st := Stats{
 		Entries: ts.Entries, Capacity: ts.Capacity,
 		Hits: e.stats.hits.of(ts.Hits - repeatHits), Misses: e.stats.misses.of(ts.Misses - repeatMisses), Evictions: ts.Evictions,

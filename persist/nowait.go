@@ -62,7 +62,7 @@ func (n noWait) GetMany(ctx context.Context, user int64, channels []int64, out [
 // Atomically is Engine.Atomically, or ErrWouldBlock, before fn runs, if a
 // read state of keys is not cached.
 func (n noWait) Atomically(ctx context.Context, keys []cache.Key, fn func(ReadStates)) error {
-	return n.e.atomically(ctx, keys, fn, false)
+	return n.e.atomically(ctx, keys, fn, noWaitView)
 }
 
 // rerun is the view of an Engine for an operation its NoWait view tried
@@ -94,8 +94,7 @@ func (r rerun) GetMany(ctx context.Context, user int64, channels []int64, out []
 	return r.e.getMany(ctx, user, channels, out, rerunView)
 }
 
-// Atomically is Engine.Atomically: a transaction's NoWait try counts
-// nothing, so this one counts.
+// Atomically is Engine.Atomically, counting no lookup.
 func (r rerun) Atomically(ctx context.Context, keys []cache.Key, fn func(ReadStates)) error {
-	return r.e.atomically(ctx, keys, fn, true)
+	return r.e.atomically(ctx, keys, fn, rerunView)
 }

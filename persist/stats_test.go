@@ -125,18 +125,41 @@ func TestHitsAndMissesCountOnce(t *testing.T) {
 
 	t.Run("Atomically", func(t *testing.T) {
 		e, since := setup(t)
-		keys := []cache.Key{{User: 2, Channel: 0}, {User: 3, Channel: 0}}
-		err := e.Atomically(ctx, keys, func(rs ReadStates) {
-			for _, k := range keys {
-				if _, err := rs.Incr(ctx, k, 1); err != nil {
-					t.Error(err)
+		k2, k3 := cache.Key{User: 2, Channel: 0}, cache.Key{User: 3, Channel: 0}
+		incrAll := func(keys []cache.Key) func(ReadStates) {
+			return func(rs ReadStates) {
+				for _, k := range keys {
+					if _, err := rs.Incr(ctx, k, 1); err != nil {
+						t.Error(err)
+					}
 				}
 			}
-		})
-		if err != nil {
+		}
+		// Cold, on the Engine: a miss per read state, however many
+		// commands name it.
+		keys := []cache.Key{k2, k3, k2}
+		if err := e.Atomically(ctx, keys, incrAll(keys)); err != nil {
 			t.Fatal(err)
 		}
-		check(t, "a cold transaction of two Incr", since(), counts{2, 2})
+		check(t, "a cold transaction of three Incr of two read states", since(), counts{0, 2})
+		// Cached, on NoWait: a hit per read state.
+		if err := e.NoWait().Atomically(ctx, keys, incrAll(keys)); err != nil {
+			t.Fatal(err)
+		}
+		check(t, "then the same, cached", since(), counts{2, 2})
+		// Cold on NoWait: it counts; prefetched, then run again on
+		// Rerun: nothing more.
+		k4 := cache.Key{User: 1, Channel: 0}
+		keys = []cache.Key{k4, k2, k4}
+		if err := e.NoWait().Atomically(ctx, keys, incrAll(keys)); !errors.Is(err, ErrWouldBlock) {
+			t.Fatalf("NoWait transaction with a cold read state: %v, want ErrWouldBlock", err)
+		}
+		check(t, "then a NoWait transaction that would block", since(), counts{3, 3})
+		e.Prefetch(ctx, []cache.Key{k4})
+		if err := e.Rerun().Atomically(ctx, keys, incrAll(keys)); err != nil {
+			t.Fatal(err)
+		}
+		check(t, "then its run again", since(), counts{3, 3})
 	})
 }
 
