@@ -205,8 +205,15 @@ func TestCassandraRestart(t *testing.T) {
 	sp.restart()
 	verifyAll(t, ctx, sp, m, nil, "after SIGTERM and restart")
 	c := sp.goRedis(t, 2)
-	if n, ok := infoInt(t, infoFields(t, ctx, c, "stats"), "keyspace_misses"); !ok || n < 2000 {
-		t.Errorf("INFO keyspace_misses after reading 2,000 read states into a new process: got %d, want at least 2000", n)
+	// One lookup counted per read state each RSMGET names, as Redis
+	// counts keyspace_hits and _misses, however often a read-through
+	// looks again; the warm restart may have brought back at most the
+	// cache's 500, so the rest missed.
+	stats := infoFields(t, ctx, c, "stats")
+	hits, _ := infoInt(t, stats, "keyspace_hits")
+	misses, ok := infoInt(t, stats, "keyspace_misses")
+	if !ok || hits+misses != 2000 || misses < 1500 {
+		t.Errorf("INFO after reading 2,000 read states into a new process with a cache of 500: keyspace_hits %d, keyspace_misses %d; want 2000 lookups, at least 1500 misses", hits, misses)
 	}
 	if n, ok := infoInt(t, infoFields(t, ctx, c, "persistence"), "store_user_loads"); !ok || n == 0 {
 		t.Errorf("INFO store_user_loads after reading 2,000 read states into a new process: got %d, want > 0", n)
