@@ -415,14 +415,20 @@ func TestClusterRouting(t *testing.T) {
 	}
 }
 
-// movingCluster answers TryAgain for its first n verdicts, then Moved:
-// a slot whose hand-over ends.
-type movingCluster struct{ n int }
+// movingCluster answers TryAgain for its first n verdicts, then Moved (a
+// slot whose hand-over ends), or Serve if serve is set.
+type movingCluster struct {
+	n     int
+	serve bool
+}
 
 func (c *movingCluster) Enter(int) (cluster.Verdict, string) {
-	if c.n > 0 {
+	switch {
+	case c.n > 0:
 		c.n--
 		return cluster.TryAgain, ""
+	case c.serve:
+		return cluster.Serve, ""
 	}
 	return cluster.Moved, "127.0.0.1:7003"
 }
@@ -464,19 +470,6 @@ func (v taggedView) Incr(ctx context.Context, k cache.Key, delta int64) (int32, 
 	return v.ReadStates.Incr(ctx, k, delta)
 }
 
-// servingAfter answers TryAgain for its first n verdicts, then Serve.
-type servingAfter struct{ n int }
-
-func (c *servingAfter) Enter(int) (cluster.Verdict, string) {
-	if c.n > 0 {
-		c.n--
-		return cluster.TryAgain, ""
-	}
-	return cluster.Serve, ""
-}
-func (c *servingAfter) Exit(int)            {}
-func (c *servingAfter) View() *cluster.View { return nil }
-
 // TestRerunAfterALookup: Dispatch runs a command on Config.Rerun (whose
 // lookups count nothing) only if its DispatchNoWait try looked its read
 // states up; one deferred before that, by a slot being moved, runs on
@@ -484,11 +477,11 @@ func (c *servingAfter) View() *cluster.View { return nil }
 func TestRerunAfterALookup(t *testing.T) {
 	for _, c := range []struct {
 		name    string
-		cluster *servingAfter
+		cluster *movingCluster
 		want    []string
 	}{
 		{"deferred by a miss", nil, []string{"nowait", "rerun"}},
-		{"deferred by a moving slot", &servingAfter{n: 1}, []string{"backend"}},
+		{"deferred by a moving slot", &movingCluster{n: 1, serve: true}, []string{"backend"}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			var used []string
