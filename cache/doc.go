@@ -22,7 +22,8 @@
 // about 37.6 bytes of arena per read state, and a hit usually reads one
 // cache line (two slots) with no other memory access. Deletion shifts the
 // rest of the probe run back (no tombstones), so a table under constant
-// eviction never degrades.
+// eviction never fills with them (see Eviction for how its runs stay
+// short).
 //
 //	entry (32 bytes): user int64 | channel int64 | last_message_id int64 |
 //	                  mention_count int32 | meta uint32 (flags, version)
@@ -32,7 +33,11 @@
 // A shard at capacity evicts by CLOCK: a hit sets a reference bit in the
 // entry it already touched (no extra memory access, unlike an LRU list);
 // the hand clears bits and takes the first entry whose bit is clear. A
-// clean entry is dropped. A dirty one is offered to Config.WriteBack.
+// clean entry is dropped. A dirty one is offered to Config.WriteBack. The
+// hand visits a shard's slots a fixed stride apart, not in order, so
+// evictions are spread over the shard and its probe runs stay as short
+// as at random: a hand that swept the slots in order left the region
+// ahead of it near full, one long probe run.
 //
 // # Write-behind contract
 //

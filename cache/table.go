@@ -103,7 +103,9 @@ type shard struct {
 	// evictLocked).
 	refusing bool
 	loading  int
-	hand     uint64
+	// The CLOCK hand visits every slot once a turn, stride slots apart
+	// (stride and n coprime): see sweepLocked.
+	hand, stride uint64
 
 	hits, misses, evictions, pinned uint64
 
@@ -146,6 +148,7 @@ func New(cfg Config) (*Table, error) {
 		s := &t.shards[i]
 		s.slots = arena[i*perShard : (i+1)*perShard : (i+1)*perShard]
 		s.n = uint64(perShard)
+		s.stride = handStride(s.n)
 		// The limits add up to Entries exactly; none is zero.
 		s.limit = shardLimit(cfg.Entries, shards, i)
 	}
@@ -226,6 +229,16 @@ func (s *shard) getLocked(k Key, home uint64) (State, error) {
 		return State{}, ErrMiss
 	}
 	return State{MentionCount: e.mentions, LastMessageID: e.lastMsg}, nil
+}
+
+// Contains reports whether k is cached or being loaded. It is not a use of
+// k: it counts no hit or miss and leaves k's reference bit alone.
+func (t *Table) Contains(k Key) bool {
+	s, home := t.locate(k)
+	s.mu.Lock()
+	_, ok := s.findLocked(k, home)
+	s.mu.Unlock()
+	return ok
 }
 
 // Incr adds delta to the mention count of k and returns the new count. A
@@ -424,11 +437,37 @@ func (t *Table) sweepLocked(s *shard, clearRefs bool) bool {
 				steps = min(steps, s.n)
 			}
 		}
-		if s.hand++; s.hand == s.n {
-			s.hand = 0
+		if s.hand += s.stride; s.hand >= s.n {
+			s.hand -= s.n
 		}
 	}
 	return false
+}
+
+// handStride returns the step of a shard's CLOCK hand over its n slots:
+// the integer nearest n/φ that is coprime with n, so that the hand visits
+// every slot once a turn and any run of visits is spread evenly over the
+// shard. A hand that walked the slots in order evicted a region of them at
+// a time: the region just swept was emptier than the table and the one
+// ahead of the hand, filled by a whole turn of inserts, was near full,
+// and in a linear-probing table a near-full region is one long probe run
+// that every lookup, insert and deletion there walks.
+func handStride(n uint64) uint64 {
+	if n <= 2 {
+		return 1
+	}
+	st := uint64(float64(n)*0.6180339887498949) | 1
+	for gcd(st, n) != 1 {
+		st++
+	}
+	return st
+}
+
+func gcd(a, b uint64) uint64 {
+	for b != 0 {
+		a, b = b, a%b
+	}
+	return a
 }
 
 // retryWriteBackLocked offers the first dirty entry from the hand on to

@@ -74,10 +74,17 @@ func fill(tb interface {
 	Fill(Key, State, int64, func() bool) bool
 }, n int) {
 	for i := range n {
-		k := Key{User: int64(i), Channel: int64(i) * 31}
-		if ok, _ := tb.Reserve(k); ok {
-			tb.Fill(k, State{MentionCount: 1, LastMessageID: int64(i)}, 0, nil)
-		}
+		fill1(tb, Key{User: int64(i), Channel: int64(i) * 31})
+	}
+}
+
+// fill1 loads k as a read-through does.
+func fill1(tb interface {
+	Reserve(Key) (bool, error)
+	Fill(Key, State, int64, func() bool) bool
+}, k Key) {
+	if ok, _ := tb.Reserve(k); ok {
+		tb.Fill(k, State{MentionCount: 1, LastMessageID: k.User}, 0, nil)
 	}
 }
 
@@ -279,4 +286,40 @@ func cachedUntouched(tb *Table, k Key) bool {
 	defer s.mu.Unlock()
 	_, ok := s.findLocked(k, home)
 	return ok
+}
+
+// TestEvictionKeepsProbeRunsShort: a full shard under constant eviction
+// of read states nobody uses again (a stream of misses, each read once)
+// keeps its probe runs as short as a shard filled at random. A hand that
+// swept the slots in order left the region ahead of it near full, one
+// probe run of thousands of slots that every lookup and deletion there
+// walked.
+func TestEvictionKeepsProbeRunsShort(t *testing.T) {
+	const entries = 16 << 10
+	tb := newTable(t, Config{Entries: entries, Shards: 1})
+	fill(tb, entries)
+	s := &tb.shards[0]
+	atFill := longestRun(s)
+	for i := range 20 * entries {
+		fill1(tb, Key{User: int64(entries + i), Channel: 7})
+	}
+	after := longestRun(s)
+	t.Logf("longest probe run: %d slots when filled, %d after %d evictions (%d slots)", atFill, after, 20*entries, s.n)
+	if after > 2*atFill+64 {
+		t.Fatalf("longest probe run grew from %d to %d slots under eviction", atFill, after)
+	}
+}
+
+// longestRun returns the most used slots in a row in s.
+func longestRun(s *shard) int {
+	best, run := 0, 0
+	for i := range 2 * s.n { // twice round: a run may wrap
+		if s.slots[i%s.n].meta&metaUsed != 0 {
+			run++
+			best = max(best, run)
+		} else {
+			run = 0
+		}
+	}
+	return min(best, int(s.n))
 }

@@ -35,15 +35,23 @@ type store interface {
 	get(k Key) State
 }
 
+// loader is a store that evicts: load brings in k, a key it lacks, as a
+// read-through does (Reserve, then Fill), evicting another.
+type loader interface {
+	load(k Key)
+}
+
 type arenaStore struct{ t *Table }
 
 func (a arenaStore) incr(k Key, d int64) { a.t.Incr(k, d) }
 func (a arenaStore) get(k Key) State     { s, _ := a.t.Get(k); return s }
+func (a arenaStore) load(k Key)          { fill1(a.t, k) }
 
 type ptrStore struct{ t *ptrTable }
 
 func (p ptrStore) incr(k Key, d int64) { p.t.Incr(k, d) }
 func (p ptrStore) get(k Key) State     { s, _ := p.t.Get(k); return s }
+func (p ptrStore) load(k Key)          { fill1(p.t, k) }
 
 type valueMap struct {
 	mu sync.Mutex
@@ -198,6 +206,18 @@ func benchImpl(b *testing.B, name string, size int, build func() store) {
 			}
 		})
 	})
+	if l, ok := s.(loader); ok {
+		// Every op a miss of a new key on a full table: its eviction
+		// (the CLOCK sweep and the deletion's shift) is what a miss, and
+		// each read state of a partition read, pays under a shard lock.
+		b.Run(name+"/evict", func(b *testing.B) {
+			i := int64(size)
+			for b.Loop() {
+				l.load(Key{User: i, Channel: i * 31})
+				i++
+			}
+		})
+	}
 	switch s := s.(type) {
 	case arenaStore:
 		s.t.Close()
