@@ -156,6 +156,16 @@ func (t *ptrTable) getLocked(s *ptrShard, k Key) (State, error) {
 	return it.state, nil
 }
 
+// Contains reports whether k is cached or being loaded, counting nothing
+// and leaving its recency alone.
+func (t *ptrTable) Contains(k Key) bool {
+	s := t.shardOf(k)
+	s.mu.Lock()
+	_, ok := s.items[k]
+	s.mu.Unlock()
+	return ok
+}
+
 // Incr adds delta to the mention count of k and returns the new count. A
 // result below zero is stored as zero; a result above math.MaxInt32 is
 // refused with ErrOverflow. It returns ErrMiss if k is not cached.

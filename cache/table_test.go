@@ -82,6 +82,26 @@ func TestOperations(t *testing.T) {
 	}
 }
 
+// TestContains: Contains sees a cached key and a loading placeholder, and
+// is not a use: it counts no hit or miss.
+func TestContains(t *testing.T) {
+	tb := newTable(t, Config{Entries: 100})
+	cached, loading, absent := Key{User: 1, Channel: 1}, Key{User: 1, Channel: 2}, Key{User: 1, Channel: 3}
+	load(t, tb, cached, State{})
+	if ok, err := tb.Reserve(loading); !ok || err != nil {
+		t.Fatalf("Reserve: %v, %v", ok, err)
+	}
+	before := tb.Stats()
+	for k, want := range map[Key]bool{cached: true, loading: true, absent: false} {
+		if got := tb.Contains(k); got != want {
+			t.Errorf("Contains(%v) = %v, want %v", k, got, want)
+		}
+	}
+	if after := tb.Stats(); after.Hits != before.Hits || after.Misses != before.Misses {
+		t.Errorf("Contains counted: hits %d -> %d, misses %d -> %d", before.Hits, after.Hits, before.Misses, after.Misses)
+	}
+}
+
 func TestGetMany(t *testing.T) {
 	tb := newTable(t, Config{Entries: 100})
 	load(t, tb, Key{1, 10}, State{3, 30})

@@ -314,7 +314,7 @@ func (e *Engine) tryFill(k cache.Key) bool {
 // for them: the users' partitions concurrently, at most maxParallelLoads
 // at once, each user's keys in the order given. Errors are dropped: the
 // operations that follow read through again, and report them. It may
-// reorder keys.
+// overwrite keys.
 func (e *Engine) Prefetch(ctx context.Context, keys []cache.Key) {
 	if e.closed.Load() || len(keys) == 0 {
 		return
@@ -323,6 +323,18 @@ func (e *Engine) Prefetch(ctx context.Context, keys []cache.Key) {
 	// cached then: a window larger than a small cache would only evict
 	// itself.
 	keys = keys[:min(len(keys), max(e.users.capacity/8, 1))]
+	// Most of a pipeline is usually cached: those keys cost a lookup each
+	// here, and no flight, goroutine or garbage.
+	cold := keys[:0]
+	for _, k := range keys {
+		if !e.table.Contains(k) {
+			cold = append(cold, k)
+		}
+	}
+	keys = cold
+	if len(keys) == 0 {
+		return
+	}
 	slices.SortStableFunc(keys, func(a, b cache.Key) int { return cmp.Compare(a.User, b.User) })
 	var starts []int // where each user's keys begin
 	for i, k := range keys {

@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"math"
+	"slices"
 	"strings"
 	"sync"
 
@@ -38,6 +39,11 @@ type Store struct {
 	mu     sync.RWMutex
 	db     *pebble.DB // nil once closed; REQUIRES: mu held
 	logger *slog.Logger
+	// scratch holds *[]persist.Record that LoadUser reads a partition into
+	// before it copies it out at its size: a slice grown record by record
+	// left twice the garbage, and a cache miss's garbage is what the
+	// collector runs for.
+	scratch sync.Pool
 }
 
 // On-disk format. The key is (user, channel) as two big-endian uint64s, so
@@ -144,7 +150,12 @@ func (p *Store) LoadUser(ctx context.Context, user int64, limit int) ([]persist.
 	if err != nil {
 		return nil, fmt.Errorf("pebble: load the read states of user %d: %w", user, err)
 	}
-	var recs []persist.Record
+	bp, _ := p.scratch.Get().(*[]persist.Record)
+	if bp == nil {
+		bp = new([]persist.Record)
+	}
+	defer p.scratch.Put(bp)
+	recs := (*bp)[:0]
 	for ok := it.First(); ok && len(recs) < limit; ok = it.Next() {
 		k := it.Key()
 		if len(k) != pebbleKeyLen {
@@ -163,11 +174,21 @@ func (p *Store) LoadUser(ctx context.Context, user int64, limit int) ([]persist.
 	if cerr := it.Close(); err == nil {
 		err = cerr
 	}
+	if cap(recs) <= maxScratch {
+		*bp = recs
+	}
 	if err != nil {
 		return nil, fmt.Errorf("pebble: load the read states of user %d: %w", user, err)
 	}
-	return recs, nil
+	if len(recs) == 0 {
+		return nil, nil
+	}
+	return slices.Clone(recs), nil
 }
+
+// maxScratch bounds the records a pooled LoadUser buffer keeps: a page of
+// the default size, so a rare larger one is not held.
+const maxScratch = persist.DefaultUserPage
 
 // Write stores recs in one atomic batch and returns once it is fsynced.
 // Records may come in any order and may repeat keys; per key the highest
