@@ -10,10 +10,13 @@
 # the machine's floor beside it. BINS names the servers to run, one after
 # the other ("label=path ...", default the current build) to compare
 # builds in one run; "label=VAR=value,...:path" runs path with those
-# environment variables set. Output: bench-results/misses.txt.
+# environment variables set. SLOW=1ms also runs each server with
+# --slow-seconds 1ms and sums its slow seconds by cause against the
+# floor (tools/slowseconds). Output: bench-results/misses.txt.
 #   KEYS=4000000 SHARE=95 RATE=20000 CONNS=16 DURATION=3m bash scripts/misses.sh
 #   BINS="before=/tmp/readstates-old after=bin/readstates" bash scripts/misses.sh
 #   BINS="loopPs=bin/readstates before=GOMAXPROCS=2:bin/readstates" bash scripts/misses.sh
+#   SHARE=150 SLOW=1ms BINS="before=/tmp/readstates-old after=bin/readstates" bash scripts/misses.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/loadlib.sh
@@ -24,7 +27,7 @@ share=${SHARE:-95}
 txt=$out/misses.txt
 
 go build -o bin/rsload ./cmd/rsload
-(cd tools && go build -o ../bin/floor ./floor)
+(cd tools && go build -o ../bin/floor ./floor && go build -o ../bin/slowseconds ./slowseconds)
 go build -o bin/readstates ./cmd/readstates
 
 cache=$((keys * share / 100))
@@ -36,7 +39,7 @@ if [[ $bin == *:* ]]; then envs=${bin%:*} bin=${bin##*:}; fi
 echo "== $label: $bin ${envs:+(with $envs)}" | tee -a "$txt"
 for kv in ${envs//,/ }; do export "${kv?}"; done
 mport=$((30000 + RANDOM % 10000))
-start_server "$bin" "$cache" "$out/misses-$label-server.log" --metrics-addr "127.0.0.1:$mport"
+start_server "$bin" "$cache" "$out/misses-$label-server.log" --metrics-addr "127.0.0.1:$mport" ${SLOW:+--slow-seconds "$SLOW"}
 loads() { curl -s "127.0.0.1:$mport/metrics" | grep '^readstates_store_load_duration_seconds_bucket'; }
 preload "$keys" | tee -a "$txt"
 redis-cli -p "$port" config set latency-tracking-info-percentiles "50 99 99.9 99.99 100" >/dev/null
@@ -66,5 +69,9 @@ field() { grep -m1 "^$1:" <<<"$2" | cut -d: -f2-; }
 		awk '{printf "  <= %s s: %d\n", $1, $3 - $2}' | sort -n -k4
 } | tee -a "$txt"
 stop_server
+if [ -n "${SLOW:-}" ]; then
+	echo "== slow seconds (--slow-seconds $SLOW), against the floor" | tee -a "$txt"
+	./bin/slowseconds -floor "$out/misses-$label-floor.csv" -late "$SLOW" "$out/misses-$label-server.log" | tee -a "$txt"
+fi
 for kv in ${envs//,/ }; do unset "${kv%%=*}"; done
 done
