@@ -445,9 +445,9 @@ func (t *Table) sweepLocked(s *shard, clearRefs bool) bool {
 }
 
 // handStride returns the step of a shard's CLOCK hand over its n slots:
-// the integer nearest n/φ that is coprime with n, so that the hand visits
-// every slot once a turn and any run of visits is spread evenly over the
-// shard. A hand that walked the slots in order evicted a region of them at
+// the first odd integer from ⌊n/φ⌋ up that is coprime with n, so that the
+// hand visits every slot once a turn and any run of visits is spread
+// evenly over the shard. A hand that walked the slots in order evicted a region of them at
 // a time: the region just swept was emptier than the table and the one
 // ahead of the hand, filled by a whole turn of inserts, was near full,
 // and in a linear-probing table a near-full region is one long probe run
@@ -470,9 +470,9 @@ func gcd(a, b uint64) uint64 {
 	return a
 }
 
-// retryWriteBackLocked offers the first dirty entry from the hand on to
-// WriteBack, and reports whether it was accepted (the entry is then clean
-// and s.refusing false).
+// retryWriteBackLocked offers the first dirty entry in slot order from
+// the hand on to WriteBack, and reports whether it was accepted (the
+// entry is then clean and s.refusing false).
 func (t *Table) retryWriteBackLocked(s *shard) bool {
 	if s.dirty == 0 {
 		s.refusing = false

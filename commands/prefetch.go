@@ -7,9 +7,9 @@ import (
 )
 
 // Prefetcher is what Dispatcher.Prefetch needs of the backend
-// (persist.Engine.Prefetch): load the read states of keys that are not
-// cached, concurrently, and wait for them. Errors are the commands' to
-// report when they run.
+// (persist.Engine.Prefetch): load the read states of keys that are
+// neither cached nor being loaded, concurrently, and wait for them.
+// Errors are the commands' to report when they run.
 type Prefetcher interface {
 	Prefetch(ctx context.Context, keys []cache.Key)
 }

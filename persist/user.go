@@ -310,11 +310,12 @@ func (e *Engine) tryFill(k cache.Key) bool {
 	return true
 }
 
-// Prefetch loads the read states of keys that are not cached and waits
-// for them: the users' partitions concurrently, at most maxParallelLoads
-// at once, each user's keys in the order given. Errors are dropped: the
-// operations that follow read through again, and report them. It may
-// overwrite keys.
+// Prefetch loads the read states of keys that are neither cached nor
+// being loaded, and waits for them (a key being loaded is left to its
+// load, which the operation that needs it joins): the users' partitions
+// concurrently, at most maxParallelLoads at once, each user's keys in the
+// order given. Errors are dropped: the operations that follow read
+// through again, and report them. It may overwrite keys.
 func (e *Engine) Prefetch(ctx context.Context, keys []cache.Key) {
 	if e.closed.Load() || len(keys) == 0 {
 		return
