@@ -447,11 +447,11 @@ func (t *Table) sweepLocked(s *shard, clearRefs bool) bool {
 // handStride returns the step of a shard's CLOCK hand over its n slots:
 // the first odd integer from ⌊n/φ⌋ up that is coprime with n, so that the
 // hand visits every slot once a turn and any run of visits is spread
-// evenly over the shard. A hand that walked the slots in order evicted a region of them at
-// a time: the region just swept was emptier than the table and the one
-// ahead of the hand, filled by a whole turn of inserts, was near full,
-// and in a linear-probing table a near-full region is one long probe run
-// that every lookup, insert and deletion there walks.
+// evenly over the shard. A hand that walked the slots in order evicted a
+// region of them at a time: the region just swept was emptier than the
+// table and the one ahead of the hand, filled by a whole turn of inserts,
+// was near full, and in a linear-probing table a near-full region is one
+// long probe run that every lookup, insert and deletion there walks.
 func handStride(n uint64) uint64 {
 	if n <= 2 {
 		return 1
