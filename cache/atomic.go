@@ -2,17 +2,8 @@
 
 package cache
 
-// Atomically runs fn with the shards of keys locked, if every key is
-// cached; otherwise it runs nothing and returns a key that is not (ok
-// false), for the caller to load before it tries again. The operations fn
-// makes through its Locked view run as one unit: no other operation on
-// those keys interleaves with them (a transaction, Redis's MULTI/EXEC).
-//
-// Shards are locked in index order, and every other operation holds one
-// shard lock at a time, so concurrent calls cannot deadlock. fn must use
-// only its Locked view, on keys among keys, and must not block: every
-// operation on those shards waits for it.
-func (t *Table) Atomically(keys []Key, fn func(Locked)) (missing Key, ok bool) {
+// atomically is Lookups.Atomically.
+func (t *Table) atomically(keys []Key, fn func(Locked), count bool) (missing Key, ok bool) {
 	idx := lockOrder(keys, t.shardBits)
 	for _, i := range idx {
 		t.shards[i].mu.Lock()
@@ -28,18 +19,33 @@ func (t *Table) Atomically(keys []Key, fn func(Locked)) (missing Key, ok bool) {
 			return k, false
 		}
 	}
+	if count {
+		for _, k := range keys {
+			s, _ := t.locate(k)
+			s.hits++
+		}
+	}
 	fn(Locked{
 		get: func(k Key) (State, error) {
+			if !holds(idx, k, t.shardBits) {
+				return State{}, ErrMiss
+			}
 			s, home := t.locate(k)
-			return s.getLocked(k, home)
+			return s.getLocked(k, home, false)
 		},
 		incr: func(k Key, delta int64) (int32, error) {
+			if !holds(idx, k, t.shardBits) {
+				return 0, ErrMiss
+			}
 			s, home := t.locate(k)
-			return t.incrLocked(s, k, home, delta)
+			return t.incrLocked(s, k, home, delta, false)
 		},
 		reset: func(k Key, msgID int64, setMsg bool) (int32, error) {
+			if !holds(idx, k, t.shardBits) {
+				return 0, ErrMiss
+			}
 			s, home := t.locate(k)
-			return t.resetLocked(s, k, home, msgID, setMsg)
+			return t.resetLocked(s, k, home, msgID, setMsg, false)
 		},
 	})
 	return Key{}, true

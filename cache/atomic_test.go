@@ -69,3 +69,36 @@ func TestAtomically(t *testing.T) {
 		t.Errorf("total %d after the moves, want %d", sum, 100*n)
 	}
 }
+
+// TestLockedRefusesAShardNotLocked: an operation of the Locked view on a
+// key whose shard the transaction did not lock, cached or not, returns
+// ErrMiss and changes nothing, instead of racing with that shard's lock.
+func TestLockedRefusesAShardNotLocked(t *testing.T) {
+	tb := newTable(t, Config{Entries: 4096, Shards: 16})
+	declared := Key{User: 1, Channel: 1}
+	other := Key{User: 2, Channel: 1}
+	for tb.ShardOf(other.User) == tb.ShardOf(declared.User) {
+		other.User++
+	}
+	load(t, tb, declared, State{})
+	load(t, tb, other, State{MentionCount: 7})
+	if _, ok := tb.Atomically([]Key{declared}, func(l Locked) {
+		if _, err := l.Incr(other, 1); err != ErrMiss {
+			t.Errorf("Incr of a key of a shard not locked: %v, want ErrMiss", err)
+		}
+		if _, err := l.Reset(other, 9, true); err != ErrMiss {
+			t.Errorf("Reset of a key of a shard not locked: %v, want ErrMiss", err)
+		}
+		if _, err := l.Get(other); err != ErrMiss {
+			t.Errorf("Get of a key of a shard not locked: %v, want ErrMiss", err)
+		}
+		if _, err := l.Incr(declared, 1); err != nil {
+			t.Errorf("Incr of the declared key: %v", err)
+		}
+	}); !ok {
+		t.Fatal("Atomically of a cached key did not run")
+	}
+	if st, err := tb.Get(other); err != nil || st != (State{MentionCount: 7}) {
+		t.Fatalf("the key of the other shard: %+v, %v; want it unchanged", st, err)
+	}
+}

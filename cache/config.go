@@ -2,7 +2,8 @@ package cache
 
 // What both implementations of Table share: the configuration, the shard
 // layout, the key hash, the snapshot and its stamp clock, the stats, and
-// what is built on Get alone (GetMany).
+// the lookups (Lookups: each implementation's get, incr, reset and
+// atomically, and what is built on them).
 // The arena table (table.go, the default) and the pointer-rich LRU
 // (ptrtable.go, built with -tags ptrcache) differ only in how a shard
 // stores its read states.
@@ -180,25 +181,101 @@ func (c *stampClock) observe(stamp int64) {
 // replayed at start, say).
 func (t *Table) Observe(stamp int64) { t.observe(stamp) }
 
+// Lookups are the operations of a Table that look read states up, and
+// whether they count their lookups in Stats.Hits and Misses. Redis counts
+// one lookup for each key a command names; a caller that looks at a read
+// state again for the same command (after reading it through, say)
+// looks without counting, so the counts need no correction afterwards.
+type Lookups struct {
+	t     *Table
+	count bool
+}
+
+// Lookups returns t's lookups, which count a hit or a miss for each read
+// state they look up if count is true, and nothing otherwise.
+func (t *Table) Lookups(count bool) Lookups { return Lookups{t: t, count: count} }
+
+// Get returns the state of k, or ErrMiss.
+func (l Lookups) Get(k Key) (State, error) { return l.t.get(k, l.count) }
+
+// Incr adds delta to the mention count of k and returns the new count. A
+// result below zero is stored as zero; a result above math.MaxInt32 is
+// refused with ErrOverflow. It returns ErrMiss if k is not cached.
+func (l Lookups) Incr(k Key, delta int64) (int32, error) { return l.t.incr(k, delta, l.count) }
+
+// Reset sets the mention count of k to zero and, if setMsg, its last
+// message id to msgID. It returns the count before the reset, or ErrMiss
+// if k is not cached.
+func (l Lookups) Reset(k Key, msgID int64, setMsg bool) (int32, error) {
+	return l.t.reset(k, msgID, setMsg, l.count)
+}
+
 // GetMany looks up the read states of one user in several channels. For
 // each channels[i] not found yet (found[i] false) it sets out[i] and
 // found[i] (out and found must be at least as long as channels); it
 // returns how many are still not found. A caller looking again after a
 // read-through passes found as the first call left it, so that only the
-// channels that missed are looked up, and counted, again.
-func (t *Table) GetMany(user int64, channels []int64, out []State, found []bool) int {
+// channels that missed are looked up again.
+func (l Lookups) GetMany(user int64, channels []int64, out []State, found []bool) int {
 	missing := 0
 	for i, c := range channels {
 		if found[i] {
 			continue
 		}
-		st, err := t.Get(Key{User: user, Channel: c})
+		st, err := l.Get(Key{User: user, Channel: c})
 		out[i], found[i] = st, err == nil
 		if err != nil {
 			missing++
 		}
 	}
 	return missing
+}
+
+// Atomically runs fn with the shards of keys locked, if every key is
+// cached; otherwise it runs nothing and returns a key that is not (ok
+// false), for the caller to load before it tries again. The operations fn
+// makes through its Locked view run as one unit: no other operation on
+// those keys interleaves with them (a transaction, Redis's MULTI/EXEC).
+//
+// If it runs fn and counts, it counts a hit for each of keys (so a
+// caller that wants one per read state passes each once); the Locked
+// view's lookups count nothing. If it does not run fn it counts nothing:
+// the caller learns what is missing by looking up each key.
+//
+// Shards are locked in index order, and every other operation holds one
+// shard lock at a time, so concurrent calls cannot deadlock. fn must use
+// only its Locked view, on keys among keys, and must not block: every
+// operation on those shards waits for it.
+func (l Lookups) Atomically(keys []Key, fn func(Locked)) (missing Key, ok bool) {
+	return l.t.atomically(keys, fn, l.count)
+}
+
+// Get is Lookups(true).Get.
+func (t *Table) Get(k Key) (State, error) { return t.get(k, true) }
+
+// Incr is Lookups(true).Incr.
+func (t *Table) Incr(k Key, delta int64) (int32, error) { return t.incr(k, delta, true) }
+
+// Reset is Lookups(true).Reset.
+func (t *Table) Reset(k Key, msgID int64, setMsg bool) (int32, error) {
+	return t.reset(k, msgID, setMsg, true)
+}
+
+// GetMany is Lookups(true).GetMany.
+func (t *Table) GetMany(user int64, channels []int64, out []State, found []bool) int {
+	return t.Lookups(true).GetMany(user, channels, out, found)
+}
+
+// Atomically is Lookups(true).Atomically.
+func (t *Table) Atomically(keys []Key, fn func(Locked)) (missing Key, ok bool) {
+	return t.atomically(keys, fn, true)
+}
+
+// holds reports whether the shards idx (as lockOrder returns them) hold
+// k's.
+func holds(idx []int, k Key, shardBits uint) bool {
+	_, ok := slices.BinarySearch(idx, shardOf(k.User, shardBits))
+	return ok
 }
 
 // lockOrder returns the indexes of the shards of keys, sorted and without
@@ -213,21 +290,21 @@ func lockOrder(keys []Key, shardBits uint) []int {
 }
 
 // Locked is the view of a Table inside Atomically: its operations on the
-// keys whose shards are locked. A key outside them is a bug of the
-// caller (its operations would race).
+// keys whose shards are locked. A key of a shard that is not locked is a
+// bug of the caller: its operations return ErrMiss and touch nothing.
 type Locked struct {
 	get   func(Key) (State, error)
 	incr  func(Key, int64) (int32, error)
 	reset func(Key, int64, bool) (int32, error)
 }
 
-// Get is Table.Get on a locked key.
+// Get is Lookups.Get on a locked key, counting nothing.
 func (l Locked) Get(k Key) (State, error) { return l.get(k) }
 
-// Incr is Table.Incr on a locked key.
+// Incr is Lookups.Incr on a locked key, counting nothing.
 func (l Locked) Incr(k Key, delta int64) (int32, error) { return l.incr(k, delta) }
 
-// Reset is Table.Reset on a locked key.
+// Reset is Lookups.Reset on a locked key, counting nothing.
 func (l Locked) Reset(k Key, msgID int64, setMsg bool) (int32, error) {
 	return l.reset(k, msgID, setMsg)
 }

@@ -115,15 +115,19 @@ func (t *ptrTable) shardOf(k Key) *ptrShard {
 	return &t.shards[shardOf(k.User, t.shardBits)]
 }
 
-// lookupLocked returns the ready item of k, counting the hit or miss and
-// moving a hit to the front.
-func (s *ptrShard) lookupLocked(k Key) *lruItem {
+// lookupLocked returns the ready item of k, counting the hit or miss if
+// count, and moving a hit to the front.
+func (s *ptrShard) lookupLocked(k Key, count bool) *lruItem {
 	el, ok := s.items[k]
 	if !ok || el.Value.(*lruItem).loading {
-		s.misses++
+		if count {
+			s.misses++
+		}
 		return nil
 	}
-	s.hits++
+	if count {
+		s.hits++
+	}
 	s.lru.MoveToFront(el)
 	return el.Value.(*lruItem)
 }
@@ -139,17 +143,16 @@ func (t *ptrTable) changedLocked(s *ptrShard, it *lruItem) {
 	}
 }
 
-// Get returns the state of k, or ErrMiss.
-func (t *ptrTable) Get(k Key) (State, error) {
+func (t *ptrTable) get(k Key, count bool) (State, error) {
 	s := t.shardOf(k)
 	s.mu.Lock()
-	st, err := t.getLocked(s, k)
+	st, err := t.getLocked(s, k, count)
 	s.mu.Unlock()
 	return st, err
 }
 
-func (t *ptrTable) getLocked(s *ptrShard, k Key) (State, error) {
-	it := s.lookupLocked(k)
+func (t *ptrTable) getLocked(s *ptrShard, k Key, count bool) (State, error) {
+	it := s.lookupLocked(k, count)
 	if it == nil {
 		return State{}, ErrMiss
 	}
@@ -166,19 +169,16 @@ func (t *ptrTable) Contains(k Key) bool {
 	return ok
 }
 
-// Incr adds delta to the mention count of k and returns the new count. A
-// result below zero is stored as zero; a result above math.MaxInt32 is
-// refused with ErrOverflow. It returns ErrMiss if k is not cached.
-func (t *ptrTable) Incr(k Key, delta int64) (int32, error) {
+func (t *ptrTable) incr(k Key, delta int64, count bool) (int32, error) {
 	s := t.shardOf(k)
 	s.mu.Lock()
-	n, err := t.incrLocked(s, k, delta)
+	n, err := t.incrLocked(s, k, delta, count)
 	s.mu.Unlock()
 	return n, err
 }
 
-func (t *ptrTable) incrLocked(s *ptrShard, k Key, delta int64) (int32, error) {
-	it := s.lookupLocked(k)
+func (t *ptrTable) incrLocked(s *ptrShard, k Key, delta int64, count bool) (int32, error) {
+	it := s.lookupLocked(k, count)
 	if it == nil {
 		return 0, ErrMiss
 	}
@@ -199,19 +199,16 @@ func (t *ptrTable) incrLocked(s *ptrShard, k Key, delta int64) (int32, error) {
 	return int32(next), nil
 }
 
-// Reset sets the mention count of k to zero and, if setMsg, its last
-// message id to msgID. It returns the count before the reset, or ErrMiss
-// if k is not cached.
-func (t *ptrTable) Reset(k Key, msgID int64, setMsg bool) (int32, error) {
+func (t *ptrTable) reset(k Key, msgID int64, setMsg, count bool) (int32, error) {
 	s := t.shardOf(k)
 	s.mu.Lock()
-	prev, err := t.resetLocked(s, k, msgID, setMsg)
+	prev, err := t.resetLocked(s, k, msgID, setMsg, count)
 	s.mu.Unlock()
 	return prev, err
 }
 
-func (t *ptrTable) resetLocked(s *ptrShard, k Key, msgID int64, setMsg bool) (int32, error) {
-	it := s.lookupLocked(k)
+func (t *ptrTable) resetLocked(s *ptrShard, k Key, msgID int64, setMsg, count bool) (int32, error) {
+	it := s.lookupLocked(k, count)
 	if it == nil {
 		return 0, ErrMiss
 	}
@@ -226,8 +223,8 @@ func (t *ptrTable) resetLocked(s *ptrShard, k Key, msgID int64, setMsg bool) (in
 	return prev, nil
 }
 
-// Atomically is Table.Atomically (atomic.go).
-func (t *ptrTable) Atomically(keys []Key, fn func(Locked)) (missing Key, ok bool) {
+// atomically is Lookups.Atomically.
+func (t *ptrTable) atomically(keys []Key, fn func(Locked), count bool) (missing Key, ok bool) {
 	idx := lockOrder(keys, t.shardBits)
 	for _, i := range idx {
 		t.shards[i].mu.Lock()
@@ -242,10 +239,30 @@ func (t *ptrTable) Atomically(keys []Key, fn func(Locked)) (missing Key, ok bool
 			return k, false
 		}
 	}
+	if count {
+		for _, k := range keys {
+			t.shardOf(k).hits++
+		}
+	}
 	fn(Locked{
-		get:   func(k Key) (State, error) { return t.getLocked(t.shardOf(k), k) },
-		incr:  func(k Key, d int64) (int32, error) { return t.incrLocked(t.shardOf(k), k, d) },
-		reset: func(k Key, m int64, set bool) (int32, error) { return t.resetLocked(t.shardOf(k), k, m, set) },
+		get: func(k Key) (State, error) {
+			if !holds(idx, k, t.shardBits) {
+				return State{}, ErrMiss
+			}
+			return t.getLocked(t.shardOf(k), k, false)
+		},
+		incr: func(k Key, d int64) (int32, error) {
+			if !holds(idx, k, t.shardBits) {
+				return 0, ErrMiss
+			}
+			return t.incrLocked(t.shardOf(k), k, d, false)
+		},
+		reset: func(k Key, m int64, set bool) (int32, error) {
+			if !holds(idx, k, t.shardBits) {
+				return 0, ErrMiss
+			}
+			return t.resetLocked(t.shardOf(k), k, m, set, false)
+		},
 	})
 	return Key{}, true
 }

@@ -189,14 +189,19 @@ func (s *shard) findLocked(k Key, i uint64) (uint64, bool) {
 	}
 }
 
-// lookupLocked returns the ready entry of k, counting the hit or miss.
-func (s *shard) lookupLocked(k Key, home uint64) *entry {
+// lookupLocked returns the ready entry of k, counting the hit or miss if
+// count.
+func (s *shard) lookupLocked(k Key, home uint64, count bool) *entry {
 	i, ok := s.findLocked(k, home)
 	if !ok || s.slots[i].meta&metaLoading != 0 {
-		s.misses++
+		if count {
+			s.misses++
+		}
 		return nil
 	}
-	s.hits++
+	if count {
+		s.hits++
+	}
 	e := &s.slots[i]
 	e.meta |= metaRef
 	return e
@@ -214,17 +219,16 @@ func (t *Table) changedLocked(s *shard, e *entry) {
 	}
 }
 
-// Get returns the state of k, or ErrMiss.
-func (t *Table) Get(k Key) (State, error) {
+func (t *Table) get(k Key, count bool) (State, error) {
 	s, home := t.locate(k)
 	s.mu.Lock()
-	st, err := s.getLocked(k, home)
+	st, err := s.getLocked(k, home, count)
 	s.mu.Unlock()
 	return st, err
 }
 
-func (s *shard) getLocked(k Key, home uint64) (State, error) {
-	e := s.lookupLocked(k, home)
+func (s *shard) getLocked(k Key, home uint64, count bool) (State, error) {
+	e := s.lookupLocked(k, home, count)
 	if e == nil {
 		return State{}, ErrMiss
 	}
@@ -241,19 +245,16 @@ func (t *Table) Contains(k Key) bool {
 	return ok
 }
 
-// Incr adds delta to the mention count of k and returns the new count. A
-// result below zero is stored as zero; a result above math.MaxInt32 is
-// refused with ErrOverflow. It returns ErrMiss if k is not cached.
-func (t *Table) Incr(k Key, delta int64) (int32, error) {
+func (t *Table) incr(k Key, delta int64, count bool) (int32, error) {
 	s, home := t.locate(k)
 	s.mu.Lock()
-	n, err := t.incrLocked(s, k, home, delta)
+	n, err := t.incrLocked(s, k, home, delta, count)
 	s.mu.Unlock()
 	return n, err
 }
 
-func (t *Table) incrLocked(s *shard, k Key, home uint64, delta int64) (int32, error) {
-	e := s.lookupLocked(k, home)
+func (t *Table) incrLocked(s *shard, k Key, home uint64, delta int64, count bool) (int32, error) {
+	e := s.lookupLocked(k, home, count)
 	if e == nil {
 		return 0, ErrMiss
 	}
@@ -274,19 +275,16 @@ func (t *Table) incrLocked(s *shard, k Key, home uint64, delta int64) (int32, er
 	return int32(next), nil
 }
 
-// Reset sets the mention count of k to zero and, if setMsg, its last
-// message id to msgID. It returns the count before the reset, or ErrMiss
-// if k is not cached.
-func (t *Table) Reset(k Key, msgID int64, setMsg bool) (int32, error) {
+func (t *Table) reset(k Key, msgID int64, setMsg, count bool) (int32, error) {
 	s, home := t.locate(k)
 	s.mu.Lock()
-	prev, err := t.resetLocked(s, k, home, msgID, setMsg)
+	prev, err := t.resetLocked(s, k, home, msgID, setMsg, count)
 	s.mu.Unlock()
 	return prev, err
 }
 
-func (t *Table) resetLocked(s *shard, k Key, home uint64, msgID int64, setMsg bool) (int32, error) {
-	e := s.lookupLocked(k, home)
+func (t *Table) resetLocked(s *shard, k Key, home uint64, msgID int64, setMsg, count bool) (int32, error) {
+	e := s.lookupLocked(k, home, count)
 	if e == nil {
 		return 0, ErrMiss
 	}

@@ -102,6 +102,71 @@ func TestContains(t *testing.T) {
 	}
 }
 
+// TestLookupsCountOnlyWhenTold: each lookup of a counting Lookups counts
+// a hit or a miss, a non-counting one's count nothing and do the same
+// work, and Atomically counts a hit for each key it is given when it runs
+// fn, and nothing through its Locked view or when it does not run fn.
+func TestLookupsCountOnlyWhenTold(t *testing.T) {
+	tb := newTable(t, Config{Entries: 100})
+	a, b, absent := Key{User: 1, Channel: 1}, Key{User: 2, Channel: 1}, Key{User: 3, Channel: 1}
+	load(t, tb, a, State{})
+	load(t, tb, b, State{})
+	type counts struct{ hits, misses uint64 }
+	base := tb.Stats()
+	since := func() counts {
+		st := tb.Stats()
+		return counts{st.Hits - base.Hits, st.Misses - base.Misses}
+	}
+	ops := func(l Lookups) {
+		t.Helper()
+		if n, err := l.Incr(a, 1); err != nil || n < 1 {
+			t.Fatalf("Incr: %d, %v", n, err)
+		}
+		if _, err := l.Reset(absent, 0, false); err != ErrMiss {
+			t.Fatalf("Reset of an absent key: %v, want ErrMiss", err)
+		}
+		if _, err := l.Get(b); err != nil {
+			t.Fatalf("Get: %v", err)
+		}
+		out, found := make([]State, 2), make([]bool, 2)
+		if missing := l.GetMany(1, []int64{1, 2}, out, found); missing != 1 {
+			t.Fatalf("GetMany: %d missing, want 1", missing)
+		}
+	}
+	ops(tb.Lookups(false))
+	if got := since(); got != (counts{}) {
+		t.Fatalf("not counting: %d hits, %d misses; want none", got.hits, got.misses)
+	}
+	ops(tb.Lookups(true))
+	if got, want := since(), (counts{3, 2}); got != want {
+		t.Fatalf("counting: %v, want %v", got, want)
+	}
+	base = tb.Stats()
+	inTx := func(l Locked) {
+		if _, err := l.Incr(a, 1); err != nil {
+			t.Error(err)
+		}
+		if _, err := l.Get(b); err != nil {
+			t.Error(err)
+		}
+	}
+	if _, ok := tb.Lookups(true).Atomically([]Key{a, b}, inTx); !ok {
+		t.Fatal("Atomically of cached keys did not run")
+	}
+	if got, want := since(), (counts{2, 0}); got != want {
+		t.Fatalf("counting Atomically: %v, want %v (a hit per key given, none for its commands)", got, want)
+	}
+	if _, ok := tb.Lookups(false).Atomically([]Key{a, b}, inTx); !ok {
+		t.Fatal("Atomically of cached keys did not run")
+	}
+	if _, ok := tb.Lookups(true).Atomically([]Key{a, absent}, inTx); ok {
+		t.Fatal("Atomically with an absent key ran")
+	}
+	if got, want := since(), (counts{2, 0}); got != want {
+		t.Fatalf("after a non-counting Atomically and one that did not run: %v, want %v", got, want)
+	}
+}
+
 func TestGetMany(t *testing.T) {
 	tb := newTable(t, Config{Entries: 100})
 	load(t, tb, Key{1, 10}, State{3, 30})

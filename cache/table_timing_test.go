@@ -49,8 +49,8 @@ func (a arenaStore) load(k Key)          { fill1(a.t, k) }
 
 type ptrStore struct{ t *ptrTable }
 
-func (p ptrStore) incr(k Key, d int64) { p.t.Incr(k, d) }
-func (p ptrStore) get(k Key) State     { s, _ := p.t.Get(k); return s }
+func (p ptrStore) incr(k Key, d int64) { p.t.incr(k, d, true) }
+func (p ptrStore) get(k Key) State     { s, _ := p.t.get(k, true); return s }
 func (p ptrStore) load(k Key)          { fill1(p.t, k) }
 
 type valueMap struct {

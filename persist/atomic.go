@@ -18,33 +18,31 @@ func (e *Engine) Atomically(ctx context.Context, keys []cache.Key, fn func(ReadS
 	return e.atomically(ctx, keys, fn, engineView)
 }
 
-// A transaction counts a hit or a miss for each read state of its keys
-// once, at its first try (Stats.Hits): its commands' lookups are taken
-// back (txView), and so are its looks again after a read-through, and all
-// of a Rerun's.
+// A transaction counts one lookup for each read state of its keys, at
+// its first try only (Stats.Hits): a hit each if the table runs fn then,
+// or else the looks that find what is missing. Its commands' lookups, its
+// looks after a read-through, and all of a Rerun's count nothing.
 func (e *Engine) atomically(ctx context.Context, keys []cache.Key, fn func(ReadStates), v view) error {
 	if e.closed.Load() {
 		return ErrClosed
 	}
+	set := distinct(keys)
 	for attempt := 0; ; attempt++ {
 		changed := false
-		_, ok := e.table.Atomically(keys, func(l cache.Locked) {
+		look := e.table.Lookups(v.counts(attempt))
+		_, ok := look.Atomically(set, func(l cache.Locked) {
 			fn(&txView{e: e, l: l, changed: &changed})
 		})
 		if ok {
-			if attempt == 0 && v.counts() {
-				e.stats.txHits.Add(uint64(countDistinct(keys)))
-			}
 			if changed {
 				return e.commit()
 			}
 			return nil
 		}
-		first := attempt == 0 && v.counts()
 		if !v.wait() {
 			// The first look: what is cached and what is not.
-			for _, k := range distinct(keys) {
-				_, _ = e.table.Get(k)
+			for _, k := range set {
+				_, _ = look.Get(k)
 			}
 			return ErrWouldBlock
 		}
@@ -52,12 +50,10 @@ func (e *Engine) atomically(ctx context.Context, keys []cache.Key, fn func(ReadS
 			return fmt.Errorf("a transaction's %d read states were evicted %d times while being loaded: the cache is too small for them", len(keys), attempt)
 		}
 		var missing []cache.Key
-		for _, k := range distinct(keys) {
-			_, err := e.table.Get(k)
-			if err == cache.ErrMiss {
+		for _, k := range set {
+			if _, err := look.Get(k); err == cache.ErrMiss {
 				missing = append(missing, k)
 			}
-			e.repeated(!first, err != cache.ErrMiss)
 		}
 		// Concurrently, as GetMany: a cold transaction takes about one
 		// database round trip per attempt, not one per read state.
@@ -94,7 +90,6 @@ func (v *txView) Incr(_ context.Context, k cache.Key, delta int64) (int32, error
 		return 0, err
 	}
 	n, err := v.l.Incr(k, delta)
-	v.e.repeated(true, err != cache.ErrMiss)
 	if err == cache.ErrMiss {
 		return 0, errNotLocked
 	}
@@ -107,7 +102,6 @@ func (v *txView) Reset(_ context.Context, k cache.Key, msgID int64, setMsg bool)
 		return 0, err
 	}
 	n, err := v.l.Reset(k, msgID, setMsg)
-	v.e.repeated(true, err != cache.ErrMiss)
 	if err == cache.ErrMiss {
 		return 0, errNotLocked
 	}
@@ -117,7 +111,6 @@ func (v *txView) Reset(_ context.Context, k cache.Key, msgID int64, setMsg bool)
 
 func (v *txView) Get(_ context.Context, k cache.Key) (cache.State, error) {
 	st, err := v.l.Get(k)
-	v.e.repeated(true, err != cache.ErrMiss)
 	if err == cache.ErrMiss {
 		return st, errNotLocked
 	}
@@ -139,11 +132,17 @@ func (v *txView) Atomically(context.Context, []cache.Key, func(ReadStates)) erro
 	return errors.New("transactions do not nest")
 }
 
-// distinct returns keys without repeats, in their order; keys itself if
-// it has none.
+// distinct returns keys without repeats, in their order: keys itself if
+// it has none (found without allocating for a transaction of a few).
 func distinct(keys []cache.Key) []cache.Key {
-	if countDistinct(keys) == len(keys) {
-		return keys
+	if len(keys) <= 16 {
+		i := 1
+		for i < len(keys) && !slices.Contains(keys[:i], keys[i]) {
+			i++
+		}
+		if i >= len(keys) {
+			return keys
+		}
 	}
 	seen := make(map[cache.Key]bool, len(keys))
 	out := make([]cache.Key, 0, len(keys))
@@ -153,24 +152,8 @@ func distinct(keys []cache.Key) []cache.Key {
 			out = append(out, k)
 		}
 	}
+	if len(out) == len(keys) {
+		return keys
+	}
 	return out
-}
-
-// countDistinct returns how many different keys keys holds, without
-// allocating for a transaction of a few.
-func countDistinct(keys []cache.Key) int {
-	if len(keys) > 16 {
-		seen := make(map[cache.Key]struct{}, len(keys))
-		for _, k := range keys {
-			seen[k] = struct{}{}
-		}
-		return len(seen)
-	}
-	n := 0
-	for i, k := range keys {
-		if !slices.Contains(keys[:i], k) {
-			n++
-		}
-	}
-	return n
 }

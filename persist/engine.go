@@ -146,35 +146,6 @@ type Engine struct {
 		writeBusy                                                    atomic.Int64 // ns
 		stampsAhead                                                  atomic.Uint64
 		lastFlush, lastStampWarn                                     atomic.Int64
-		// repeatHits and repeatMisses are the cache's lookups that
-		// looked again at a read state the same operation had already
-		// looked up (a read-through's retry, a deferred command's run
-		// after its event loop's try), which Stats takes back from the
-		// table's counts: keyspace_hits and keyspace_misses count one
-		// lookup per read state a command names, as Redis's do.
-		repeatHits, repeatMisses atomic.Uint64
-		// txHits are the hits of transactions that found every read
-		// state cached at once: a transaction counts a read state once,
-		// where its commands' lookups (taken back) count one per command.
-		txHits atomic.Uint64
-		// hits and misses are the last Hits and Misses Stats returned:
-		// a lookup counted and not yet taken back may have shown in
-		// one, and a counter must not go down (Prometheus would take
-		// it for a restart).
-		hits, misses highWater
-	}
-}
-
-// highWater is the highest value it has been shown.
-type highWater struct{ atomic.Uint64 }
-
-// of returns the highest of v and the values shown before.
-func (h *highWater) of(v uint64) uint64 {
-	for {
-		old := h.Load()
-		if v <= old || h.CompareAndSwap(old, v) {
-			return max(v, old)
-		}
 	}
 }
 
@@ -430,7 +401,7 @@ func (e *Engine) SetServes(serves func(user int64) bool) { e.serves.Store(&serve
 // fn must not block. A second Watch replaces the first.
 func (e *Engine) Watch(fn func(user int64)) { e.watch.Store(&fn) }
 
-// Incr adds delta to the mention count of k; see cache.Table.Incr.
+// Incr adds delta to the mention count of k; see cache.Lookups.Incr.
 func (e *Engine) Incr(ctx context.Context, k cache.Key, delta int64) (int32, error) {
 	return e.incr(ctx, k, delta, engineView)
 }
@@ -443,8 +414,7 @@ func (e *Engine) incr(ctx context.Context, k cache.Key, delta int64, v view) (in
 		return 0, err
 	}
 	for attempt := 0; ; attempt++ {
-		n, err := e.table.Incr(k, delta)
-		e.repeated(attempt > 0 || !v.counts(), err != cache.ErrMiss)
+		n, err := e.table.Lookups(v.counts(attempt)).Incr(k, delta)
 		if err != cache.ErrMiss {
 			if err == nil {
 				err = e.commit()
@@ -471,8 +441,7 @@ func (e *Engine) reset(ctx context.Context, k cache.Key, msgID int64, setMsg boo
 		return 0, err
 	}
 	for attempt := 0; ; attempt++ {
-		n, err := e.table.Reset(k, msgID, setMsg)
-		e.repeated(attempt > 0 || !v.counts(), err != cache.ErrMiss)
+		n, err := e.table.Lookups(v.counts(attempt)).Reset(k, msgID, setMsg)
 		if err != cache.ErrMiss {
 			if err == nil {
 				err = e.commit()
@@ -495,8 +464,7 @@ func (e *Engine) get(ctx context.Context, k cache.Key, v view) (cache.State, err
 		return cache.State{}, ErrClosed
 	}
 	for attempt := 0; ; attempt++ {
-		st, err := e.table.Get(k)
-		e.repeated(attempt > 0 || !v.counts(), err != cache.ErrMiss)
+		st, err := e.table.Lookups(v.counts(attempt)).Get(k)
 		if err != cache.ErrMiss {
 			return st, err
 		}
@@ -516,22 +484,14 @@ const (
 	rerunView              // Rerun: waits, counts nothing
 )
 
-func (v view) wait() bool   { return v != noWaitView }
-func (v view) counts() bool { return v != rerunView }
+func (v view) wait() bool { return v != noWaitView }
 
-// repeated takes back a lookup of the cache, a hit or a miss, if it
-// repeated one the same operation made, or its NoWait try did (see
-// stats.repeatHits). It costs nothing on the path of a hit at the first
-// try.
-func (e *Engine) repeated(repeat, hit bool) {
-	switch {
-	case !repeat:
-	case hit:
-		e.stats.repeatHits.Add(1)
-	default:
-		e.stats.repeatMisses.Add(1)
-	}
-}
+// counts reports whether an operation's lookups of the cache at the given
+// attempt count: only at its first, so that keyspace_hits and
+// keyspace_misses count one lookup per read state it names, as Redis's
+// do, however often a read-through looks again. A Rerun repeats a NoWait
+// try that counted.
+func (v view) counts(attempt int) bool { return attempt == 0 && v != rerunView }
 
 // maxParallelLoads bounds the database reads one GetMany makes at once.
 const maxParallelLoads = 16
@@ -556,21 +516,14 @@ func (e *Engine) getMany(ctx context.Context, user int64, channels []int64, out 
 		found = make([]bool, len(channels))
 	}
 	found = found[:len(channels)]
-	missing := e.table.GetMany(user, channels, out, found)
-	if !v.counts() {
-		e.stats.repeatHits.Add(uint64(len(channels) - missing))
-		e.stats.repeatMisses.Add(uint64(missing))
-	}
+	missing := e.table.Lookups(v.counts(0)).GetMany(user, channels, out, found)
 	if missing == 0 {
 		return nil
 	}
 	// Every channel was looked up once; what follows looks again.
 	again := func() int {
-		left := e.table.GetMany(user, channels, out, found)
-		e.stats.repeatHits.Add(uint64(missing - left))
-		e.stats.repeatMisses.Add(uint64(left))
-		missing = left
-		return left
+		missing = e.table.Lookups(false).GetMany(user, channels, out, found)
+		return missing
 	}
 	if !v.wait() {
 		for i, ok := range found {
@@ -1267,14 +1220,10 @@ type Stats struct {
 
 // Stats returns the current figures. It is cheap enough for every scrape.
 func (e *Engine) Stats() Stats {
-	// The repeats first: each was counted by the table before it was
-	// taken back, so the table's counts read after them cover them.
-	repeatHits, repeatMisses := e.stats.repeatHits.Load(), e.stats.repeatMisses.Load()
 	ts := e.table.Stats()
-	ts.Hits += e.stats.txHits.Load()
 	st := Stats{
 		Entries: ts.Entries, Capacity: ts.Capacity,
-		Hits: e.stats.hits.of(ts.Hits - repeatHits), Misses: e.stats.misses.of(ts.Misses - repeatMisses), Evictions: ts.Evictions,
+		Hits: ts.Hits, Misses: ts.Misses, Evictions: ts.Evictions,
 		Dirty: ts.Dirty, Pinned: ts.Pinned,
 		Loads: e.stats.loads.Load(), LoadErrors: e.stats.loadErrors.Load(),
 		Writes: e.stats.writes.Load(), WriteErrors: e.stats.writeErrors.Load(),

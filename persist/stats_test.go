@@ -162,14 +162,3 @@ func TestHitsAndMissesCountOnce(t *testing.T) {
 		check(t, "then its run again", since(), counts{3, 3})
 	})
 }
-
-// TestHighWater: Stats' hit and miss counts never go down, though a
-// lookup counted by the table may be taken back after a Stats saw it.
-func TestHighWater(t *testing.T) {
-	var h highWater
-	for _, c := range []struct{ v, want uint64 }{{5, 5}, {3, 5}, {5, 5}, {7, 7}, {6, 7}} {
-		if got := h.of(c.v); got != c.want {
-			t.Fatalf("of(%d) = %d, want %d", c.v, got, c.want)
-		}
-	}
-}
