@@ -45,10 +45,13 @@ preload() {
 
 # measure keys label csv [rsload flags]: rsload at $rate on $conns
 # connections for $duration (the first 10 s left out of its figures).
+# LOADNICE=19 runs rsload at that nice level, so that the kernel hands a
+# CPU to a woken server thread before it finishes rsload's timeslice, as
+# if the clients were on other machines.
 measure() {
 	local keys=$1 label=$2 csv=$3
 	shift 3
-	./bin/rsload -addr "127.0.0.1:$port" -keys "$keys" -rate "$rate" -conns "$conns" \
+	${LOADNICE:+nice -n "$LOADNICE"} ./bin/rsload -addr "127.0.0.1:$port" -keys "$keys" -rate "$rate" -conns "$conns" \
 		-duration "$duration" -warmup 10s -label "$label" -out "$csv" "$@"
 }
 

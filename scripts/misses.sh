@@ -17,6 +17,7 @@
 #   BINS="before=/tmp/readstates-old after=bin/readstates" bash scripts/misses.sh
 #   BINS="loopPs=bin/readstates before=GOMAXPROCS=2:bin/readstates" bash scripts/misses.sh
 #   SHARE=150 SLOW=1ms BINS="before=/tmp/readstates-old after=bin/readstates" bash scripts/misses.sh
+#   BINS="plain=bin/readstates niced=LOADNICE=19:bin/readstates" bash scripts/misses.sh  (rsload at nice 19: loadlib.sh)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/loadlib.sh
