@@ -300,16 +300,15 @@ func (t *ptrTable) Reserve(k Key) (bool, error) {
 // Fill turns k's loading placeholder into a clean entry holding st, read
 // with stamp: every later stamp of the table is above it. It does nothing
 // if k has no placeholder. If ok is not nil it is called under k's shard
-// lock, and if it says no the placeholder is removed as by Abort and Fill
-// reports false.
-func (t *ptrTable) Fill(k Key, st State, stamp int64, ok func() bool) bool {
+// lock, and if it says no the placeholder is removed as by Abort.
+func (t *ptrTable) Fill(k Key, st State, stamp int64, ok func() bool) {
 	t.observe(stamp)
 	s := t.shardOf(k)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	el, found := s.items[k]
 	if !found || !el.Value.(*lruItem).loading {
-		return true
+		return
 	}
 	s.loading--
 	if ok != nil && !ok() {
@@ -317,12 +316,11 @@ func (t *ptrTable) Fill(k Key, st State, stamp int64, ok func() bool) bool {
 			t.onRemove(k)
 		}
 		s.removeLocked(el)
-		return false
+		return
 	}
 	it := el.Value.(*lruItem)
 	it.state, it.loading = st, false
 	s.lru.MoveToFront(el)
-	return true
 }
 
 // Abort removes k's loading placeholder, after a failed load.

@@ -340,16 +340,16 @@ func (t *Table) Reserve(k Key) (bool, error) {
 // stamp of the table is above it. It does nothing if k has no placeholder.
 // If ok is not nil it is called under k's shard lock, and if it says no
 // the placeholder is removed as by Abort: the read is known stale (its
-// user was dropped while it ran, and another node may have written since)
-// and Fill reports false.
-func (t *Table) Fill(k Key, st State, stamp int64, ok func() bool) bool {
+// user was dropped while it ran, and another node may have written since);
+// the caller's operation then misses again and learns why.
+func (t *Table) Fill(k Key, st State, stamp int64, ok func() bool) {
 	t.observe(stamp)
 	s, home := t.locate(k)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	i, found := s.findLocked(k, home)
 	if !found || s.slots[i].meta&metaLoading == 0 {
-		return true
+		return
 	}
 	s.loading--
 	if ok != nil && !ok() {
@@ -357,12 +357,11 @@ func (t *Table) Fill(k Key, st State, stamp int64, ok func() bool) bool {
 			t.onRemove(k)
 		}
 		s.deleteLocked(i)
-		return false
+		return
 	}
 	e := &s.slots[i]
 	e.mentions, e.lastMsg = st.MentionCount, st.LastMessageID
 	e.meta = e.meta&^metaLoading | metaRef
-	return true
 }
 
 // Abort removes k's loading placeholder, after a failed load.

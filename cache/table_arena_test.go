@@ -71,7 +71,7 @@ func gcScanBytes() uint64 {
 // pointer-LRU baseline (BenchmarkTable).
 func fill(tb interface {
 	Reserve(Key) (bool, error)
-	Fill(Key, State, int64, func() bool) bool
+	Fill(Key, State, int64, func() bool)
 }, n int) {
 	for i := range n {
 		fill1(tb, Key{User: int64(i), Channel: int64(i) * 31})
@@ -81,7 +81,7 @@ func fill(tb interface {
 // fill1 loads k as a read-through does.
 func fill1(tb interface {
 	Reserve(Key) (bool, error)
-	Fill(Key, State, int64, func() bool) bool
+	Fill(Key, State, int64, func() bool)
 }, k Key) {
 	if ok, _ := tb.Reserve(k); ok {
 		tb.Fill(k, State{MentionCount: 1, LastMessageID: k.User}, 0, nil)

@@ -311,8 +311,9 @@ func TestReserveFillAbort(t *testing.T) {
 	if ok, err := tb.Reserve(k); !ok || err != nil {
 		t.Fatalf("Reserve: %v, %v", ok, err)
 	}
-	if tb.Fill(k, State{1, 1}, 0, func() bool { return false }) {
-		t.Fatal("refused Fill reported true")
+	tb.Fill(k, State{1, 1}, 0, func() bool { return false })
+	if _, err := tb.Get(k); !errors.Is(err, ErrMiss) {
+		t.Fatalf("a refused Fill filled: %v", err)
 	}
 	if st := tb.Stats(); st.Entries != 0 {
 		t.Fatalf("entries after a refused Fill: %d", st.Entries)
