@@ -174,9 +174,13 @@ func (d *Dispatcher) appendLatencyStats(b []byte) []byte {
 }
 
 // CONFIG RESETSTAT: clears the command statistics (INFO commandstats and
-// latencystats, and INFO persistence's deferred commands). The cache's and
-// the write-behind's counters are totals since start and stay.
+// latencystats, and INFO persistence's deferred commands), and starts INFO
+// stats' counters again from 0, as Redis does. The cache's and the
+// write-behind's own counters (INFO keyspace's cache_*, persistence) are
+// totals since start, as their Prometheus counters are, and stay.
 func configResetStat(_ context.Context, d *Dispatcher, w Writer, _ *Session, _ [][]byte) {
+	base := countersOf(d.figures())
+	d.statsBase.Store(&base)
 	d.deferredLat.Reset()
 	for i := range d.cmdStats {
 		st := &d.cmdStats[i]

@@ -5,6 +5,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -163,4 +164,61 @@ func TestDeferred(t *testing.T) {
 	if st := run(d, s, "INFO", "persistence"); !strings.Contains(st, "\r\ndeferred_commands:0\r\n") || strings.Contains(st, "deferred_latency") {
 		t.Errorf("INFO persistence after CONFIG RESETSTAT = %q", st)
 	}
+}
+
+// movingFigures is a StatsSource and Host whose counters a test moves.
+type movingFigures struct {
+	fakeHost
+	mu sync.Mutex
+	es EngineStats
+	hs HostStats
+}
+
+func (m *movingFigures) Stats() EngineStats {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.es
+}
+
+func (m *movingFigures) HostStats() HostStats {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.hs
+}
+
+func (m *movingFigures) add(hits, misses, evictions, commands uint64) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.es.Hits += hits
+	m.es.Misses += misses
+	m.es.Evictions += evictions
+	m.hs.TotalCommands += commands
+	m.hs.TotalConnections++
+}
+
+// TestResetStatRestartsInfoStats: CONFIG RESETSTAT starts INFO stats'
+// counters again from 0, as Redis does, while INFO keyspace's cache_*
+// counters stay totals since start (as the Prometheus counters do).
+func TestResetStatRestartsInfoStats(t *testing.T) {
+	f := &movingFigures{}
+	f.add(7, 3, 1, 42)
+	d, _ := newTestDispatcher(t, func(c *Config) { c.Stats, c.Host = f, f })
+	s := NewSession(1, "127.0.0.1:5000", "a", time.Time{})
+	has := func(section string, fields ...string) {
+		t.Helper()
+		got := run(d, s, "INFO", section)
+		for _, f := range fields {
+			if !strings.Contains(got, "\r\n"+f+"\r\n") {
+				t.Errorf("INFO %s lacks %q: %q", section, f, got)
+			}
+		}
+	}
+	has("stats", "keyspace_hits:7", "keyspace_misses:3", "evicted_keys:1", "total_commands_processed:42", "total_connections_received:1")
+	if got := run(d, s, "CONFIG", "RESETSTAT"); got != "+OK\r\n" {
+		t.Fatalf("CONFIG RESETSTAT = %q", got)
+	}
+	has("stats", "keyspace_hits:0", "keyspace_misses:0", "evicted_keys:0", "total_commands_processed:0", "total_connections_received:0")
+	f.add(5, 2, 0, 8)
+	has("stats", "keyspace_hits:5", "keyspace_misses:2", "evicted_keys:0", "total_commands_processed:8", "total_connections_received:1")
+	has("keyspace", "cache_hits:12", "cache_misses:5", "cache_evictions:1")
 }

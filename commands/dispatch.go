@@ -139,9 +139,12 @@ type Dispatcher struct {
 	// deferredLat: the commands an event loop deferred, from its first
 	// dispatch to the end of the run that answered it (cmdstats.go).
 	deferredLat latency.Histogram
-	pcts        atomic.Pointer[[]float64]
-	observe     func(cmd *Command, failed bool, d time.Duration)
-	runs        func(d time.Duration) // Config.ObserveRun
+	// statsBase: INFO stats' counters at the last CONFIG RESETSTAT, which
+	// INFO subtracts, as Redis resets them (info.go).
+	statsBase atomic.Pointer[statCounters]
+	pcts      atomic.Pointer[[]float64]
+	observe   func(cmd *Command, failed bool, d time.Duration)
+	runs      func(d time.Duration) // Config.ObserveRun
 }
 
 // New returns a Dispatcher.

@@ -27,11 +27,13 @@ import (
 //     a moving slot): how many, and percentiles of their whole time, from
 //     the loop's first attempt to the answer (cleared by CONFIG RESETSTAT);
 //   - stats: connections, commands, cache hits, misses and evictions under
-//     Redis's names (keyspace_hits, keyspace_misses, evicted_keys); as in
-//     Redis, a command counts one hit or miss per read state it names,
-//     however often its read-through looks again (persist.Stats);
+//     Redis's names (keyspace_hits, keyspace_misses, evicted_keys), since
+//     start or the last CONFIG RESETSTAT; as in Redis, a command counts
+//     one hit or miss per read state it names, however often its
+//     read-through looks again (persist.Stats);
 //   - replication: role:master, so tools that look for a role find one;
-//   - keyspace: db0 with the cached read states, and the cache figures;
+//   - keyspace: db0 with the cached read states, and the cache figures
+//     (totals since start);
 //   - commandstats, latencystats: per command, calls, run time and its
 //     percentiles (cmdstats.go); as in Redis, only with "all",
 //     "everything" or by name.
@@ -52,14 +54,7 @@ func info(_ context.Context, d *Dispatcher, w Writer, s *Session, args [][]byte)
 			want[sec] = true
 		}
 	}
-	var es EngineStats
-	if d.stats != nil {
-		es = d.stats.Stats()
-	}
-	var hs HostStats
-	if d.host != nil {
-		hs = d.host.HostStats()
-	}
+	es, hs := d.figures()
 	now := d.now()
 	var b []byte
 	section := func(name string, fill func([]byte) []byte) {
@@ -148,12 +143,16 @@ func info(_ context.Context, d *Dispatcher, w Writer, s *Session, args [][]byte)
 		return d.appendDeferredStats(b)
 	})
 	section("Stats", func(b []byte) []byte {
-		b = fieldUint(b, "total_connections_received", hs.TotalConnections)
-		b = fieldUint(b, "total_commands_processed", hs.TotalCommands)
-		b = fieldUint(b, "rejected_connections", hs.RejectedConnections)
-		b = fieldUint(b, "keyspace_hits", es.Hits)
-		b = fieldUint(b, "keyspace_misses", es.Misses)
-		b = fieldUint(b, "evicted_keys", es.Evictions)
+		c := countersOf(es, hs)
+		if base := d.statsBase.Load(); base != nil {
+			c = c.since(*base)
+		}
+		b = fieldUint(b, "total_connections_received", c.connections)
+		b = fieldUint(b, "total_commands_processed", c.commands)
+		b = fieldUint(b, "rejected_connections", c.rejected)
+		b = fieldUint(b, "keyspace_hits", c.hits)
+		b = fieldUint(b, "keyspace_misses", c.misses)
+		b = fieldUint(b, "evicted_keys", c.evictions)
 		b = field(b, "expired_keys", "0")
 		return b
 	})
@@ -320,4 +319,44 @@ func humanBytes(n uint64) string {
 		return strconv.FormatUint(n, 10) + "B"
 	}
 	return strconv.FormatFloat(f, 'f', 2, 64) + units[i:i+1]
+}
+
+// statCounters are the counters of INFO stats that CONFIG RESETSTAT
+// resets in Redis. Here their sources are totals since start (they are
+// Prometheus counters too), so RESETSTAT keeps a copy and INFO shows the
+// difference.
+type statCounters struct {
+	connections, commands, rejected uint64
+	hits, misses, evictions         uint64
+}
+
+func countersOf(es EngineStats, hs HostStats) statCounters {
+	return statCounters{
+		connections: hs.TotalConnections, commands: hs.TotalCommands, rejected: hs.RejectedConnections,
+		hits: es.Hits, misses: es.Misses, evictions: es.Evictions,
+	}
+}
+
+// since returns c less base: a RESETSTAT's copy, which the counters,
+// only ever growing, have not gone below.
+func (c statCounters) since(base statCounters) statCounters {
+	return statCounters{
+		connections: c.connections - base.connections, commands: c.commands - base.commands,
+		rejected: c.rejected - base.rejected, hits: c.hits - base.hits,
+		misses: c.misses - base.misses, evictions: c.evictions - base.evictions,
+	}
+}
+
+// figures returns the engine's and the host's figures, zero for either
+// the Dispatcher was not given.
+func (d *Dispatcher) figures() (EngineStats, HostStats) {
+	var es EngineStats
+	if d.stats != nil {
+		es = d.stats.Stats()
+	}
+	var hs HostStats
+	if d.host != nil {
+		hs = d.host.HostStats()
+	}
+	return es, hs
 }
