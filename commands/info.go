@@ -54,6 +54,7 @@ func info(_ context.Context, d *Dispatcher, w Writer, s *Session, args [][]byte)
 			want[sec] = true
 		}
 	}
+	base := d.statsBase.Load() // before the figures: a RESETSTAT's copy is of earlier ones
 	es, hs := d.figures()
 	now := d.now()
 	var b []byte
@@ -144,7 +145,7 @@ func info(_ context.Context, d *Dispatcher, w Writer, s *Session, args [][]byte)
 	})
 	section("Stats", func(b []byte) []byte {
 		c := countersOf(es, hs)
-		if base := d.statsBase.Load(); base != nil {
+		if base != nil {
 			c = c.since(*base)
 		}
 		b = fieldUint(b, "total_connections_received", c.connections)
@@ -337,13 +338,16 @@ func countersOf(es EngineStats, hs HostStats) statCounters {
 	}
 }
 
-// since returns c less base: a RESETSTAT's copy, which the counters,
-// only ever growing, have not gone below.
+// since returns c less base, each at least 0: a copy taken by a
+// RESETSTAT that ran while the figures were read can be ahead of them, and
+// total_commands_processed dips while a deferred command waits for its
+// run again (Dispatcher.dispatch).
 func (c statCounters) since(base statCounters) statCounters {
+	sub := func(a, b uint64) uint64 { return a - min(a, b) }
 	return statCounters{
-		connections: c.connections - base.connections, commands: c.commands - base.commands,
-		rejected: c.rejected - base.rejected, hits: c.hits - base.hits,
-		misses: c.misses - base.misses, evictions: c.evictions - base.evictions,
+		connections: sub(c.connections, base.connections), commands: sub(c.commands, base.commands),
+		rejected: sub(c.rejected, base.rejected), hits: sub(c.hits, base.hits),
+		misses: sub(c.misses, base.misses), evictions: sub(c.evictions, base.evictions),
 	}
 }
 

@@ -46,8 +46,8 @@ preload() {
 # measure keys label csv [rsload flags]: rsload at $rate on $conns
 # connections for $duration (the first 10 s left out of its figures).
 # LOADNICE=19 runs rsload at that nice level, so that the kernel hands a
-# CPU to a woken server thread before it finishes rsload's timeslice, as
-# if the clients were on other machines.
+# CPU to a woken server thread before it finishes rsload's timeslice
+# (closer to clients on other machines, though it still shares the cores).
 measure() {
 	local keys=$1 label=$2 csv=$3
 	shift 3
