@@ -256,8 +256,10 @@ func TestInfo(t *testing.T) {
 		"# Server\r\n", "redis_version:7.4.0\r\n", "readstates_version:test\r\n", "tcp_port:6380\r\n",
 		"uptime_in_seconds:100\r\n",
 		"# Clients\r\n", "connected_clients:0\r\n", "maxclients:10000\r\n",
+		"blocked_clients:0\r\n", // with the others redis-cli --stat reads
 		"# Memory\r\n", "used_memory:", "go_heap_objects_bytes:",
-		"# Persistence\r\n", "dirty_read_states:2\r\n", "pending_read_states:1\r\n",
+		"# Persistence\r\n", "loading:0\r\n", "rdb_bgsave_in_progress:0\r\n", "aof_rewrite_in_progress:0\r\n",
+		"dirty_read_states:2\r\n", "pending_read_states:1\r\n",
 		"last_flush_time:1700000000\r\n", "flush_lag_seconds:100\r\n", "store_writes:11\r\n",
 		"# Stats\r\n", "total_commands_processed:42\r\n", "keyspace_hits:7\r\n", "evicted_keys:1\r\n",
 		"# Keyspace\r\n", "db0:keys=0,expires=0,avg_ttl=0\r\n", "cache_capacity:1000\r\n",

@@ -93,11 +93,16 @@ func info(_ context.Context, d *Dispatcher, w Writer, s *Session, args [][]byte)
 	section("Clients", func(b []byte) []byte {
 		b = fieldInt(b, "connected_clients", int64(hs.ConnectedClients))
 		b = fieldInt(b, "maxclients", int64(hs.MaxClients))
+		b = field(b, "blocked_clients", "0") // no command blocks; redis-cli --stat reads it
 		return b
 	})
 	section("Memory", func(b []byte) []byte { return appendMemory(b) })
 	section("Persistence", func(b []byte) []byte {
 		b = field(b, "loading", "0")
+		// No child process saves or rewrites anything (redis-cli --stat's
+		// "child" column reads these).
+		b = field(b, "rdb_bgsave_in_progress", "0")
+		b = field(b, "aof_rewrite_in_progress", "0")
 		aof := "0"
 		if es.JournalOn {
 			aof = "1"

@@ -339,3 +339,36 @@ func quoteArgs(args []string) []string {
 	}
 	return q
 }
+
+// TestRedisCLIStat: redis-cli --stat, which reads INFO's fields by name
+// and prints the minimum long for one that is missing, shows every column
+// as a number: keys, clients, blocked (0: no command blocks), requests
+// growing by its own INFO each interval, connections.
+func TestRedisCLIStat(t *testing.T) {
+	bin := requireTool(t, "redis-cli")
+	stdbuf := requireTool(t, "stdbuf") // line-buffered: the output of a killed redis-cli
+	sp := startServer(t)
+	redisCLI(t, sp, "", "RSINCR", "1", "1")
+	host, port := splitAddr(t, sp.addr)
+	ctx, cancel := context.WithTimeout(context.Background(), 1500*time.Millisecond)
+	defer cancel()
+	out, _ := exec.CommandContext(ctx, stdbuf, "-oL", bin, "-h", host, "-p", port, "--stat", "-i", "0.2").Output()
+	row := regexp.MustCompile(`^(\d+)\s+\S+\s+(\d+)\s+(\d+)\s+(\d+) \(\+\d+\)\s+(\d+)\s*$`)
+	rows := 0
+	for _, l := range strings.Split(string(out), "\n") {
+		if strings.HasPrefix(l, "---") || strings.HasPrefix(l, "keys") || strings.TrimSpace(l) == "" {
+			continue
+		}
+		m := row.FindStringSubmatch(l)
+		if m == nil {
+			t.Fatalf("redis-cli --stat row %q is not all numbers:\n%s", l, out)
+		}
+		if m[1] != "1" || m[3] != "0" {
+			t.Errorf("redis-cli --stat row %q: want 1 key and 0 blocked clients", l)
+		}
+		rows++
+	}
+	if rows < 2 {
+		t.Fatalf("redis-cli --stat printed %d rows in 1.5 s:\n%s", rows, out)
+	}
+}
