@@ -26,24 +26,16 @@ func (t *Table) atomically(keys []Key, fn func(Locked), count bool) (missing Key
 		}
 	}
 	fn(Locked{
+		locked: idx, shardBits: t.shardBits,
 		get: func(k Key) (State, error) {
-			if !holds(idx, k, t.shardBits) {
-				return State{}, ErrMiss
-			}
 			s, home := t.locate(k)
 			return s.getLocked(k, home, false)
 		},
 		incr: func(k Key, delta int64) (int32, error) {
-			if !holds(idx, k, t.shardBits) {
-				return 0, ErrMiss
-			}
 			s, home := t.locate(k)
 			return t.incrLocked(s, k, home, delta, false)
 		},
 		reset: func(k Key, msgID int64, setMsg bool) (int32, error) {
-			if !holds(idx, k, t.shardBits) {
-				return 0, ErrMiss
-			}
 			s, home := t.locate(k)
 			return t.resetLocked(s, k, home, msgID, setMsg, false)
 		},

@@ -17,7 +17,7 @@ func TestAtomically(t *testing.T) {
 		keys[i] = Key{User: int64(i), Channel: 1}
 		load(t, tb, keys[i], State{MentionCount: 100})
 	}
-	if k, ok := tb.Atomically([]Key{keys[0], {User: 999, Channel: 1}}, func(Locked) { t.Error("fn ran with a key not cached") }); ok || k.User != 999 {
+	if k, ok := tb.Lookups(true).Atomically([]Key{keys[0], {User: 999, Channel: 1}}, func(Locked) { t.Error("fn ran with a key not cached") }); ok || k.User != 999 {
 		t.Fatalf("Atomically with a missing key: %v, %v", k, ok)
 	}
 	var wg sync.WaitGroup
@@ -28,7 +28,7 @@ func TestAtomically(t *testing.T) {
 				if a == b {
 					continue
 				}
-				tb.Atomically([]Key{a, b}, func(l Locked) {
+				tb.Lookups(true).Atomically([]Key{a, b}, func(l Locked) {
 					if _, err := l.Incr(a, -1); err != nil {
 						t.Error(err)
 					}
@@ -41,7 +41,7 @@ func TestAtomically(t *testing.T) {
 	}
 	wg.Go(func() { // a reader of the whole table, in one transaction
 		for range 200 {
-			tb.Atomically(keys, func(l Locked) {
+			tb.Lookups(true).Atomically(keys, func(l Locked) {
 				sum := int32(0)
 				for _, k := range keys {
 					st, _ := l.Get(k)
@@ -55,14 +55,14 @@ func TestAtomically(t *testing.T) {
 	})
 	wg.Go(func() { // plain operations in between, one shard at a time
 		for i := range 5000 {
-			tb.Get(keys[i%n])
-			tb.Incr(keys[i%n], 0)
+			tb.Lookups(true).Get(keys[i%n])
+			tb.Lookups(true).Incr(keys[i%n], 0)
 		}
 	})
 	wg.Wait()
 	sum := int32(0)
 	for _, k := range keys {
-		st, _ := tb.Get(k)
+		st, _ := tb.Lookups(true).Get(k)
 		sum += st.MentionCount
 	}
 	if sum != 100*n {
@@ -82,7 +82,7 @@ func TestLockedRefusesAShardNotLocked(t *testing.T) {
 	}
 	load(t, tb, declared, State{})
 	load(t, tb, other, State{MentionCount: 7})
-	if _, ok := tb.Atomically([]Key{declared}, func(l Locked) {
+	if _, ok := tb.Lookups(true).Atomically([]Key{declared}, func(l Locked) {
 		if _, err := l.Incr(other, 1); err != ErrMiss {
 			t.Errorf("Incr of a key of a shard not locked: %v, want ErrMiss", err)
 		}
@@ -98,7 +98,7 @@ func TestLockedRefusesAShardNotLocked(t *testing.T) {
 	}); !ok {
 		t.Fatal("Atomically of a cached key did not run")
 	}
-	if st, err := tb.Get(other); err != nil || st != (State{MentionCount: 7}) {
+	if st, err := tb.Lookups(true).Get(other); err != nil || st != (State{MentionCount: 7}) {
 		t.Fatalf("the key of the other shard: %+v, %v; want it unchanged", st, err)
 	}
 }

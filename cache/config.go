@@ -250,34 +250,6 @@ func (l Lookups) Atomically(keys []Key, fn func(Locked)) (missing Key, ok bool) 
 	return l.t.atomically(keys, fn, l.count)
 }
 
-// Get is Lookups(true).Get.
-func (t *Table) Get(k Key) (State, error) { return t.get(k, true) }
-
-// Incr is Lookups(true).Incr.
-func (t *Table) Incr(k Key, delta int64) (int32, error) { return t.incr(k, delta, true) }
-
-// Reset is Lookups(true).Reset.
-func (t *Table) Reset(k Key, msgID int64, setMsg bool) (int32, error) {
-	return t.reset(k, msgID, setMsg, true)
-}
-
-// GetMany is Lookups(true).GetMany.
-func (t *Table) GetMany(user int64, channels []int64, out []State, found []bool) int {
-	return t.Lookups(true).GetMany(user, channels, out, found)
-}
-
-// Atomically is Lookups(true).Atomically.
-func (t *Table) Atomically(keys []Key, fn func(Locked)) (missing Key, ok bool) {
-	return t.atomically(keys, fn, true)
-}
-
-// holds reports whether the shards idx (as lockOrder returns them) hold
-// k's.
-func holds(idx []int, k Key, shardBits uint) bool {
-	_, ok := slices.BinarySearch(idx, shardOf(k.User, shardBits))
-	return ok
-}
-
 // lockOrder returns the indexes of the shards of keys, sorted and without
 // duplicates: the order in which Atomically locks them.
 func lockOrder(keys []Key, shardBits uint) []int {
@@ -293,18 +265,39 @@ func lockOrder(keys []Key, shardBits uint) []int {
 // keys whose shards are locked. A key of a shard that is not locked is a
 // bug of the caller: its operations return ErrMiss and touch nothing.
 type Locked struct {
-	get   func(Key) (State, error)
-	incr  func(Key, int64) (int32, error)
-	reset func(Key, int64, bool) (int32, error)
+	locked    []int // the shards locked, as lockOrder returns them
+	shardBits uint
+	get       func(Key) (State, error)
+	incr      func(Key, int64) (int32, error)
+	reset     func(Key, int64, bool) (int32, error)
+}
+
+// holds reports whether k's shard is locked.
+func (l Locked) holds(k Key) bool {
+	_, ok := slices.BinarySearch(l.locked, shardOf(k.User, l.shardBits))
+	return ok
 }
 
 // Get is Lookups.Get on a locked key, counting nothing.
-func (l Locked) Get(k Key) (State, error) { return l.get(k) }
+func (l Locked) Get(k Key) (State, error) {
+	if !l.holds(k) {
+		return State{}, ErrMiss
+	}
+	return l.get(k)
+}
 
 // Incr is Lookups.Incr on a locked key, counting nothing.
-func (l Locked) Incr(k Key, delta int64) (int32, error) { return l.incr(k, delta) }
+func (l Locked) Incr(k Key, delta int64) (int32, error) {
+	if !l.holds(k) {
+		return 0, ErrMiss
+	}
+	return l.incr(k, delta)
+}
 
 // Reset is Lookups.Reset on a locked key, counting nothing.
 func (l Locked) Reset(k Key, msgID int64, setMsg bool) (int32, error) {
+	if !l.holds(k) {
+		return 0, ErrMiss
+	}
 	return l.reset(k, msgID, setMsg)
 }

@@ -13,7 +13,7 @@ func TestDrop(t *testing.T) {
 			k := Key{User: u, Channel: c}
 			load(t, tb, k, State{LastMessageID: u*10 + c})
 			if c == 0 {
-				if _, err := tb.Incr(k, 1); err != nil {
+				if _, err := tb.Lookups(true).Incr(k, 1); err != nil {
 					t.Fatal(err)
 				}
 			}
@@ -35,7 +35,7 @@ func TestDrop(t *testing.T) {
 	for u := int64(0); u < users; u++ {
 		for c := int64(0); c < 5; c++ {
 			k := Key{User: u, Channel: c}
-			st, err := tb.Get(k)
+			st, err := tb.Lookups(true).Get(k)
 			switch {
 			case u%2 == 1 && err != ErrMiss:
 				t.Fatalf("%v after Drop: %v %v, want a miss", k, st, err)

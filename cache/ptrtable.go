@@ -245,24 +245,10 @@ func (t *ptrTable) atomically(keys []Key, fn func(Locked), count bool) (missing 
 		}
 	}
 	fn(Locked{
-		get: func(k Key) (State, error) {
-			if !holds(idx, k, t.shardBits) {
-				return State{}, ErrMiss
-			}
-			return t.getLocked(t.shardOf(k), k, false)
-		},
-		incr: func(k Key, d int64) (int32, error) {
-			if !holds(idx, k, t.shardBits) {
-				return 0, ErrMiss
-			}
-			return t.incrLocked(t.shardOf(k), k, d, false)
-		},
-		reset: func(k Key, m int64, set bool) (int32, error) {
-			if !holds(idx, k, t.shardBits) {
-				return 0, ErrMiss
-			}
-			return t.resetLocked(t.shardOf(k), k, m, set, false)
-		},
+		locked: idx, shardBits: t.shardBits,
+		get:   func(k Key) (State, error) { return t.getLocked(t.shardOf(k), k, false) },
+		incr:  func(k Key, d int64) (int32, error) { return t.incrLocked(t.shardOf(k), k, d, false) },
+		reset: func(k Key, m int64, set bool) (int32, error) { return t.resetLocked(t.shardOf(k), k, m, set, false) },
 	})
 	return Key{}, true
 }

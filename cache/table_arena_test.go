@@ -101,7 +101,7 @@ func TestFlushRescansAnEntryShiftedBehindIt(t *testing.T) {
 	for i := range 1000 {
 		k := Key{User: 1, Channel: int64(i)}
 		load(t, tb, k, State{})
-		tb.Incr(k, 1)
+		tb.Lookups(true).Incr(k, 1)
 	}
 	var moved *Key
 	tb.betweenSlices = func(s *shard, next int) {
@@ -158,7 +158,7 @@ func TestFlushFinishesAnOpenPassThenItsOwn(t *testing.T) {
 	}
 	// A, dirty; a refused pass begins with it and stays open.
 	a := keys[0]
-	tb.Incr(a, 1)
+	tb.Lookups(true).Incr(a, 1)
 	refuse = true
 	if _, done := tb.Flush(0); done {
 		t.Fatal("a refused Flush said done")
@@ -166,7 +166,7 @@ func TestFlushFinishesAnOpenPassThenItsOwn(t *testing.T) {
 	// Every other key changes while the pass is open: they are dirty when
 	// the next Flush begins, though not in the open pass.
 	for _, k := range keys[1:] {
-		tb.Incr(k, 1)
+		tb.Lookups(true).Incr(k, 1)
 	}
 	refuse = false
 	if _, done := tb.Flush(0); !done {
@@ -182,7 +182,7 @@ func TestFlushFinishesAnOpenPassThenItsOwn(t *testing.T) {
 	// way, after a key the first had scanned changed again.
 	handed = handed[:0]
 	for _, k := range keys {
-		tb.Incr(k, 1)
+		tb.Lookups(true).Incr(k, 1)
 	}
 	tb.sliceSlots = 1
 	var late *Key
@@ -230,7 +230,7 @@ func TestEvictionSparesEntriesInUseWhileRefused(t *testing.T) {
 		switch {
 		case i < 70: // changed: dirty, pinned once WriteBack refuses
 			load(t, tb, k, State{})
-			tb.Incr(k, 1)
+			tb.Lookups(true).Incr(k, 1)
 		case i < 80: // in use
 			load(t, tb, k, State{})
 			hot = append(hot, k)
@@ -262,7 +262,7 @@ func TestEvictionSparesEntriesInUseWhileRefused(t *testing.T) {
 				t.Fatalf("after %d inserts (%d taken), %v in use was evicted", i+1, inserted, hk)
 			}
 			if i%20 == 19 {
-				tb.Get(hk)
+				tb.Lookups(true).Get(hk)
 			}
 		}
 	}

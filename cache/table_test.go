@@ -45,10 +45,10 @@ func TestNewRejectsBadConfig(t *testing.T) {
 func TestOperations(t *testing.T) {
 	tb := newTable(t, Config{Entries: 100})
 	k := Key{User: 42, Channel: 7}
-	if _, err := tb.Get(k); !errors.Is(err, ErrMiss) {
+	if _, err := tb.Lookups(true).Get(k); !errors.Is(err, ErrMiss) {
 		t.Fatalf("Get before load: got %v, want ErrMiss", err)
 	}
-	if _, err := tb.Incr(k, 1); !errors.Is(err, ErrMiss) {
+	if _, err := tb.Lookups(true).Incr(k, 1); !errors.Is(err, ErrMiss) {
 		t.Fatalf("Incr before load: got %v, want ErrMiss", err)
 	}
 	load(t, tb, k, State{})
@@ -59,23 +59,23 @@ func TestOperations(t *testing.T) {
 		err  error
 		st   State
 	}{
-		{"incr", func() (int32, error) { return tb.Incr(k, 1) }, 1, nil, State{1, 0}},
-		{"incr 4", func() (int32, error) { return tb.Incr(k, 4) }, 5, nil, State{5, 0}},
-		{"reset with id", func() (int32, error) { return tb.Reset(k, 1100, true) }, 5, nil, State{0, 1100}},
-		{"incr to max", func() (int32, error) { return tb.Incr(k, math.MaxInt32) }, math.MaxInt32, nil, State{math.MaxInt32, 1100}},
-		{"overflow", func() (int32, error) { return tb.Incr(k, 1) }, math.MaxInt32, ErrOverflow, State{math.MaxInt32, 1100}},
-		{"overflow max delta", func() (int32, error) { return tb.Incr(k, math.MaxInt64) }, math.MaxInt32, ErrOverflow, State{math.MaxInt32, 1100}},
-		{"decrement", func() (int32, error) { return tb.Incr(k, -10) }, math.MaxInt32 - 10, nil, State{math.MaxInt32 - 10, 1100}},
-		{"clamp at zero", func() (int32, error) { return tb.Incr(k, math.MinInt64) }, 0, nil, State{0, 1100}},
-		{"reset without id", func() (int32, error) { return tb.Reset(k, 0, false) }, 0, nil, State{0, 1100}},
-		{"reset to id 0", func() (int32, error) { return tb.Reset(k, 0, true) }, 0, nil, State{0, 0}},
+		{"incr", func() (int32, error) { return tb.Lookups(true).Incr(k, 1) }, 1, nil, State{1, 0}},
+		{"incr 4", func() (int32, error) { return tb.Lookups(true).Incr(k, 4) }, 5, nil, State{5, 0}},
+		{"reset with id", func() (int32, error) { return tb.Lookups(true).Reset(k, 1100, true) }, 5, nil, State{0, 1100}},
+		{"incr to max", func() (int32, error) { return tb.Lookups(true).Incr(k, math.MaxInt32) }, math.MaxInt32, nil, State{math.MaxInt32, 1100}},
+		{"overflow", func() (int32, error) { return tb.Lookups(true).Incr(k, 1) }, math.MaxInt32, ErrOverflow, State{math.MaxInt32, 1100}},
+		{"overflow max delta", func() (int32, error) { return tb.Lookups(true).Incr(k, math.MaxInt64) }, math.MaxInt32, ErrOverflow, State{math.MaxInt32, 1100}},
+		{"decrement", func() (int32, error) { return tb.Lookups(true).Incr(k, -10) }, math.MaxInt32 - 10, nil, State{math.MaxInt32 - 10, 1100}},
+		{"clamp at zero", func() (int32, error) { return tb.Lookups(true).Incr(k, math.MinInt64) }, 0, nil, State{0, 1100}},
+		{"reset without id", func() (int32, error) { return tb.Lookups(true).Reset(k, 0, false) }, 0, nil, State{0, 1100}},
+		{"reset to id 0", func() (int32, error) { return tb.Lookups(true).Reset(k, 0, true) }, 0, nil, State{0, 0}},
 	}
 	for _, s := range steps {
 		got, err := s.do()
 		if got != s.want || !errors.Is(err, s.err) {
 			t.Fatalf("%s: got %d, %v; want %d, %v", s.name, got, err, s.want, s.err)
 		}
-		st, err := tb.Get(k)
+		st, err := tb.Lookups(true).Get(k)
 		if err != nil || st != s.st {
 			t.Fatalf("%s: state %+v, %v; want %+v", s.name, st, err, s.st)
 		}
@@ -173,7 +173,7 @@ func TestGetMany(t *testing.T) {
 	load(t, tb, Key{1, 20}, State{4, 40})
 	chans := []int64{10, 99, 20, 10}
 	out, found := make([]State, 4), make([]bool, 4)
-	if missing := tb.GetMany(1, chans, out, found); missing != 1 {
+	if missing := tb.Lookups(true).GetMany(1, chans, out, found); missing != 1 {
 		t.Fatalf("missing: got %d, want 1", missing)
 	}
 	want := []State{{3, 30}, {}, {4, 40}, {3, 30}}
@@ -185,7 +185,7 @@ func TestGetMany(t *testing.T) {
 	// counted), and it is cached now.
 	load(t, tb, Key{1, 99}, State{5, 50})
 	before := tb.Stats()
-	if missing := tb.GetMany(1, chans, out, found); missing != 0 || out[1] != (State{5, 50}) {
+	if missing := tb.Lookups(true).GetMany(1, chans, out, found); missing != 0 || out[1] != (State{5, 50}) {
 		t.Fatalf("again: missing %d, out %v; want 0 and channel 99's state", missing, out)
 	}
 	if st := tb.Stats(); st.Hits-before.Hits != 1 || st.Misses != before.Misses {
@@ -219,16 +219,16 @@ func TestFlushHandsOverDirtyEntries(t *testing.T) {
 		t.Fatalf("a loaded state is clean; Flush handed %d", n)
 	}
 	// A change that changes nothing does not dirty.
-	tb.Incr(k, 0)
-	tb.Reset(k, 50, false)
-	tb.Incr(k, -5)
-	tb.Reset(k, 50, true)
-	tb.Get(k)
+	tb.Lookups(true).Incr(k, 0)
+	tb.Lookups(true).Reset(k, 50, false)
+	tb.Lookups(true).Incr(k, -5)
+	tb.Lookups(true).Reset(k, 50, true)
+	tb.Lookups(true).Get(k)
 	if n, _ := tb.Flush(0); n != 0 {
 		t.Fatalf("no-op changes dirtied the entry: handed %d", n)
 	}
-	tb.Incr(k, 1)
-	tb.Incr(k, 1)
+	tb.Lookups(true).Incr(k, 1)
+	tb.Lookups(true).Incr(k, 1)
 	if n, done := tb.Flush(0); n != 1 || !done {
 		t.Fatalf("Flush: handed %d, done %v; want 1, true", n, done)
 	}
@@ -242,7 +242,7 @@ func TestFlushHandsOverDirtyEntries(t *testing.T) {
 	if n, _ := tb.Flush(0); n != 0 {
 		t.Fatalf("second Flush handed %d", n)
 	}
-	tb.Reset(k, 60, true)
+	tb.Lookups(true).Reset(k, 60, true)
 	tb.Flush(0)
 	if len(h.got) != 2 || h.got[1].State != (State{0, 60}) || h.got[1].Stamp <= h.got[0].Stamp {
 		t.Fatalf("handed: %+v", h.got)
@@ -254,7 +254,7 @@ func TestFlushStopsWhenRefused(t *testing.T) {
 	tb := newTable(t, Config{Entries: 100, Shards: 1, WriteBack: h.take})
 	for i := range 10 {
 		load(t, tb, Key{1, int64(i)}, State{})
-		tb.Incr(Key{1, int64(i)}, 1)
+		tb.Lookups(true).Incr(Key{1, int64(i)}, 1)
 	}
 	if n, done := tb.Flush(0); n != 0 || done {
 		t.Fatalf("refused Flush: handed %d, done %v", n, done)
@@ -275,7 +275,7 @@ func TestStampsIncreaseWhenClockStandsStill(t *testing.T) {
 	k := Key{1, 1}
 	load(t, tb, k, State{})
 	for range 5 {
-		tb.Incr(k, 1)
+		tb.Lookups(true).Incr(k, 1)
 		tb.Flush(0)
 	}
 	for i, s := range h.got {
@@ -295,7 +295,7 @@ func TestReserveFillAbort(t *testing.T) {
 	if _, err := tb.Reserve(k); !errors.Is(err, ErrReserved) {
 		t.Fatalf("second Reserve: got %v, want ErrReserved", err)
 	}
-	if _, err := tb.Incr(k, 1); !errors.Is(err, ErrMiss) {
+	if _, err := tb.Lookups(true).Incr(k, 1); !errors.Is(err, ErrMiss) {
 		t.Fatalf("Incr while loading: got %v, want ErrMiss", err)
 	}
 	tb.Abort(k)
@@ -303,7 +303,7 @@ func TestReserveFillAbort(t *testing.T) {
 		t.Fatalf("entries after Abort: %d", st.Entries)
 	}
 	tb.Fill(k, State{1, 1}, 0, nil) // no placeholder: nothing happens
-	if _, err := tb.Get(k); !errors.Is(err, ErrMiss) {
+	if _, err := tb.Lookups(true).Get(k); !errors.Is(err, ErrMiss) {
 		t.Fatalf("Fill without Reserve inserted: %v", err)
 	}
 	// A fill its caller's check refuses (the read went stale) removes the
@@ -312,7 +312,7 @@ func TestReserveFillAbort(t *testing.T) {
 		t.Fatalf("Reserve: %v, %v", ok, err)
 	}
 	tb.Fill(k, State{1, 1}, 0, func() bool { return false })
-	if _, err := tb.Get(k); !errors.Is(err, ErrMiss) {
+	if _, err := tb.Lookups(true).Get(k); !errors.Is(err, ErrMiss) {
 		t.Fatalf("a refused Fill filled: %v", err)
 	}
 	if st := tb.Stats(); st.Entries != 0 {
@@ -324,7 +324,7 @@ func TestReserveFillAbort(t *testing.T) {
 	tb.Abort(k)
 	load(t, tb, k, State{3, 4})
 	load(t, tb, k, State{0, 0}) // present: Reserve reports false, nothing changes
-	if st, _ := tb.Get(k); st != (State{3, 4}) {
+	if st, _ := tb.Lookups(true).Get(k); st != (State{3, 4}) {
 		t.Fatalf("got %+v", st)
 	}
 }
@@ -357,7 +357,7 @@ func TestPinnedDirtyEntries(t *testing.T) {
 		k := Key{1, int64(i)}
 		load(t, tb, k, State{})
 		if i < 4 {
-			tb.Incr(k, int64(i+1))
+			tb.Lookups(true).Incr(k, int64(i+1))
 		}
 	}
 	// Four clean entries can still make room.
@@ -365,13 +365,13 @@ func TestPinnedDirtyEntries(t *testing.T) {
 		load(t, tb, Key{2, int64(i)}, State{})
 	}
 	for i := range 4 {
-		if _, err := tb.Get(Key{1, int64(i)}); err != nil {
+		if _, err := tb.Lookups(true).Get(Key{1, int64(i)}); err != nil {
 			t.Fatalf("dirty entry %d was evicted while pinned", i)
 		}
 	}
 	// The newcomers are clean too; make them dirty: now everything is pinned.
 	for i := range 4 {
-		tb.Incr(Key{2, int64(i)}, 1)
+		tb.Lookups(true).Incr(Key{2, int64(i)}, 1)
 	}
 	before := tb.Stats()
 	if _, err := tb.Reserve(Key{3, 0}); !errors.Is(err, ErrFull) {
@@ -386,7 +386,7 @@ func TestPinnedDirtyEntries(t *testing.T) {
 	if len(h.got) != 1 || h.got[0].State.MentionCount == 0 {
 		t.Fatalf("handed over: %+v", h.got)
 	}
-	if _, err := tb.Get(h.got[0].Key); !errors.Is(err, ErrMiss) {
+	if _, err := tb.Lookups(true).Get(h.got[0].Key); !errors.Is(err, ErrMiss) {
 		t.Fatalf("evicted key still cached")
 	}
 }
@@ -423,7 +423,7 @@ func newModel(t *testing.T, entries, shards int) *model {
 }
 
 func (m *model) ensure(t *testing.T, k Key) {
-	if _, err := m.tb.Get(k); err == nil {
+	if _, err := m.tb.Lookups(true).Get(k); err == nil {
 		return
 	}
 	load(t, m.tb, k, m.backing[k])
@@ -439,7 +439,7 @@ func (m *model) step(t *testing.T, r *rand.Rand, keys int) {
 		if r.IntN(50) == 0 {
 			delta = math.MaxInt32
 		}
-		got, err := m.tb.Incr(k, delta)
+		got, err := m.tb.Lookups(true).Incr(k, delta)
 		next := int64(w.MentionCount) + delta
 		switch {
 		case next > math.MaxInt32:
@@ -454,7 +454,7 @@ func (m *model) step(t *testing.T, r *rand.Rand, keys int) {
 		}
 	case 1:
 		id, set := r.Int64(), r.IntN(2) == 0
-		got, err := m.tb.Reset(k, id, set)
+		got, err := m.tb.Lookups(true).Reset(k, id, set)
 		if err != nil || got != w.MentionCount {
 			t.Fatalf("Reset(%v): got %d %v, want %d", k, got, err, w.MentionCount)
 		}
@@ -463,7 +463,7 @@ func (m *model) step(t *testing.T, r *rand.Rand, keys int) {
 			w.LastMessageID = id
 		}
 	case 2:
-		got, err := m.tb.Get(k)
+		got, err := m.tb.Lookups(true).Get(k)
 		if err != nil || got != w {
 			t.Fatalf("Get(%v): got %+v %v, want %+v", k, got, err, w)
 		}
@@ -477,7 +477,7 @@ func (m *model) step(t *testing.T, r *rand.Rand, keys int) {
 func (m *model) check(t *testing.T) {
 	for k, w := range m.want {
 		m.ensure(t, k)
-		if got, err := m.tb.Get(k); err != nil || got != w {
+		if got, err := m.tb.Lookups(true).Get(k); err != nil || got != w {
 			t.Fatalf("final %v: got %+v %v, want %+v", k, got, err, w)
 		}
 	}
@@ -542,11 +542,11 @@ func TestConcurrentIncrements(t *testing.T) {
 			defer wg.Done()
 			for i := range perG {
 				k := keys[(g+i)%len(keys)]
-				if _, err := tb.Incr(k, 1); err != nil {
+				if _, err := tb.Lookups(true).Incr(k, 1); err != nil {
 					t.Error(err)
 					return
 				}
-				tb.Get(k)
+				tb.Lookups(true).Get(k)
 				if i%100 == 0 {
 					tb.Flush(i / 100 % tb.Shards())
 				}
@@ -556,7 +556,7 @@ func TestConcurrentIncrements(t *testing.T) {
 	wg.Wait()
 	var sum int64
 	for _, k := range keys {
-		st, err := tb.Get(k)
+		st, err := tb.Lookups(true).Get(k)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -593,7 +593,7 @@ func TestConcurrentChurn(t *testing.T) {
 				}
 				k := Key{int64(g), int64(r.IntN(keysPer))}
 				for {
-					if _, err := tb.Incr(k, 1); err == nil {
+					if _, err := tb.Lookups(true).Incr(k, 1); err == nil {
 						break
 					}
 					mu.Lock()
@@ -614,7 +614,7 @@ func TestConcurrentChurn(t *testing.T) {
 		var sum int64
 		for c := range keysPer {
 			k := Key{int64(g), int64(c)}
-			st, err := tb.Get(k)
+			st, err := tb.Lookups(true).Get(k)
 			if err != nil {
 				st = backing[k]
 			}
@@ -633,11 +633,11 @@ func TestHotPathAllocatesNothing(t *testing.T) {
 	chans := []int64{6, 7}
 	out, found := make([]State, 2), make([]bool, 2)
 	for name, f := range map[string]func(){
-		"Incr":    func() { tb.Incr(k, 1) },
-		"Reset":   func() { tb.Reset(k, 9, true) },
-		"Get":     func() { tb.Get(k) },
-		"GetMany": func() { clear(found); tb.GetMany(5, chans, out, found) },
-		"Miss":    func() { tb.Get(Key{7, 7}) },
+		"Incr":    func() { tb.Lookups(true).Incr(k, 1) },
+		"Reset":   func() { tb.Lookups(true).Reset(k, 9, true) },
+		"Get":     func() { tb.Lookups(true).Get(k) },
+		"GetMany": func() { clear(found); tb.Lookups(true).GetMany(5, chans, out, found) },
+		"Miss":    func() { tb.Lookups(true).Get(Key{7, 7}) },
 	} {
 		if n := testing.AllocsPerRun(1000, f); n != 0 {
 			t.Errorf("%s: %v allocs/op, want 0", name, n)
@@ -683,7 +683,7 @@ func TestHitRatioNearExactLRU(t *testing.T) {
 		var hitsT, hitsL int
 		for i := range warm + n {
 			k := keyOf(z.Uint64())
-			_, err := tb.Get(k)
+			_, err := tb.Lookups(true).Get(k)
 			if err != nil {
 				load(t, tb, k, State{})
 			}
@@ -721,7 +721,7 @@ func TestStampsAboveObservedStamps(t *testing.T) {
 		t.Fatalf("Reserve: %v %v", ok, err)
 	}
 	tb.Fill(k, State{MentionCount: 5}, stored, nil)
-	if _, err := tb.Reset(k, 1100, true); err != nil {
+	if _, err := tb.Lookups(true).Reset(k, 1100, true); err != nil {
 		t.Fatal(err)
 	}
 	tb.Flush(0)
@@ -732,7 +732,7 @@ func TestStampsAboveObservedStamps(t *testing.T) {
 	tb.Observe(stored + 1000)
 	k2 := Key{User: 1, Channel: 1}
 	load(t, tb, k2, State{})
-	if _, err := tb.Incr(k2, 1); err != nil {
+	if _, err := tb.Lookups(true).Incr(k2, 1); err != nil {
 		t.Fatal(err)
 	}
 	tb.Flush(0)
@@ -741,7 +741,7 @@ func TestStampsAboveObservedStamps(t *testing.T) {
 	}
 	// When the wall clock passes the observed stamps, stamps follow it.
 	now = now.Add(2 * time.Hour)
-	if _, err := tb.Incr(k2, 1); err != nil {
+	if _, err := tb.Lookups(true).Incr(k2, 1); err != nil {
 		t.Fatal(err)
 	}
 	tb.Flush(0)
@@ -759,12 +759,12 @@ func TestOnChange(t *testing.T) {
 		WriteBack: func(s Snapshot) bool { snaps = append(snaps, s); return true }})
 	k := Key{User: 42, Channel: 7}
 	load(t, tb, k, State{})
-	tb.Incr(k, 3)
-	tb.Incr(k, 0)         // no change
-	tb.Reset(k, 0, false) // a change: 3 -> 0
-	tb.Reset(k, 0, false) // no change
-	tb.Reset(k, 9, true)  // a change: last message 9
-	tb.Get(k)
+	tb.Lookups(true).Incr(k, 3)
+	tb.Lookups(true).Incr(k, 0)         // no change
+	tb.Lookups(true).Reset(k, 0, false) // a change: 3 -> 0
+	tb.Lookups(true).Reset(k, 0, false) // no change
+	tb.Lookups(true).Reset(k, 9, true)  // a change: last message 9
+	tb.Lookups(true).Get(k)
 	tb.Flush(0)
 	want := []State{{3, 0}, {0, 0}, {0, 9}}
 	if len(changes) != len(want) {
@@ -788,7 +788,7 @@ func TestRecordDirty(t *testing.T) {
 	a, b := Key{User: 1, Channel: 1}, Key{User: 2, Channel: 2}
 	load(t, tb, a, State{})
 	load(t, tb, b, State{MentionCount: 4})
-	tb.Incr(a, 2)
+	tb.Lookups(true).Incr(a, 2)
 	last := changes[len(changes)-1].Stamp
 	changes = nil
 	if n := tb.RecordDirty(0); n != 1 || len(changes) != 1 || changes[0].Key != a ||
@@ -824,7 +824,7 @@ func TestFlushUnderChurn(t *testing.T) {
 		for i := range 7000 {
 			k := Key{User: int64(i % 97), Channel: int64(i)}
 			load(t, tb, k, State{})
-			if _, err := tb.Incr(k, 1); err != nil {
+			if _, err := tb.Lookups(true).Incr(k, 1); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -845,7 +845,7 @@ func TestFlushUnderChurn(t *testing.T) {
 					k := Key{User: int64(1000 + g), Channel: r.Int64()}
 					if ok, err := tb.Reserve(k); err == nil && ok {
 						tb.Fill(k, State{}, 0, nil)
-						tb.Incr(k, 1)
+						tb.Lookups(true).Incr(k, 1)
 					}
 				}
 			})

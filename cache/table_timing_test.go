@@ -43,8 +43,8 @@ type loader interface {
 
 type arenaStore struct{ t *Table }
 
-func (a arenaStore) incr(k Key, d int64) { a.t.Incr(k, d) }
-func (a arenaStore) get(k Key) State     { s, _ := a.t.Get(k); return s }
+func (a arenaStore) incr(k Key, d int64) { a.t.Lookups(true).Incr(k, d) }
+func (a arenaStore) get(k Key) State     { s, _ := a.t.Lookups(true).Get(k); return s }
 func (a arenaStore) load(k Key)          { fill1(a.t, k) }
 
 type ptrStore struct{ t *ptrTable }
