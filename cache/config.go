@@ -31,12 +31,16 @@ type Config struct {
 	Shards int
 	// WriteBack takes over unwritten changes. It is called, with the
 	// shard's lock held, with the snapshot of a dirty entry that is being
-	// evicted or flushed. If it returns true, the callee owns writing s
-	// and must serve s to read-through until it is written; the entry is
-	// then removed (eviction) or marked clean (Flush). If it returns false
-	// the entry stays dirty: it is pinned until a later call accepts it.
-	// It must not call the Table. Nil drops evicted changes (tests only).
-	WriteBack func(s Snapshot) bool
+	// evicted or flushed. If it takes s (Taken, TakenFull), the callee
+	// owns writing s and must serve s to read-through until it is
+	// written; the entry is then removed (eviction) or marked clean
+	// (Flush). If it refuses (Refused) the entry stays dirty: it is
+	// pinned until a later call takes it. Refused and TakenFull also say
+	// that it would refuse a key it does not hold (its backlog is full),
+	// and eviction then spares the entries in use (see Table's
+	// evictLocked). It must not call the Table. Nil drops evicted changes
+	// (tests only).
+	WriteBack func(s Snapshot) Handoff
 	// OnChange, if set, is called with the shard's lock held after every
 	// operation that alters a read state, with the state after it and a
 	// stamp of its own (a journal records it). Stamps of one key's changes
@@ -67,6 +71,24 @@ type Snapshot struct {
 	// newest state.
 	Stamp int64
 }
+
+// Handoff is Config.WriteBack's answer to a snapshot offered to it.
+type Handoff uint8
+
+const (
+	// Refused: the snapshot stays the table's, its entry dirty and
+	// pinned; the callee takes no key it does not hold.
+	Refused Handoff = iota
+	// Taken: the callee owns the snapshot, and would take more.
+	Taken
+	// TakenFull: the callee owns the snapshot, which replaced one of the
+	// same key it held, but it would refuse a key it does not hold. A
+	// queue that is full takes a newer state of a key it holds, since
+	// that needs no room; it is full all the same.
+	TakenFull
+)
+
+func (h Handoff) taken() bool { return h != Refused }
 
 // Stats are counters summed over all shards.
 type Stats struct {

@@ -44,7 +44,7 @@ type lruItem struct {
 type ptrTable struct {
 	shards    []ptrShard
 	shardBits uint
-	writeBack func(Snapshot) bool
+	writeBack func(Snapshot) Handoff
 	onChange  func(Snapshot)
 	onRemove  func(Key)
 	flushHold latency.Peak
@@ -343,7 +343,7 @@ func (t *ptrTable) evictLocked(s *ptrShard) bool {
 			t.evictItemLocked(s, el)
 			return true
 		case hookRefused:
-		case t.writeBack == nil || t.writeBack(t.snapshotLocked(it)):
+		case t.writeBack == nil || t.writeBack(t.snapshotLocked(it)).taken():
 			s.dirty--
 			t.evictItemLocked(s, el)
 			return true
@@ -407,7 +407,7 @@ func (t *ptrTable) Flush(i int) (handed int, done bool) {
 		if !it.dirty {
 			continue
 		}
-		if !t.writeBack(t.snapshotLocked(it)) {
+		if !t.writeBack(t.snapshotLocked(it)).taken() {
 			s.pinned++
 			return handed, false
 		}

@@ -61,7 +61,7 @@ const Implementation = "arena"
 type Table struct {
 	shards    []shard
 	shardBits uint
-	writeBack func(Snapshot) bool
+	writeBack func(Snapshot) Handoff
 	onChange  func(Snapshot)
 	onRemove  func(Key)
 	release   func() error
@@ -99,8 +99,8 @@ type shard struct {
 	dirtyIn [2]int
 	epoch   uint32 // 0 or 1
 	passes  uint64 // flush passes begun (epoch flips)
-	// refusing: WriteBack's last answer in this shard was a refusal (see
-	// evictLocked).
+	// refusing: WriteBack's last answer in this shard was Refused or
+	// TakenFull: it would refuse a key it does not hold (see evictLocked).
 	refusing bool
 	loading  int
 	// The CLOCK hand visits every slot once a turn, stride slots apart
@@ -390,7 +390,10 @@ func (t *Table) Abort(k Key) {
 // or fails. Otherwise each insert, finding little to evict, would sweep
 // the shard clean of references and evict an entry in use: the read
 // states the cache still serves while the store is down. Each insert
-// offers WriteBack one dirty entry first, to learn that it accepts again.
+// offers WriteBack one dirty entry first, to learn that it takes more
+// again: only Taken says so, since a full queue still takes a newer
+// state of a key it holds (TakenFull), and the hand that took that for
+// room would clear the reference bits of a whole turn.
 func (t *Table) evictLocked(s *shard) bool {
 	if s.refusing && !t.retryWriteBackLocked(s) {
 		return t.sweepLocked(s, false)
@@ -422,13 +425,11 @@ func (t *Table) sweepLocked(s *shard, clearRefs bool) bool {
 			t.removeLocked(s, s.hand)
 			return true
 		case hookRefused:
-		case t.writeBack == nil || t.writeBack(t.snapshotLocked(e)):
-			s.cleanLocked(e)
+		case t.handOverLocked(s, e):
 			t.removeLocked(s, s.hand)
 			return true
 		default:
-			hookRefused, s.refusing = true, true
-			s.pinned++
+			hookRefused = true
 			if clearRefs {
 				clearRefs = false
 				steps = min(steps, s.n)
@@ -468,8 +469,9 @@ func gcd(a, b uint64) uint64 {
 }
 
 // retryWriteBackLocked offers the first dirty entry in slot order from
-// the hand on to WriteBack, and reports whether it was accepted (the
-// entry is then clean and s.refusing false).
+// the hand on to WriteBack, and reports whether WriteBack takes more
+// (s.refusing is then false). An entry it takes is clean, even if it
+// takes no more: a full queue takes a newer state of a key it holds.
 func (t *Table) retryWriteBackLocked(s *shard) bool {
 	if s.dirty == 0 {
 		s.refusing = false
@@ -477,19 +479,31 @@ func (t *Table) retryWriteBackLocked(s *shard) bool {
 	}
 	for i, j := uint64(0), s.hand; i < s.n; i++ {
 		if e := &s.slots[j]; e.meta&metaDirty != 0 {
-			if t.writeBack == nil || t.writeBack(t.snapshotLocked(e)) {
-				s.cleanLocked(e)
-				s.refusing = false
-				return true
-			}
-			s.pinned++
-			return false
+			t.handOverLocked(s, e)
+			return !s.refusing
 		}
 		if j++; j == s.n {
 			j = 0
 		}
 	}
 	return false
+}
+
+// handOverLocked offers dirty entry e to WriteBack. If it is taken, e is
+// marked clean; if not, it stays dirty and is counted pinned. s.refusing
+// records whether WriteBack would refuse a key it does not hold.
+func (t *Table) handOverLocked(s *shard, e *entry) bool {
+	h := Taken
+	if t.writeBack != nil {
+		h = t.writeBack(t.snapshotLocked(e))
+	}
+	s.refusing = h != Taken
+	if !h.taken() {
+		s.pinned++
+		return false
+	}
+	s.cleanLocked(e)
+	return true
 }
 
 // removeLocked evicts the entry in slot i.
@@ -642,13 +656,9 @@ func (t *Table) flushSlice(s *shard, pos int, began uint64) (handed, next int, d
 		if e.meta&metaDirty == 0 {
 			continue
 		}
-		if !t.writeBack(t.snapshotLocked(e)) {
-			s.pinned++
-			s.refusing = true
+		if !t.handOverLocked(s, e) {
 			return handed, j, false, true
 		}
-		s.refusing = false
-		s.cleanLocked(e)
 		handed++
 		next = j + 1
 	}

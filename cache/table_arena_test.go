@@ -93,9 +93,9 @@ func fill1(tb interface {
 // scanned; the flush goes round again and hands it over.
 func TestFlushRescansAnEntryShiftedBehindIt(t *testing.T) {
 	var handed []Key
-	tb := newTable(t, Config{Entries: 1000, Shards: 1, WriteBack: func(s Snapshot) bool {
+	tb := newTable(t, Config{Entries: 1000, Shards: 1, WriteBack: func(s Snapshot) Handoff {
 		handed = append(handed, s.Key)
-		return true
+		return Taken
 	}})
 	tb.sliceSlots = 1 // a slice per slot
 	for i := range 1000 {
@@ -144,12 +144,12 @@ func TestFlushRescansAnEntryShiftedBehindIt(t *testing.T) {
 func TestFlushFinishesAnOpenPassThenItsOwn(t *testing.T) {
 	refuse := false
 	var handed []Key
-	tb := newTable(t, Config{Entries: 1000, Shards: 1, WriteBack: func(s Snapshot) bool {
+	tb := newTable(t, Config{Entries: 1000, Shards: 1, WriteBack: func(s Snapshot) Handoff {
 		if refuse {
-			return false
+			return Refused
 		}
 		handed = append(handed, s.Key)
-		return true
+		return Taken
 	}})
 	keys := make([]Key, 40)
 	for i := range keys {
@@ -276,6 +276,71 @@ func TestEvictionSparesEntriesInUseWhileRefused(t *testing.T) {
 	}
 	if ok, err := tb.Reserve(Key{User: 101, Channel: 1}); err != nil || !ok {
 		t.Fatalf("Reserve after recovery: %v, %v", ok, err)
+	}
+}
+
+// TestEvictionSparesEntriesInUseWhileFull: a full queue still takes a
+// newer state of a key it holds (TakenFull), and that must not make the
+// hand sweep as if it had room: it would clear the reference bits of a
+// whole turn, and the next inserts would evict the clean read states in
+// use, which the cache could no longer serve while the store is down.
+func TestEvictionSparesEntriesInUseWhileFull(t *testing.T) {
+	h := &handoff{}
+	tb := newTable(t, Config{Entries: 100, Shards: 1, WriteBack: h.take})
+	var held, hot []Key
+	for i := range 100 {
+		k := Key{User: int64(i % 7), Channel: int64(i)}
+		switch {
+		case i < 35: // handed over once, and changed again: the queue holds them
+			load(t, tb, k, State{})
+			tb.Lookups(true).Incr(k, 1)
+			held = append(held, k)
+		case i < 70: // changed, and not in the queue: pinned once it is full
+			load(t, tb, k, State{})
+			tb.Lookups(true).Incr(k, 1)
+		case i < 80: // clean, in use
+			load(t, tb, k, State{})
+			hot = append(hot, k)
+		default: // read from the store, never used
+			if !tb.Insert(k, State{}, 1, func() bool { return true }) {
+				t.Fatalf("Insert %v", k)
+			}
+		}
+	}
+	h.mu.Lock()
+	for _, k := range held {
+		h.got = append(h.got, Snapshot{Key: k})
+	}
+	h.full = true
+	h.mu.Unlock()
+	tb.Flush(0)
+	inserted := 0
+	for i := range 200 {
+		// Read states the queue holds keep changing: they are dirty
+		// again whenever an insert offers WriteBack one.
+		for _, k := range held[:5] {
+			tb.Lookups(true).Incr(k, 1)
+		}
+		k := Key{User: 100, Channel: int64(i)}
+		ok, err := tb.Reserve(k)
+		switch {
+		case err == nil && ok:
+			tb.Fill(k, State{}, 0, nil)
+			inserted++
+		case !errors.Is(err, ErrFull):
+			t.Fatalf("Reserve %v: %v, %v", k, ok, err)
+		}
+		for _, hk := range hot {
+			if !cachedUntouched(tb, hk) {
+				t.Fatalf("after %d inserts (%d taken), %v in use was evicted", i+1, inserted, hk)
+			}
+			if i%20 == 19 {
+				tb.Lookups(true).Get(hk)
+			}
+		}
+	}
+	if inserted != 20 {
+		t.Fatalf("%d inserts taken, want 20 (the entries nobody used: 80-99)", inserted)
 	}
 }
 

@@ -7,6 +7,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"reflect"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -194,20 +195,29 @@ func TestGetMany(t *testing.T) {
 }
 
 // handoff is a WriteBack that records what it is handed, or refuses.
+// While full, it is the engine's full queue: it takes a key it was handed
+// before (TakenFull) and refuses the others.
 type handoff struct {
-	mu     sync.Mutex
-	refuse bool
-	got    []Snapshot
+	mu           sync.Mutex
+	refuse, full bool
+	got          []Snapshot
 }
 
-func (h *handoff) take(s Snapshot) bool {
+func (h *handoff) take(s Snapshot) Handoff {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if h.refuse {
-		return false
+	switch {
+	case h.refuse:
+		return Refused
+	case h.full:
+		if !slices.ContainsFunc(h.got, func(g Snapshot) bool { return g.Key == s.Key }) {
+			return Refused
+		}
+		h.got = append(h.got, s)
+		return TakenFull
 	}
 	h.got = append(h.got, s)
-	return true
+	return Taken
 }
 
 func TestFlushHandsOverDirtyEntries(t *testing.T) {
@@ -415,9 +425,9 @@ type model struct {
 
 func newModel(t *testing.T, entries, shards int) *model {
 	m := &model{backing: map[Key]State{}, want: map[Key]State{}}
-	m.tb = newTable(t, Config{Entries: entries, Shards: shards, WriteBack: func(s Snapshot) bool {
+	m.tb = newTable(t, Config{Entries: entries, Shards: shards, WriteBack: func(s Snapshot) Handoff {
 		m.backing[s.Key] = s.State
-		return true
+		return Taken
 	}})
 	return m
 }
@@ -529,7 +539,7 @@ func FuzzModel(f *testing.F) {
 
 // TestConcurrentIncrements: many goroutines on few keys lose no update.
 func TestConcurrentIncrements(t *testing.T) {
-	tb := newTable(t, Config{Entries: 64, Shards: 2, WriteBack: func(Snapshot) bool { return true }})
+	tb := newTable(t, Config{Entries: 64, Shards: 2, WriteBack: func(Snapshot) Handoff { return Taken }})
 	keys := []Key{{1, 1}, {1, 2}, {2, 1}, {3, 3}}
 	for _, k := range keys {
 		load(t, tb, k, State{})
@@ -572,11 +582,11 @@ func TestConcurrentIncrements(t *testing.T) {
 func TestConcurrentChurn(t *testing.T) {
 	var mu sync.Mutex
 	backing := map[Key]State{}
-	tb := newTable(t, Config{Entries: 128, Shards: 4, WriteBack: func(s Snapshot) bool {
+	tb := newTable(t, Config{Entries: 128, Shards: 4, WriteBack: func(s Snapshot) Handoff {
 		mu.Lock()
 		backing[s.Key] = s.State
 		mu.Unlock()
-		return true
+		return Taken
 	}})
 	// Each goroutine owns its keys (as the engine's per-key loads do), so
 	// the expected count per key is known.
@@ -711,9 +721,9 @@ func TestHitRatioNearExactLRU(t *testing.T) {
 func TestStampsAboveObservedStamps(t *testing.T) {
 	now := time.UnixMicro(1_000_000)
 	var snaps []Snapshot
-	tb := newTable(t, Config{Entries: 16, Now: func() time.Time { return now }, WriteBack: func(s Snapshot) bool {
+	tb := newTable(t, Config{Entries: 16, Now: func() time.Time { return now }, WriteBack: func(s Snapshot) Handoff {
 		snaps = append(snaps, s)
-		return true
+		return Taken
 	}})
 	k := Key{User: 42, Channel: 7}
 	stored := now.Add(time.Hour).UnixMicro() // written by a run whose clock was an hour ahead
@@ -756,7 +766,7 @@ func TestOnChange(t *testing.T) {
 	var changes, snaps []Snapshot
 	tb := newTable(t, Config{Entries: 16,
 		OnChange:  func(s Snapshot) { changes = append(changes, s) },
-		WriteBack: func(s Snapshot) bool { snaps = append(snaps, s); return true }})
+		WriteBack: func(s Snapshot) Handoff { snaps = append(snaps, s); return Taken }})
 	k := Key{User: 42, Channel: 7}
 	load(t, tb, k, State{})
 	tb.Lookups(true).Incr(k, 3)
@@ -809,11 +819,11 @@ func TestFlushUnderChurn(t *testing.T) {
 		handed := map[Key]int64{} // the highest stamp handed over
 		changed := map[Key]int64{}
 		tb := newTable(t, Config{Entries: 8192, Shards: 1,
-			WriteBack: func(s Snapshot) bool {
+			WriteBack: func(s Snapshot) Handoff {
 				mu.Lock()
 				handed[s.Key] = max(handed[s.Key], s.Stamp)
 				mu.Unlock()
-				return true
+				return Taken
 			},
 			OnChange: func(s Snapshot) {
 				mu.Lock()

@@ -351,13 +351,14 @@ func (e *Engine) commit() error {
 }
 
 // writeBack is the cache's WriteBack hook: it queues s unless the queue is
-// full. It runs under a shard lock, so it must not block.
-func (e *Engine) writeBack(s cache.Snapshot) bool {
+// full, and a full queue still takes a newer state of a key it holds,
+// which needs no room. It runs under a shard lock, so it must not block.
+func (e *Engine) writeBack(s cache.Snapshot) cache.Handoff {
 	e.mu.Lock()
 	old, queued := e.mu.pending[s.Key]
 	if !queued && len(e.mu.pending) >= e.maxPending {
 		e.mu.Unlock()
-		return false
+		return cache.Refused
 	}
 	// An eviction hands a dirty key over before it bumps the generation
 	// (Config.OnRemove), so its ack does too.
@@ -370,12 +371,16 @@ func (e *Engine) writeBack(s cache.Snapshot) bool {
 		e.mu.pending[s.Key] = rec
 		e.mu.queue.pushBack(s.Key)
 	}
+	h := cache.Taken
+	if len(e.mu.pending) >= e.maxPending {
+		h = cache.TakenFull
+	}
 	e.mu.Unlock()
 	select {
 	case e.wake <- struct{}{}:
 	default:
 	}
-	return true
+	return h
 }
 
 // changed is the cache's OnChange hook, under the changed read state's
