@@ -81,10 +81,10 @@ const (
 	Refused Handoff = iota
 	// Taken: the callee owns the snapshot, and would take more.
 	Taken
-	// TakenFull: the callee owns the snapshot, which replaced one of the
-	// same key it held, but it would refuse a key it does not hold. A
-	// queue that is full takes a newer state of a key it holds, since
-	// that needs no room; it is full all the same.
+	// TakenFull: the callee owns the snapshot, and is now full: it would
+	// refuse a key it does not hold. The snapshot took its last place,
+	// or it replaced an older one of the same key: a full queue still
+	// takes a newer state of a key it holds, since that needs no room.
 	TakenFull
 )
 

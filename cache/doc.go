@@ -47,10 +47,10 @@
 //
 //   - Every change that alters a state marks its entry dirty.
 //   - Eviction and Flush offer a dirty entry's snapshot to WriteBack. If it
-//     accepts, the entry is removed or marked clean, and WriteBack must write
-//     the snapshot and serve it to read-through until it is written. If it
-//     refuses (its queue is full), the entry stays dirty and is pinned:
-//     never evicted. When nothing can be evicted, inserting fails with
+//     takes it (Taken, TakenFull), the entry is removed or marked clean, and
+//     WriteBack must write the snapshot and serve it to read-through until
+//     it is written. If it refuses (its queue is full and does not hold the
+//     key), the entry stays dirty and is pinned: never evicted. When nothing can be evicted, inserting fails with
 //     ErrFull and changes nothing: the table never drops an unwritten change.
 //   - Handing over at flush time, rather than marking clean after the write,
 //     needs no per-entry version, so no version can wrap or repeat after a

@@ -22,9 +22,10 @@ var (
 	// ErrOverflow is returned by an increment whose result would exceed
 	// math.MaxInt32; the read state is unchanged.
 	ErrOverflow = errors.New("mention_count overflow")
-	// ErrFull is returned when a read state must be inserted but every
-	// entry that could make room is pinned (dirty and not accepted by the
-	// evict hook). Nothing was changed.
+	// ErrFull is returned when a read state must be inserted but no entry
+	// can make room: every one is pinned (dirty, and WriteBack refuses
+	// it) or, while WriteBack is full, in use since the CLOCK hand last
+	// passed it. Nothing was changed.
 	ErrFull = errors.New("cache full: no evictable read state")
 	// ErrMiss is returned by operations on a read state that is not in the
 	// table (or is still being loaded); the caller loads it and retries.

@@ -99,8 +99,9 @@ type shard struct {
 	dirtyIn [2]int
 	epoch   uint32 // 0 or 1
 	passes  uint64 // flush passes begun (epoch flips)
-	// refusing: WriteBack's last answer in this shard was Refused or
-	// TakenFull: it would refuse a key it does not hold (see evictLocked).
+	// refusing: WriteBack would refuse a key it does not hold, as its last
+	// answer in this shard said (Refused, TakenFull); cleared by a Taken,
+	// or when no entry is dirty (see evictLocked).
 	refusing bool
 	loading  int
 	// The CLOCK hand visits every slot once a turn, stride slots apart

@@ -352,7 +352,8 @@ func (e *Engine) commit() error {
 
 // writeBack is the cache's WriteBack hook: it queues s unless the queue is
 // full, and a full queue still takes a newer state of a key it holds,
-// which needs no room. It runs under a shard lock, so it must not block.
+// which needs no room. It says TakenFull when the queue is full after the
+// take. It runs under a shard lock, so it must not block.
 func (e *Engine) writeBack(s cache.Snapshot) cache.Handoff {
 	e.mu.Lock()
 	old, queued := e.mu.pending[s.Key]

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"math/rand/v2"
 	"slices"
 	"sync"
@@ -191,6 +192,42 @@ func TestEngineCloseWritesEverything(t *testing.T) {
 	}
 	if _, err := e.Get(context.Background(), cache.Key{User: 9999, Channel: 1}); !errors.Is(err, ErrClosed) {
 		t.Fatalf("Get after Close: got %v, want ErrClosed", err)
+	}
+}
+
+// TestWriteBackSaysWhenFull: the cache's WriteBack hook says Taken only
+// while the queue has room for a key it does not hold. A take that fills
+// its last place, and a newer state of a key it holds taken while it is
+// full, say TakenFull: the cache keeps sparing the read states in use
+// (cache.Table's eviction while refusing).
+func TestWriteBackSaysWhenFull(t *testing.T) {
+	e, err := NewEngine(EngineConfig{Store: newFakeStore(), CacheEntries: 100, MaxPending: 2, FlushInterval: time.Hour, Logger: quietLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close(context.Background())
+	snap := func(ch, mentions int64) cache.Snapshot {
+		return cache.Snapshot{Key: cache.Key{User: 1, Channel: ch}, State: cache.State{MentionCount: int32(mentions)}, Stamp: ch*10 + mentions}
+	}
+	for i, c := range []struct {
+		s    cache.Snapshot
+		want cache.Handoff
+	}{
+		{snap(1, 1), cache.Taken},     // room left
+		{snap(1, 2), cache.Taken},     // a held key, room left
+		{snap(2, 1), cache.TakenFull}, // fills the last place
+		{snap(3, 1), cache.Refused},   // full: a new key
+		{snap(2, 2), cache.TakenFull}, // full: a held key, replaced
+	} {
+		if got := e.writeBack(c.s); got != c.want {
+			t.Fatalf("offer %d (%v): got %v, want %v", i, c.s.Key, got, c.want)
+		}
+	}
+	e.mu.Lock()
+	pending := maps.Clone(e.mu.pending)
+	e.mu.Unlock()
+	if len(pending) != 2 || pending[snap(1, 0).Key].state.MentionCount != 2 || pending[snap(2, 0).Key].state.MentionCount != 2 {
+		t.Fatalf("queued: %+v, want channels 1 and 2 at their newest states", pending)
 	}
 }
 
