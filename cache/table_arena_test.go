@@ -244,29 +244,7 @@ func TestEvictionSparesEntriesInUseWhileRefused(t *testing.T) {
 	if _, done := tb.Flush(0); done {
 		t.Fatal("a refused flush said done")
 	}
-	inserted := 0
-	for i := range 200 {
-		k := Key{User: 100, Channel: int64(i)}
-		ok, err := tb.Reserve(k)
-		switch {
-		case err == nil && ok:
-			tb.Fill(k, State{}, 0, nil)
-			inserted++
-		case !errors.Is(err, ErrFull):
-			t.Fatalf("Reserve %v: %v, %v", k, ok, err)
-		}
-		// In use, but less often than the inserts come: only every 20th
-		// round reads them (and so references them again).
-		for _, hk := range hot {
-			if !cachedUntouched(tb, hk) {
-				t.Fatalf("after %d inserts (%d taken), %v in use was evicted", i+1, inserted, hk)
-			}
-			if i%20 == 19 {
-				tb.Lookups(true).Get(hk)
-			}
-		}
-	}
-	if inserted != 20 {
+	if inserted := insertPastInUse(t, tb, hot, func() {}); inserted != 20 {
 		t.Fatalf("%d inserts taken, want 20 (the unused entries)", inserted)
 	}
 	// The store is back: a flush is accepted, and eviction sweeps again.
@@ -314,13 +292,27 @@ func TestEvictionSparesEntriesInUseWhileFull(t *testing.T) {
 	h.full = true
 	h.mu.Unlock()
 	tb.Flush(0)
-	inserted := 0
-	for i := range 200 {
-		// Read states the queue holds keep changing: they are dirty
-		// again whenever an insert offers WriteBack one.
+	// Read states the queue holds keep changing: they are dirty again
+	// whenever an insert offers WriteBack one.
+	changeHeld := func() {
 		for _, k := range held[:5] {
 			tb.Lookups(true).Incr(k, 1)
 		}
+	}
+	if inserted := insertPastInUse(t, tb, hot, changeHeld); inserted != 20 {
+		t.Fatalf("%d inserts taken, want 20 (the entries nobody used: 80-99)", inserted)
+	}
+}
+
+// insertPastInUse tries 200 inserts of new read states, each after
+// before(), and fails t if one of hot is evicted meanwhile. The hot read
+// states are in use, but less often than the inserts come: only every
+// 20th round reads them (and so references them again). It returns how
+// many inserts were taken.
+func insertPastInUse(t *testing.T, tb *Table, hot []Key, before func()) (inserted int) {
+	t.Helper()
+	for i := range 200 {
+		before()
 		k := Key{User: 100, Channel: int64(i)}
 		ok, err := tb.Reserve(k)
 		switch {
@@ -339,9 +331,7 @@ func TestEvictionSparesEntriesInUseWhileFull(t *testing.T) {
 			}
 		}
 	}
-	if inserted != 20 {
-		t.Fatalf("%d inserts taken, want 20 (the entries nobody used: 80-99)", inserted)
-	}
+	return inserted
 }
 
 // cachedUntouched reports whether k is cached, without referencing it.
