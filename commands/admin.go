@@ -97,7 +97,7 @@ func configHelp(_ context.Context, _ *Dispatcher, w Writer, _ *Session, _ [][]by
 	writeHelp(w, "CONFIG",
 		"GET <pattern>", "    Return parameters matching the glob-like <pattern> and their values.",
 		"SET <directive> <value>", "    Set the configuration <directive> to <value> (latency-tracking-info-percentiles; any other only to its current value).",
-		"RESETSTAT", "    Reset statistics reported by the INFO stats, commandstats and latencystats sections.",
+		"RESETSTAT", "    Reset statistics reported by the INFO stats, commandstats, latencystats and errorstats sections.",
 		"HELP", "    Print this help.",
 	)
 }

@@ -3,8 +3,11 @@ package commands
 import (
 	"context"
 	"errors"
+	"maps"
+	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -23,8 +26,72 @@ import (
 // cmdStats are one command's figures. Fields are updated concurrently.
 type cmdStats struct {
 	latency  latency.Histogram
-	rejected atomic.Uint64 // refused before running: arity, NOAUTH
+	rejected atomic.Uint64 // refused before running: arity, NOAUTH, a redirection
 	failed   atomic.Uint64 // ran and replied with an error
+}
+
+// errorStats count error replies by their code, the reply's first word
+// (ERR, MOVED, TRYAGAIN...), as Redis's INFO errorstats does, and in all
+// (total_error_replies). The codes are the server's own, a few, but the
+// table holds at most maxErrorCodes of them, as Redis's does, so that no
+// reply can grow it without bound; replies of other codes count in the
+// total only.
+type errorStats struct {
+	mu    sync.RWMutex
+	codes map[string]*atomic.Uint64
+	total atomic.Uint64
+}
+
+const maxErrorCodes = 128
+
+func (e *errorStats) count(msg string) {
+	e.total.Add(1)
+	code := msg
+	if i := strings.IndexByte(msg, ' '); i >= 0 {
+		code = msg[:i]
+	}
+	e.mu.RLock()
+	n := e.codes[code]
+	e.mu.RUnlock()
+	if n == nil {
+		e.mu.Lock()
+		if n = e.codes[code]; n == nil && len(e.codes) < maxErrorCodes {
+			if e.codes == nil {
+				e.codes = map[string]*atomic.Uint64{}
+			}
+			n = new(atomic.Uint64)
+			e.codes[strings.Clone(code)] = n
+		}
+		e.mu.Unlock()
+		if n == nil {
+			return
+		}
+	}
+	n.Add(1)
+}
+
+// appendErrorStats is INFO errorstats: errorstat_<CODE>:count=<n> for
+// every code replied since start or the last CONFIG RESETSTAT, in
+// Redis's order (by code).
+func (e *errorStats) appendErrorStats(b []byte) []byte {
+	e.mu.RLock()
+	codes := slices.Sorted(maps.Keys(e.codes))
+	for _, c := range codes {
+		b = append(b, "errorstat_"...)
+		b = append(b, c...)
+		b = append(b, ":count="...)
+		b = strconv.AppendUint(b, e.codes[c].Load(), 10)
+		b = append(b, "\r\n"...)
+	}
+	e.mu.RUnlock()
+	return b
+}
+
+func (e *errorStats) reset() {
+	e.mu.Lock()
+	clear(e.codes)
+	e.total.Store(0)
+	e.mu.Unlock()
 }
 
 // defaultPercentiles is Redis's latency-tracking-info-percentiles.
@@ -173,8 +240,9 @@ func (d *Dispatcher) appendLatencyStats(b []byte) []byte {
 	return b
 }
 
-// CONFIG RESETSTAT: clears the command statistics (INFO commandstats and
-// latencystats, and INFO persistence's deferred commands), and starts INFO
+// CONFIG RESETSTAT: clears the command statistics (INFO commandstats,
+// latencystats and errorstats, and INFO persistence's deferred commands),
+// and starts INFO
 // stats' counters again from 0, as Redis does. The cache's and the
 // write-behind's own counters (INFO keyspace's cache_*, persistence) are
 // totals since start, as their Prometheus counters are, and stay.
@@ -182,6 +250,7 @@ func configResetStat(_ context.Context, d *Dispatcher, w Writer, _ *Session, _ [
 	base := countersOf(d.figures())
 	d.statsBase.Store(&base)
 	d.deferredLat.Reset()
+	d.errStats.reset()
 	for i := range d.cmdStats {
 		st := &d.cmdStats[i]
 		st.latency.Reset()

@@ -49,7 +49,15 @@ func TestCommandStats(t *testing.T) {
 	if strings.Contains(info, "nosuch") || strings.Contains(info, "cmdstat_rsreset") {
 		t.Errorf("INFO commandstats lists a command not run: %q", info)
 	}
-	wantObserved := "rsincr:false rsincr:false rsincr:true rsincr:true unknown:true rsget:false info:false"
+	// Every error reply counts by its code: the failed call, the rejected
+	// one and the unknown command.
+	errs := run(d, s, "INFO", "errorstats", "stats")
+	for _, want := range []string{"# Errorstats\r\nerrorstat_ERR:count=3\r\n", "total_error_replies:3\r\n"} {
+		if !strings.Contains(errs, want) {
+			t.Errorf("INFO errorstats stats = %q, want %q in it", errs, want)
+		}
+	}
+	wantObserved := "rsincr:false rsincr:false rsincr:true rsincr:true unknown:true rsget:false info:false info:false"
 	if got := strings.Join(observed, " "); got != wantObserved {
 		t.Errorf("observed %q, want %q", got, wantObserved)
 	}
@@ -67,8 +75,9 @@ func TestCommandStats(t *testing.T) {
 	}
 
 	// Neither section is in the default INFO; both are in INFO all.
-	if def := run(d, s, "INFO"); strings.Contains(def, "cmdstat_") || strings.Contains(def, "latency_percentiles") {
-		t.Errorf("INFO (default) has command statistics: %q", def)
+	// Errorstats is in both, as in Redis 7.
+	if def := run(d, s, "INFO"); strings.Contains(def, "cmdstat_") || strings.Contains(def, "latency_percentiles") || !strings.Contains(def, "errorstat_ERR") {
+		t.Errorf("INFO (default) has command statistics, or lacks the error statistics: %q", def)
 	}
 	if all := run(d, s, "INFO", "all"); !strings.Contains(all, "# Commandstats") || !strings.Contains(all, "# Latencystats") {
 		t.Errorf("INFO all lacks the command statistics: %q", all)
@@ -77,8 +86,8 @@ func TestCommandStats(t *testing.T) {
 	if got := run(d, s, "CONFIG", "RESETSTAT"); got != "+OK\r\n" {
 		t.Fatalf("CONFIG RESETSTAT = %q", got)
 	}
-	after := run(d, s, "INFO", "commandstats", "latencystats")
-	if strings.Contains(after, "rsincr") || strings.Contains(after, "rsget") {
+	after := run(d, s, "INFO", "commandstats", "latencystats", "errorstats", "stats")
+	if strings.Contains(after, "rsincr") || strings.Contains(after, "rsget") || strings.Contains(after, "errorstat_") || !strings.Contains(after, "total_error_replies:0\r\n") {
 		t.Errorf("after CONFIG RESETSTAT: %q", after)
 	}
 }

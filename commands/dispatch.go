@@ -136,6 +136,7 @@ type Dispatcher struct {
 	cluster Cluster // nil: not a cluster node
 
 	cmdStats []cmdStats // by Command.Index
+	errStats errorStats // INFO errorstats
 	// deferredLat: the commands an event loop deferred, from its first
 	// dispatch to the end of the run that answered it (cmdstats.go).
 	deferredLat latency.Histogram
@@ -244,6 +245,7 @@ func (d *Dispatcher) dispatch(ctx context.Context, w Writer, s *Session, args []
 	start := time.Now()
 	s.commands.Add(1)
 	s.failed, s.deferred = false, false
+	s.errs = &d.errStats
 	deferredAt := s.deferredAt // set if this is a deferred command's run
 	s.deferredAt = time.Time{}
 	s.rerun, s.looked = s.looked && !noWait, false
@@ -297,7 +299,9 @@ func (d *Dispatcher) dispatch(ctx context.Context, w Writer, s *Session, args []
 			return cmd, false
 		}
 		if !ok {
-			d.record(cmd, false, true, time.Since(start))
+			// Refused before it ran (a redirection): a rejected call, as
+			// Redis counts one.
+			d.record(cmd, true, true, time.Since(start))
 			d.recordDeferred(deferredAt)
 			return cmd, true
 		}

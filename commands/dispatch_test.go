@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -100,6 +102,28 @@ func TestDispatchAllocs(t *testing.T) {
 		if bytes.HasPrefix(w.b, []byte("-")) {
 			t.Errorf("%q: error reply %q", cmd, w.b)
 		}
+	}
+}
+
+// TestErrorCountAllocs: counting an error reply by its code (INFO
+// errorstats) allocates nothing once the code is known: a node answering
+// MOVED to a client with an old slot map does so at full rate.
+func TestErrorCountAllocs(t *testing.T) {
+	var e errorStats
+	msg := "MOVED 3300 127.0.0.1:7002"
+	e.count(msg)
+	if allocs := testing.AllocsPerRun(1000, func() { e.count(msg) }); allocs != 0 {
+		t.Errorf("%v allocations per count, want 0", allocs)
+	}
+	if got := string(e.appendErrorStats(nil)); got != "errorstat_MOVED:count=1002\r\n" {
+		t.Errorf("errorstats = %q", got)
+	}
+	// The table is bounded, as Redis's: other codes count in the total.
+	for i := range 2 * maxErrorCodes {
+		e.count("E" + strconv.Itoa(i) + " x")
+	}
+	if n, total := strings.Count(string(e.appendErrorStats(nil)), "errorstat_"), e.total.Load(); n != maxErrorCodes || total != 1002+2*maxErrorCodes {
+		t.Errorf("%d codes listed, %d replies counted; want %d, %d", n, total, maxErrorCodes, 1002+2*maxErrorCodes)
 	}
 }
 
@@ -413,6 +437,19 @@ func TestClusterRouting(t *testing.T) {
 	} {
 		if got := run(strings.Fields(c.cmd)...); !strings.HasPrefix(got, c.want) {
 			t.Errorf("%s: %q, want %q...", c.cmd, got, c.want)
+		}
+	}
+	// A command refused for its slot is a rejected call, and its reply
+	// counts by its code, as in Redis (a queued command is counted when
+	// EXEC runs it, so the refused one in MULTI only in errorstats).
+	info := run("INFO", "commandstats", "errorstats")
+	for _, want := range []*regexp.Regexp{
+		regexp.MustCompile(`cmdstat_rsincr:[^\r]*,rejected_calls=1,failed_calls=0\r\n`), // 44
+		regexp.MustCompile(`cmdstat_rsget:[^\r]*,rejected_calls=3,failed_calls=0\r\n`),  // 43, 044, 0
+		regexp.MustCompile(`errorstat_ERR:count=1\r\nerrorstat_EXECABORT:count=1\r\nerrorstat_MOVED:count=3\r\nerrorstat_TRYAGAIN:count=1\r\n`),
+	} {
+		if !want.MatchString(info) {
+			t.Errorf("INFO commandstats errorstats = %q, want a match of %v", info, want)
 		}
 	}
 }

@@ -27,11 +27,16 @@ import (
 //     a moving slot): how many, and percentiles of their whole time, from
 //     the loop's first attempt to the answer (cleared by CONFIG RESETSTAT);
 //   - stats: connections, commands, cache hits, misses and evictions under
-//     Redis's names (keyspace_hits, keyspace_misses, evicted_keys), since
-//     start or the last CONFIG RESETSTAT; as in Redis, a command counts
+//     Redis's names (keyspace_hits, keyspace_misses, evicted_keys), and
+//     error replies (total_error_replies), since start or the last
+//     CONFIG RESETSTAT; as in Redis, a command counts
 //     one hit or miss per read state it names, however often its
 //     read-through looks again (persist.Stats);
 //   - replication: role:master, so tools that look for a role find one;
+//   - errorstats: error replies by code (errorstat_ERR:count=3), since
+//     start or the last CONFIG RESETSTAT; their sum is stats'
+//     total_error_replies. A redirection (MOVED, TRYAGAIN, CLUSTERDOWN) is
+//     an error reply, and its command's rejected_calls, as in Redis;
 //   - keyspace: db0 with the cached read states, and the cache figures
 //     (totals since start);
 //   - commandstats, latencystats: per command, calls, run time and its
@@ -160,6 +165,7 @@ func info(_ context.Context, d *Dispatcher, w Writer, s *Session, args [][]byte)
 		b = fieldUint(b, "keyspace_misses", c.misses)
 		b = fieldUint(b, "evicted_keys", c.evictions)
 		b = field(b, "expired_keys", "0")
+		b = fieldUint(b, "total_error_replies", d.errStats.total.Load())
 		return b
 	})
 	section("Replication", func(b []byte) []byte {
@@ -167,6 +173,7 @@ func info(_ context.Context, d *Dispatcher, w Writer, s *Session, args [][]byte)
 		b = field(b, "connected_slaves", "0")
 		return b
 	})
+	section("Errorstats", d.errStats.appendErrorStats)
 	section("Cluster", func(b []byte) []byte {
 		if d.cluster == nil {
 			return field(b, "cluster_enabled", "0")

@@ -92,10 +92,14 @@ func (s *Session) writeVerbatim(w Writer, text []byte) {
 // commands.
 const maxScratch = 4096
 
-// writeError writes an error reply and marks the command as failed for the
-// server's error metrics.
+// writeError writes an error reply, marks the command as failed for the
+// server's error metrics and counts the reply by its code (INFO
+// errorstats).
 func (s *Session) writeError(w Writer, msg string) {
 	s.failed = true
+	if s.errs != nil {
+		s.errs.count(msg)
+	}
 	w.WriteError(msg)
 }
 

@@ -27,8 +27,9 @@ type Session struct {
 
 	// Owned by the connection's goroutine.
 	authed  bool
-	closing bool // the last reply was the last one: close after flushing
-	failed  bool // the current command's reply is an error
+	closing bool        // the last reply was the last one: close after flushing
+	failed  bool        // the current command's reply is an error
+	errs    *errorStats // the dispatcher's, where error replies are counted
 	// deferred: the current command would have waited, run by
 	// DispatchNoWait, and wrote no reply.
 	deferred bool
