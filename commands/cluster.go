@@ -66,9 +66,11 @@ func (d *Dispatcher) route(w Writer, s *Session, key []byte, hold bool) (slot in
 			v, addr = d.cluster.Enter(slot)
 		}
 	}
-	switch {
-	case v == cluster.Serve:
+	if v == cluster.Serve {
 		return slot, true
+	}
+	s.rejected = true // as Redis counts its redirections
+	switch {
 	case padded && v != cluster.TryAgain:
 		s.writeError(w, "ERR user_id '"+string(key)+"' has leading zeros, and this cluster node does not serve that user: in cluster mode write ids without leading zeros (clients route by the bytes)")
 	case v == cluster.Moved:

@@ -26,7 +26,7 @@ import (
 // cmdStats are one command's figures. Fields are updated concurrently.
 type cmdStats struct {
 	latency  latency.Histogram
-	rejected atomic.Uint64 // refused before running: arity, NOAUTH, a redirection
+	rejected atomic.Uint64 // refused before running: arity, NOAUTH, a redirection, refused by MULTI
 	failed   atomic.Uint64 // ran and replied with an error
 }
 
@@ -35,10 +35,12 @@ type cmdStats struct {
 // (total_error_replies). The codes are the server's own, a few, but the
 // table holds at most maxErrorCodes of them, as Redis's does, so that no
 // reply can grow it without bound; replies of other codes count in the
-// total only.
+// total only. The table is copied on write: counting a known code, say
+// the MOVED of every command of a client with an old slot map, takes no
+// lock.
 type errorStats struct {
-	mu    sync.RWMutex
-	codes map[string]*atomic.Uint64
+	mu    sync.Mutex // serializes writers of codes
+	codes atomic.Pointer[map[string]*atomic.Uint64]
 	total atomic.Uint64
 }
 
@@ -50,46 +52,66 @@ func (e *errorStats) count(msg string) {
 	if i := strings.IndexByte(msg, ' '); i >= 0 {
 		code = msg[:i]
 	}
-	e.mu.RLock()
-	n := e.codes[code]
-	e.mu.RUnlock()
-	if n == nil {
-		e.mu.Lock()
-		if n = e.codes[code]; n == nil && len(e.codes) < maxErrorCodes {
-			if e.codes == nil {
-				e.codes = map[string]*atomic.Uint64{}
-			}
-			n = new(atomic.Uint64)
-			e.codes[strings.Clone(code)] = n
-		}
-		e.mu.Unlock()
-		if n == nil {
+	if m := e.codes.Load(); m != nil {
+		if n := (*m)[code]; n != nil {
+			n.Add(1)
 			return
 		}
 	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	var old map[string]*atomic.Uint64
+	if m := e.codes.Load(); m != nil {
+		old = *m
+	}
+	n := old[code]
+	if n == nil {
+		if len(old) >= maxErrorCodes {
+			return
+		}
+		m := maps.Clone(old)
+		if m == nil {
+			m = map[string]*atomic.Uint64{}
+		}
+		n = new(atomic.Uint64)
+		m[strings.Clone(code)] = n
+		e.codes.Store(&m)
+	}
 	n.Add(1)
+}
+
+// ProtocolError returns the error reply to a request that could not be
+// parsed, and counts it, as Redis does, among the error replies (INFO
+// errorstats, total_error_replies); it is no command's.
+func (d *Dispatcher) ProtocolError(err error) string {
+	msg := "ERR " + err.Error()
+	d.errStats.count(msg)
+	return msg
 }
 
 // appendErrorStats is INFO errorstats: errorstat_<CODE>:count=<n> for
 // every code replied since start or the last CONFIG RESETSTAT, in
 // Redis's order (by code).
 func (e *errorStats) appendErrorStats(b []byte) []byte {
-	e.mu.RLock()
-	codes := slices.Sorted(maps.Keys(e.codes))
-	for _, c := range codes {
+	m := e.codes.Load()
+	if m == nil {
+		return b
+	}
+	for _, c := range slices.Sorted(maps.Keys(*m)) {
 		b = append(b, "errorstat_"...)
 		b = append(b, c...)
 		b = append(b, ":count="...)
-		b = strconv.AppendUint(b, e.codes[c].Load(), 10)
+		b = strconv.AppendUint(b, (*m)[c].Load(), 10)
 		b = append(b, "\r\n"...)
 	}
-	e.mu.RUnlock()
 	return b
 }
 
+// reset starts the counts again; a count under way as it runs may land in
+// the table it replaced, and be lost.
 func (e *errorStats) reset() {
 	e.mu.Lock()
-	clear(e.codes)
+	e.codes.Store(nil)
 	e.total.Store(0)
 	e.mu.Unlock()
 }

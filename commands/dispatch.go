@@ -244,7 +244,7 @@ func (d *Dispatcher) dispatch(ctx context.Context, w Writer, s *Session, args []
 	}
 	start := time.Now()
 	s.commands.Add(1)
-	s.failed, s.deferred = false, false
+	s.failed, s.rejected, s.deferred = false, false, false
 	s.errs = &d.errStats
 	deferredAt := s.deferredAt // set if this is a deferred command's run
 	s.deferredAt = time.Time{}
@@ -287,6 +287,9 @@ func (d *Dispatcher) dispatch(ctx context.Context, w Writer, s *Session, args []
 	}
 	if s.multi != nil && !cmd.txControl {
 		d.queue(w, s, cmd, args)
+		if s.failed { // refused, not queued: a rejected call, as in Redis
+			d.record(cmd, true, true, time.Since(start))
+		}
 		return cmd, s.failed
 	}
 	s.noWait = noWait
@@ -299,8 +302,6 @@ func (d *Dispatcher) dispatch(ctx context.Context, w Writer, s *Session, args []
 			return cmd, false
 		}
 		if !ok {
-			// Refused before it ran (a redirection): a rejected call, as
-			// Redis counts one.
 			d.record(cmd, true, true, time.Since(start))
 			d.recordDeferred(deferredAt)
 			return cmd, true
@@ -323,7 +324,7 @@ func (d *Dispatcher) dispatch(ctx context.Context, w Writer, s *Session, args []
 		s.caching = 0 // as Redis: it lasts through a MULTI ... EXEC block
 	}
 	el := time.Since(start)
-	d.record(cmd, false, s.failed, el)
+	d.record(cmd, s.rejected, s.failed, el)
 	d.recordDeferred(deferredAt)
 	if noWait && d.runs != nil {
 		d.runs(el)

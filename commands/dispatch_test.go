@@ -411,7 +411,8 @@ func (c *slotCluster) View() *cluster.View { return nil }
 func TestClusterRouting(t *testing.T) {
 	mine, moving := cluster.Slot([]byte("42")), cluster.Slot([]byte("43"))
 	other := cluster.Slot([]byte("44"))
-	d, _ := newTestDispatcher(t, func(c *Config) { c.Cluster = &slotCluster{mine: mine, moving: moving} })
+	cl := &slotCluster{mine: mine, moving: moving}
+	d, _ := newTestDispatcher(t, func(c *Config) { c.Cluster = cl })
 	s := NewSession(1, "a", "b", time.Time{})
 	run := func(a ...string) string {
 		w := &bufWriter{}
@@ -439,14 +440,21 @@ func TestClusterRouting(t *testing.T) {
 			t.Errorf("%s: %q, want %q...", c.cmd, got, c.want)
 		}
 	}
-	// A command refused for its slot is a rejected call, and its reply
-	// counts by its code, as in Redis (a queued command is counted when
-	// EXEC runs it, so the refused one in MULTI only in errorstats).
+	// The slot moves between MULTI and EXEC: EXEC is redirected.
+	run("MULTI")
+	run("RSINCR", "42", "7")
+	cl.mine = -1
+	if got := run("EXEC"); !strings.HasPrefix(got, "-MOVED") {
+		t.Errorf("EXEC after the slot moved: %q, want a MOVED", got)
+	}
+	// A command refused for its slot, by MULTI's queue or at EXEC, is a
+	// rejected call, and its reply counts by its code, as in Redis.
 	info := run("INFO", "commandstats", "errorstats")
 	for _, want := range []*regexp.Regexp{
-		regexp.MustCompile(`cmdstat_rsincr:[^\r]*,rejected_calls=1,failed_calls=0\r\n`), // 44
-		regexp.MustCompile(`cmdstat_rsget:[^\r]*,rejected_calls=3,failed_calls=0\r\n`),  // 43, 044, 0
-		regexp.MustCompile(`errorstat_ERR:count=1\r\nerrorstat_EXECABORT:count=1\r\nerrorstat_MOVED:count=3\r\nerrorstat_TRYAGAIN:count=1\r\n`),
+		regexp.MustCompile(`cmdstat_rsincr:[^\r]*,rejected_calls=2,failed_calls=0\r\n`),       // 44, and 44 queued
+		regexp.MustCompile(`cmdstat_rsget:[^\r]*,rejected_calls=3,failed_calls=0\r\n`),        // 43, 044, 0
+		regexp.MustCompile(`cmdstat_exec:calls=2,[^\r]*,rejected_calls=1,failed_calls=1\r\n`), // EXECABORT failed; MOVED rejected
+		regexp.MustCompile(`errorstat_ERR:count=1\r\nerrorstat_EXECABORT:count=1\r\nerrorstat_MOVED:count=4\r\nerrorstat_TRYAGAIN:count=1\r\n`),
 	} {
 		if !want.MatchString(info) {
 			t.Errorf("INFO commandstats errorstats = %q, want a match of %v", info, want)

@@ -33,10 +33,12 @@ import (
 //     one hit or miss per read state it names, however often its
 //     read-through looks again (persist.Stats);
 //   - replication: role:master, so tools that look for a role find one;
-//   - errorstats: error replies by code (errorstat_ERR:count=3), since
-//     start or the last CONFIG RESETSTAT; their sum is stats'
-//     total_error_replies. A redirection (MOVED, TRYAGAIN, CLUSTERDOWN) is
-//     an error reply, and its command's rejected_calls, as in Redis;
+//   - errorstats: error replies by code (errorstat_ERR:count=3), a
+//     protocol error's included, since start or the last CONFIG
+//     RESETSTAT; their sum is stats' total_error_replies. As in Redis, a
+//     command refused before it ran (arity, NOAUTH, its slot served
+//     elsewhere or moving, EXEC's included, or refused by MULTI's queue)
+//     is its rejected_calls, not its calls;
 //   - keyspace: db0 with the cached read states, and the cache figures
 //     (totals since start);
 //   - commandstats, latencystats: per command, calls, run time and its

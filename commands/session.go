@@ -27,9 +27,12 @@ type Session struct {
 
 	// Owned by the connection's goroutine.
 	authed  bool
-	closing bool        // the last reply was the last one: close after flushing
-	failed  bool        // the current command's reply is an error
-	errs    *errorStats // the dispatcher's, where error replies are counted
+	closing bool // the last reply was the last one: close after flushing
+	failed  bool // the current command's reply is an error
+	// rejected: the current command was refused before it ran: its slot
+	// is not served here (route), or MULTI would not queue it.
+	rejected bool
+	errs     *errorStats // the dispatcher's, where error replies are counted
 	// deferred: the current command would have waited, run by
 	// DispatchNoWait, and wrote no reply.
 	deferred bool

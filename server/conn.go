@@ -137,7 +137,7 @@ func (c *conn) prefetch(args [][]byte, rest []byte) {
 
 // appendProtocolError appends the reply to c.perr.
 func (c *conn) appendProtocolError(b []byte) []byte {
-	return redcon.AppendError(b, "ERR "+c.perr.Error())
+	return redcon.AppendError(b, c.s.disp.ProtocolError(c.perr))
 }
 
 // keep returns in with its first n bytes dropped, in place; an emptied

@@ -331,6 +331,17 @@ func TestProtocolErrors(t *testing.T) {
 			other.expect("+PONG\r\n")
 		})
 	}
+	// Each was an error reply, as Redis counts them.
+	other.send("INFO errorstats\r\n")
+	head, err := other.r.ReadString('\n')
+	n, _ := strconv.Atoi(strings.TrimSpace(strings.TrimPrefix(head, "$")))
+	body := make([]byte, n+2)
+	if _, rerr := io.ReadFull(other.r, body); err != nil || rerr != nil {
+		t.Fatalf("INFO errorstats: %q, %v, %v", head, err, rerr)
+	}
+	if want := "errorstat_ERR:count=11\r\n"; !strings.Contains(string(body), want) {
+		t.Errorf("INFO errorstats = %q, want %q in it", body, want)
+	}
 }
 
 func TestQuitStopsPipeline(t *testing.T) {
