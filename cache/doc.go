@@ -42,7 +42,7 @@
 // # Write-behind contract
 //
 // An unwritten change always has exactly one owner: the table (the entry is
-// dirty) or WriteBack (it accepted a snapshot). Ownership moves, under the
+// dirty) or WriteBack (it took a snapshot). Ownership moves, under the
 // shard lock, in one direction only:
 //
 //   - Every change that alters a state marks its entry dirty.

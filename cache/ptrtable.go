@@ -328,7 +328,7 @@ func (s *ptrShard) removeLocked(el *list.Element) {
 }
 
 // evictLocked removes the least recently used entry that is not loading
-// and, if dirty, is accepted by WriteBack: it walks from the back of the
+// and, if dirty, is taken by WriteBack: it walks from the back of the
 // list. It reports false if no entry could be evicted.
 func (t *ptrTable) evictLocked(s *ptrShard) bool {
 	hookRefused := false
@@ -390,7 +390,7 @@ func (t *ptrTable) Shards() int { return len(t.shards) }
 func (t *ptrTable) ShardOf(user int64) int { return shardOf(user, t.shardBits) }
 
 // Flush offers the snapshot of every dirty entry of shard i to WriteBack,
-// least recently used first, and marks clean those it accepts. It stops at
+// least recently used first, and marks clean those it takes. It stops at
 // the first refusal and reports whether the shard was done. Without
 // WriteBack it does nothing.
 func (t *ptrTable) Flush(i int) (handed int, done bool) {

@@ -381,7 +381,7 @@ func (t *Table) Abort(k Key) {
 
 // evictLocked removes one entry by CLOCK: the hand sweeps the slots,
 // clearing reference bits, and takes the first unreferenced entry that is
-// not loading and, if dirty, is accepted by WriteBack. It reports false if
+// not loading and, if dirty, is taken by WriteBack. It reports false if
 // no entry could be evicted.
 //
 // While WriteBack refuses (its backlog is full: the store is down or
@@ -591,7 +591,7 @@ func (s *shard) cleanLocked(e *entry) {
 }
 
 // Flush offers the snapshot of every entry of shard i that is dirty when
-// it begins to WriteBack, and marks clean those it accepts (it may hand
+// it begins to WriteBack, and marks clean those it takes (it may hand
 // over entries dirtied since, too). It stops at the first refusal and
 // reports whether the shard was done. Without WriteBack it does nothing.
 //
