@@ -123,7 +123,12 @@ func clusterClient(nodes ...*serverProc) *redis.ClusterClient {
 	for _, n := range nodes {
 		addrs = append(addrs, n.addr)
 	}
-	return redis.NewClusterClient(&redis.ClusterOptions{Addrs: addrs})
+	// No read timeout and no retries of a node's failure: go-redis resends
+	// a command whose reply timed out (3 s by default) or whose
+	// connection failed, and an increment that had run then counts twice
+	// while the load saw one acknowledgment. Each call's context bounds
+	// it instead, and a failure without a reply counts as unanswered.
+	return redis.NewClusterClient(&redis.ClusterOptions{Addrs: addrs, ReadTimeout: -1, MaxRetries: -1})
 }
 
 // clusterLoad increments read states of its users from several
